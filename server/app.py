@@ -1,0 +1,74 @@
+"""App factory: wiring only. Heavy objects (engine, embedder) are created once in `lifespan`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_fastapi_instrumentator import Instrumentator
+
+from server.auth import APIKeyMiddleware
+from server.catalog import ModelCatalog
+from server.chat.routes import router as chat_router
+from server.chat.service import ChatService
+from server.embeddings.routes import router as embeddings_router
+from server.embeddings.service import EmbeddingService
+from server.engines.base import Engine
+from server.errors import install_error_handlers
+from server.metrics import Metrics
+from server.routes import router as misc_router
+from server.settings import Settings
+
+log = logging.getLogger("ragtune")
+
+
+def load_engine(settings: Settings) -> Engine:
+    from server.engines import create_engine
+    from server.provision import chat_model_path
+
+    return create_engine(settings, str(chat_model_path(settings)))
+
+
+def load_embedder(settings: Settings):
+    from retrieval.embedder import Embedder
+    from server.provision import embedding_model_path
+
+    return Embedder(embedding_model_path(settings))
+
+
+def build_app(settings: Settings, engine: Engine | None = None, embedder=None) -> FastAPI:
+    """The ASGI app. Tests pass a FakeEngine (and optionally an embedder); `ragtune serve` passes none."""
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_engine = engine is None
+        app.state.engine = engine or load_engine(settings)
+        emb = embedder or load_embedder(settings)
+        catalog = ModelCatalog(settings.served_model_name, app.state.engine, settings.served_embedding_name)
+        app.state.catalog = catalog
+        app.state.chat = ChatService(catalog, metrics, settings.default_max_tokens)
+        app.state.embeddings = EmbeddingService(emb, settings.served_embedding_name)
+        metrics.watch_engine(app.state.engine.stats)
+        info = app.state.engine.info
+        log.info("serving %s on the %s engine (%s, %s, context %d)", catalog.chat_name, info.name, info.device,
+                 info.dtype, info.max_model_len)
+        try:
+            yield
+        finally:
+            if own_engine:
+                await app.state.engine.close()
+
+    app = FastAPI(title="ragtune", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.include_router(chat_router)
+    app.include_router(embeddings_router)
+    app.include_router(misc_router)
+    Instrumentator(registry=metrics.registry, excluded_handlers=["/metrics"]).instrument(app)
+    if settings.api_keys:
+        app.add_middleware(APIKeyMiddleware, keys=settings.api_keys)
+    return app

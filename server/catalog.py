@@ -1,0 +1,70 @@
+"""Which model ids this server answers to, and what each one is (base model, embedder; later adapters)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from server.engines.base import Engine
+from server.errors import APIError
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    id: str
+    kind: str  # "chat" | "embedding"
+    created: int
+    parent: str | None = None
+    root: str | None = None
+
+    def wire(self) -> dict:
+        return {
+            "id": self.id,
+            "object": "model",
+            "created": self.created,
+            "owned_by": "ragtune",
+            "parent": self.parent,
+            "root": self.root or self.id,
+            "kind": self.kind,
+        }
+
+
+@dataclass(frozen=True)
+class ChatTarget:
+    """What a chat request's `model` resolves to."""
+
+    name: str
+    engine: Engine
+    adapter: str | None = None
+
+
+class ModelCatalog:
+    def __init__(self, chat_name: str, engine: Engine, embedding_name: str | None) -> None:
+        self.chat_name = chat_name
+        self.engine = engine
+        self.embedding_name = embedding_name
+        self.started = int(time.time())
+
+    def cards(self) -> list[ModelCard]:
+        cards = [ModelCard(self.chat_name, "chat", self.started)]
+        if self.embedding_name:
+            cards.append(ModelCard(self.embedding_name, "embedding", self.started))
+        return cards
+
+    def card(self, model_id: str) -> ModelCard:
+        for card in self.cards():
+            if card.id == model_id:
+                return card
+        raise model_not_found(model_id)
+
+    def chat_target(self, model_id: str) -> ChatTarget:
+        if model_id == self.chat_name:
+            return ChatTarget(model_id, self.engine)
+        if model_id == self.embedding_name:
+            raise APIError(400, f"'{model_id}' is an embedding model; it cannot chat.", param="model",
+                           code="model_not_supported")
+        raise model_not_found(model_id)
+
+
+def model_not_found(model_id: str) -> APIError:
+    return APIError(404, f"The model '{model_id}' does not exist.", param="model", code="model_not_found")

@@ -1,0 +1,1 @@
+"""Chat completions: wire types, the service that renders prompts and drives the engine, the routes."""

@@ -1,0 +1,150 @@
+"""The `ragtune` command: serve, chat, models."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from server.settings import Settings
+
+app = typer.Typer(help="ragtune: OpenAI-compatible chat server with RAG, LoRA fine-tuning and A/B comparison.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+err = Console(stderr=True)
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment plus command-line overrides; a bad value exits with a clear message."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = ".".join(str(p) for p in error["loc"]) or "settings"
+            err.print(f"[red]invalid setting[/red] RAGTUNE_{field.upper()}: {error['msg'].removeprefix('Value error, ')}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (RAGTUNE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (RAGTUNE_PORT).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Data directory (RAGTUNE_DATA_DIR).")] = None,
+    model: Annotated[str | None, typer.Option(help="Default model name or local HF model directory.")] = None,
+    model_name: Annotated[str | None, typer.Option(help="Id to serve the chat model under.")] = None,
+    engine: Annotated[str | None, typer.Option(help="auto | transformers | vllm (RAGTUNE_ENGINE).")] = None,
+) -> None:
+    """Start the OpenAI-compatible HTTP server."""
+    import uvicorn
+
+    from server.app import build_app
+
+    settings = load_settings(host=host, port=port, data_dir=data_dir, model=model, model_name=model_name,
+                             engine=engine)
+    uvicorn.run(build_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+                timeout_graceful_shutdown=5)
+
+
+def _client(base_url: str, api_key: str | None):
+    from openai import OpenAI
+
+    key = api_key or (os.environ.get("RAGTUNE_API_KEY") or "none").split(",")[0].strip()
+    return OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=600)
+
+
+def _server_up(base_url: str) -> bool:
+    import httpx
+
+    try:
+        httpx.get(base_url.rstrip("/").removesuffix("/v1") + "/health", timeout=2)
+        return True
+    except httpx.HTTPError:
+        return False
+
+
+@app.command()
+def chat(
+    question: Annotated[str, typer.Argument(help="What to ask.")],
+    model: Annotated[str | None, typer.Option(help="Model id; default the server's base model.")] = None,
+    system: Annotated[str | None, typer.Option(help="System prompt.")] = None,
+    base_url: Annotated[str, typer.Option(help="Server to ask.")] = DEFAULT_BASE_URL,
+    api_key: Annotated[str | None, typer.Option(help="Bearer key (default RAGTUNE_API_KEY).")] = None,
+    local: Annotated[bool, typer.Option("--local", help="Answer in this process, without a server.")] = False,
+    max_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 256,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy).")] = 0.0,
+) -> None:
+    """Ask one question: of a running server, or in-process when none answers (or with --local)."""
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+    if not local and _server_up(base_url):
+        from openai import OpenAIError
+
+        client = _client(base_url, api_key)
+        try:
+            name = model or client.models.list().data[0].id
+            stream = client.chat.completions.create(model=name, messages=messages, max_tokens=max_tokens,
+                                                    temperature=temperature, stream=True)
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    sys.stdout.write(chunk.choices[0].delta.content)
+                    sys.stdout.flush()
+        except OpenAIError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+        sys.stdout.write("\n")
+        return
+    if not local:
+        err.print(f"[dim]no server at {base_url}; answering in-process[/dim]")
+    print(asyncio.run(_chat_in_process(load_settings(), messages, model, max_tokens, temperature)))
+
+
+async def _chat_in_process(settings: Settings, messages: list[dict], model: str | None, max_tokens: int,
+                           temperature: float) -> str:
+    from server.app import load_engine
+    from server.catalog import ModelCatalog
+    from server.chat.protocol import ChatCompletionRequest
+    from server.chat.service import ChatService
+    from server.errors import APIError
+    from server.metrics import Metrics
+
+    engine = load_engine(settings)
+    try:
+        service = ChatService(ModelCatalog(settings.served_model_name, engine, None), Metrics())
+        request = ChatCompletionRequest(model=model or settings.served_model_name, messages=messages,
+                                        max_tokens=max_tokens, temperature=temperature)
+        try:
+            answer = await service.complete(service.prepare(request))
+        except APIError as exc:
+            err.print(f"[red]error:[/red] {exc.message}")
+            raise typer.Exit(1) from None
+        return answer.choices[0].message.content
+    finally:
+        await engine.close()
+
+
+@app.command()
+def models(
+    base_url: Annotated[str, typer.Option(help="Server to ask.")] = DEFAULT_BASE_URL,
+    api_key: Annotated[str | None, typer.Option(help="Bearer key (default RAGTUNE_API_KEY).")] = None,
+) -> None:
+    """List the models a running server serves (or, with none running, what this configuration would serve)."""
+    if _server_up(base_url):
+        for card in _client(base_url, api_key).models.list().data:
+            kind = getattr(card, "kind", None) or ""
+            print(f"{card.id}\t{kind}")
+        return
+    settings = load_settings()
+    err.print(f"[dim]no server at {base_url}; showing this configuration[/dim]")
+    print(f"{settings.served_model_name}\tchat")
+    print(f"{settings.served_embedding_name}\tembedding")
+
+
+if __name__ == "__main__":
+    app()

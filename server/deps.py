@@ -1,0 +1,33 @@
+"""Named dependencies: routes ask for services by type, the app keeps them on `app.state`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from server.catalog import ModelCatalog
+from server.chat.service import ChatService
+from server.embeddings.service import EmbeddingService
+from server.errors import APIError
+
+
+def get_chat_service(request: Request) -> ChatService:
+    return request.app.state.chat
+
+
+def get_catalog(request: Request) -> ModelCatalog:
+    return request.app.state.catalog
+
+
+def get_embedding_service(request: Request) -> EmbeddingService:
+    service = request.app.state.embeddings
+    if service is None:
+        raise APIError(404, "No embedding model is configured on this server.", param="model",
+                       code="model_not_found")
+    return service
+
+
+ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
+CatalogDep = Annotated[ModelCatalog, Depends(get_catalog)]
+EmbeddingServiceDep = Annotated[EmbeddingService, Depends(get_embedding_service)]

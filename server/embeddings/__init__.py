@@ -1,0 +1,1 @@
+"""/v1/embeddings: wire types, service and route."""

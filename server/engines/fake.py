@@ -1,0 +1,97 @@
+"""A scripted engine for fast tests: replies from a queue, records every call, streams char by char."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from server.engines.base import Delta, Engine, EngineInfo, EngineOverloaded, SamplingParams
+from server.engines.detok import StreamDecoder
+
+
+class CharTokenizer:
+    """One token per character; enough of the Hugging Face tokenizer surface for the service layer."""
+
+    eos_token_id = 0
+    model_max_length = 512
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [ord(c) for c in text]
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return "".join(chr(i) for i in ids if i)
+
+    def apply_chat_template(self, messages: list[dict[str, Any]], tokenize: bool = False,
+                            add_generation_prompt: bool = True, **_: Any) -> str:
+        text = "".join(f"<{m['role']}>{m['content']}\n" for m in messages)
+        return text + ("<assistant>" if add_generation_prompt else "")
+
+
+@dataclass
+class FakeCall:
+    prompt_ids: list[int]
+    params: SamplingParams
+    adapter: str | None
+
+    @property
+    def prompt(self) -> str:
+        return CharTokenizer().decode(self.prompt_ids)
+
+
+class FakeEngine(Engine):
+    name = "fake"
+    supports_adapters = True
+
+    def __init__(self, replies: list[str] | None = None, max_model_len: int = 512, delay: float = 0.0,
+                 max_queue: int = 1000) -> None:
+        self.tokenizer = CharTokenizer()
+        self.info = EngineInfo("fake", "fake", "float32", "cpu", max_model_len)
+        self.replies: deque[str] = deque(replies or [])
+        self.default_reply = "Hello from the fake engine."
+        self.calls: list[FakeCall] = []
+        self.adapters: dict[str, str] = {}
+        self.delay = delay
+        self.max_queue = max_queue
+        self.running = 0
+        self.cancelled = 0
+
+    def enqueue(self, *replies: str) -> None:
+        self.replies.extend(replies)
+
+    def add_adapter(self, name: str, path: str) -> None:
+        self.adapters[name] = path
+
+    def stats(self) -> dict[str, int]:
+        return {"running": self.running, "waiting": 0}
+
+    async def generate(self, prompt_ids: list[int], params: SamplingParams,
+                       adapter: str | None = None) -> AsyncIterator[Delta]:
+        if self.running >= self.max_queue:
+            raise EngineOverloaded("fake engine queue is full")
+        self.calls.append(FakeCall(list(prompt_ids), params, adapter))
+        reply = self.replies.popleft() if self.replies else self.default_reply
+        decoder = StreamDecoder(self.tokenizer, params.stop)
+        self.running += 1
+        done = False
+        n = 0
+        try:
+            for n, token in enumerate(self.tokenizer.encode(reply), start=1):
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                text = decoder.push(token)
+                if decoder.stopped or n == params.max_tokens:
+                    reason = "stop" if decoder.stopped else "length"
+                    done = True
+                    yield Delta(text + decoder.flush(), reason, len(prompt_ids), n)
+                    return
+                if text:
+                    yield Delta(text)
+            done = True
+            yield Delta(decoder.flush(), "stop", len(prompt_ids), n)
+        finally:
+            self.running -= 1
+            if not done:
+                self.cancelled += 1

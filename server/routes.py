@@ -1,0 +1,33 @@
+"""Small routes: model list, health, Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from server.deps import CatalogDep
+
+router = APIRouter()
+
+
+@router.get("/v1/models")
+async def list_models(catalog: CatalogDep) -> dict:
+    return {"object": "list", "data": [card.wire() for card in catalog.cards()]}
+
+
+@router.get("/v1/models/{model_id:path}")
+async def retrieve_model(model_id: str, catalog: CatalogDep) -> dict:
+    return catalog.card(model_id).wire()
+
+
+@router.get("/health")
+async def health(request: Request) -> dict:
+    engine = request.app.state.catalog.engine
+    return {"status": "ok", "engine": engine.info.name, "model": request.app.state.catalog.chat_name,
+            **engine.stats()}
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

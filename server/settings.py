@@ -1,0 +1,117 @@
+"""One typed settings object (env prefix RAGTUNE_), checked once at start-up."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
+
+
+class Settings(BaseSettings):
+    """Server settings; every field can be set as RAGTUNE_<NAME> in the environment or in `.env`."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGTUNE_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Where SQLite, uploads, indexes, adapters and models live.")
+    models_dir: Path | None = Field(
+        None, description="Cache of converted base models; default <data_dir>/models."
+    )
+    host: str = Field("127.0.0.1", description="Interface the HTTP server binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port of the HTTP server.")
+
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="Chat model: the embedded default name, or a local Hugging Face model directory.",
+    )
+    model_name: str | None = Field(
+        None, description="Id the chat model is served under; default the model name or directory name."
+    )
+    engine: Literal["auto", "transformers", "vllm"] = Field(
+        "auto", description="Serving engine; auto picks vLLM when installed with a GPU, else transformers."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype; auto = bf16 where the CPU/GPU supports it natively, else fp32."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Torch device for the transformers engine.")
+    max_model_len: int | None = Field(
+        None, ge=16, description="Context length (prompt + answer); default the model's own maximum."
+    )
+    max_batch_size: int = Field(16, ge=1, le=256, description="Sequences decoded together in one batch.")
+    max_queue: int = Field(
+        256, ge=1, description="Requests waiting or running before new ones get 503 + Retry-After."
+    )
+    default_max_tokens: int | None = Field(
+        None, ge=1, description="Answer length when a request names none; default the rest of the context."
+    )
+
+    embedding_model: str = Field(
+        DEFAULT_EMBEDDING_MODEL,
+        description="Embedding model: the embedded default name, or a local sentence-transformers directory.",
+    )
+    embedding_model_name: str | None = Field(None, description="Id the embedding model is served under.")
+
+    api_key: str | None = Field(
+        None, description="One key or a comma-separated list; when set every route but /health needs it."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Server log level.")
+
+    @field_validator("api_key")
+    @classmethod
+    def _keys_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not [k for k in value.split(",") if k.strip()]:
+            raise ValueError("RAGTUNE_API_KEY is set but holds no key; unset it or give one or more keys")
+        return value
+
+    @field_validator("model", "embedding_model")
+    @classmethod
+    def _model_exists(cls, value: str, info) -> str:
+        default = DEFAULT_MODEL if info.field_name == "model" else DEFAULT_EMBEDDING_MODEL
+        if value == default:
+            return value
+        path = Path(value).expanduser()
+        if not path.is_dir():
+            raise ValueError(
+                f"{value!r} is neither the embedded default {default!r} nor a local model directory "
+                "(models are never downloaded)"
+            )
+        if info.field_name == "model" and not (path / "config.json").is_file():
+            raise ValueError(f"{value!r} has no config.json: not a Hugging Face model directory")
+        return str(path.resolve())
+
+    @model_validator(mode="after")
+    def _data_dir_usable(self) -> Settings:
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"data_dir {str(self.data_dir)!r} cannot be created: {exc.strerror}") from exc
+        if not os.access(self.data_dir, os.W_OK):
+            raise ValueError(f"data_dir {str(self.data_dir)!r} is not writable")
+        return self
+
+    @property
+    def api_keys(self) -> list[str]:
+        return [k.strip() for k in (self.api_key or "").split(",") if k.strip()]
+
+    @property
+    def served_model_name(self) -> str:
+        if self.model_name:
+            return self.model_name
+        return self.model if self.model == DEFAULT_MODEL else Path(self.model).name
+
+    @property
+    def served_embedding_name(self) -> str:
+        if self.embedding_model_name:
+            return self.embedding_model_name
+        if self.embedding_model == DEFAULT_EMBEDDING_MODEL:
+            return self.embedding_model
+        return Path(self.embedding_model).name
+
+    @property
+    def model_cache(self) -> Path:
+        return self.models_dir or self.data_dir / "models"
