@@ -16,7 +16,11 @@ class Embedder:
 
         self.model = SentenceTransformer(str(model_path), device=device, local_files_only=True)
         self.batch_size = batch_size
-        self.dimension = int(self.model.get_sentence_embedding_dimension())
+        dimension = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
+        self.dimension = int(dimension())
         self.max_seq_length = int(self.model.max_seq_length)
         self.tokenizer = self.model.tokenizer
         self._lock = threading.Lock()  # one encode at a time: the model is not re-entrant on CPU threads
@@ -24,7 +28,10 @@ class Embedder:
     def embed(self, texts: list[str]) -> np.ndarray:
         with self._lock:
             vectors = self.model.encode(
-                texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
                 show_progress_bar=False,
             )
         return np.asarray(vectors, dtype=np.float32)

@@ -53,8 +53,14 @@ def build_app(settings: Settings, engine: Engine | None = None, embedder=None) -
         app.state.embeddings = EmbeddingService(emb, settings.served_embedding_name)
         metrics.watch_engine(app.state.engine.stats)
         info = app.state.engine.info
-        log.info("serving %s on the %s engine (%s, %s, context %d)", catalog.chat_name, info.name, info.device,
-                 info.dtype, info.max_model_len)
+        log.info(
+            "serving %s on the %s engine (%s, %s, context %d)",
+            catalog.chat_name,
+            info.name,
+            info.device,
+            info.dtype,
+            info.max_model_len,
+        )
         try:
             yield
         finally:

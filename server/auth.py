@@ -20,8 +20,12 @@ class APIKeyMiddleware:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._authorized(scope):
             await self.app(scope, receive, send)
             return
-        error = APIError(401, "Missing or invalid API key. Send 'Authorization: Bearer <key>'.",
-                         code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+        error = APIError(
+            401,
+            "Missing or invalid API key. Send 'Authorization: Bearer <key>'.",
+            code="invalid_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
         await error.response()(scope, receive, send)
 
     def _authorized(self, scope: Scope) -> bool:

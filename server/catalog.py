@@ -61,8 +61,12 @@ class ModelCatalog:
         if model_id == self.chat_name:
             return ChatTarget(model_id, self.engine)
         if model_id == self.embedding_name:
-            raise APIError(400, f"'{model_id}' is an embedding model; it cannot chat.", param="model",
-                           code="model_not_supported")
+            raise APIError(
+                400,
+                f"'{model_id}' is an embedding model; it cannot chat.",
+                param="model",
+                code="model_not_supported",
+            )
         raise model_not_found(model_id)
 
 

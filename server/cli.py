@@ -14,8 +14,11 @@ from rich.console import Console
 
 from server.settings import Settings
 
-app = typer.Typer(help="ragtune: OpenAI-compatible chat server with RAG, LoRA fine-tuning and A/B comparison.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="ragtune: OpenAI-compatible chat server with RAG, LoRA fine-tuning and A/B comparison.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 err = Console(stderr=True)
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
@@ -29,7 +32,10 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         for error in exc.errors():
             field = ".".join(str(p) for p in error["loc"]) or "settings"
-            err.print(f"[red]invalid setting[/red] RAGTUNE_{field.upper()}: {error['msg'].removeprefix('Value error, ')}")
+            err.print(
+                f"[red]invalid setting[/red] RAGTUNE_{field.upper()}: "
+                f"{error['msg'].removeprefix('Value error, ')}"
+            )
         raise typer.Exit(2) from None
 
 
@@ -47,10 +53,16 @@ def serve(
 
     from server.app import build_app
 
-    settings = load_settings(host=host, port=port, data_dir=data_dir, model=model, model_name=model_name,
-                             engine=engine)
-    uvicorn.run(build_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                timeout_graceful_shutdown=5)
+    settings = load_settings(
+        host=host, port=port, data_dir=data_dir, model=model, model_name=model_name, engine=engine
+    )
+    uvicorn.run(
+        build_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=5,
+    )
 
 
 def _client(base_url: str, api_key: str | None):
@@ -82,15 +94,18 @@ def chat(
     temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy).")] = 0.0,
 ) -> None:
     """Ask one question: of a running server, or in-process when none answers (or with --local)."""
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": question}
+    ]
     if not local and _server_up(base_url):
         from openai import OpenAIError
 
         client = _client(base_url, api_key)
         try:
             name = model or client.models.list().data[0].id
-            stream = client.chat.completions.create(model=name, messages=messages, max_tokens=max_tokens,
-                                                    temperature=temperature, stream=True)
+            stream = client.chat.completions.create(
+                model=name, messages=messages, max_tokens=max_tokens, temperature=temperature, stream=True
+            )
             for chunk in stream:
                 if chunk.choices and chunk.choices[0].delta.content:
                     sys.stdout.write(chunk.choices[0].delta.content)
@@ -105,8 +120,9 @@ def chat(
     print(asyncio.run(_chat_in_process(load_settings(), messages, model, max_tokens, temperature)))
 
 
-async def _chat_in_process(settings: Settings, messages: list[dict], model: str | None, max_tokens: int,
-                           temperature: float) -> str:
+async def _chat_in_process(
+    settings: Settings, messages: list[dict], model: str | None, max_tokens: int, temperature: float
+) -> str:
     from server.app import load_engine
     from server.catalog import ModelCatalog
     from server.chat.protocol import ChatCompletionRequest
@@ -117,8 +133,12 @@ async def _chat_in_process(settings: Settings, messages: list[dict], model: str 
     engine = load_engine(settings)
     try:
         service = ChatService(ModelCatalog(settings.served_model_name, engine, None), Metrics())
-        request = ChatCompletionRequest(model=model or settings.served_model_name, messages=messages,
-                                        max_tokens=max_tokens, temperature=temperature)
+        request = ChatCompletionRequest(
+            model=model or settings.served_model_name,
+            messages=messages,
+            max_tokens=max_tokens,
+            temperature=temperature,
+        )
         try:
             answer = await service.complete(service.prepare(request))
         except APIError as exc:
@@ -134,7 +154,7 @@ def models(
     base_url: Annotated[str, typer.Option(help="Server to ask.")] = DEFAULT_BASE_URL,
     api_key: Annotated[str | None, typer.Option(help="Bearer key (default RAGTUNE_API_KEY).")] = None,
 ) -> None:
-    """List the models a running server serves (or, with none running, what this configuration would serve)."""
+    """List the models a running server serves (with none running: what this configuration serves)."""
     if _server_up(base_url):
         for card in _client(base_url, api_key).models.list().data:
             kind = getattr(card, "kind", None) or ""

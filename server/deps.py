@@ -23,8 +23,9 @@ def get_catalog(request: Request) -> ModelCatalog:
 def get_embedding_service(request: Request) -> EmbeddingService:
     service = request.app.state.embeddings
     if service is None:
-        raise APIError(404, "No embedding model is configured on this server.", param="model",
-                       code="model_not_found")
+        raise APIError(
+            404, "No embedding model is configured on this server.", param="model", code="model_not_found"
+        )
     return service
 
 

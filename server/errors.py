@@ -1,4 +1,5 @@
-"""OpenAI-shaped errors: `{"error": {"message", "type", "param", "code"}}` with the right status, never a trace."""
+"""OpenAI-shaped errors: `{"error": {"message", "type", "param", "code"}}` with the right status,
+never a trace."""
 
 from __future__ import annotations
 
@@ -85,11 +86,17 @@ def validation_error(exc: RequestValidationError) -> APIError:
         return bad_request(f"The body is not valid JSON: {first.get('ctx', {}).get('error', 'parse error')}")
     param = _param_of(tuple(first.get("loc", ())))
     if first.get("type") == "missing" and param:
-        return bad_request(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
+        return bad_request(
+            f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+        )
     msg = str(first.get("msg", "Invalid request"))
-    if first.get("type", "").startswith("model_attributes") or msg.startswith("Input should be a valid dictionary"):
+    if first.get("type", "").startswith("model_attributes") or msg.startswith(
+        "Input should be a valid dictionary"
+    ):
         return bad_request("The body must be a JSON object.", param=param)
-    return bad_request(f"Invalid value for '{param}': {msg}" if param else msg, param=param, code="invalid_value")
+    return bad_request(
+        f"Invalid value for '{param}': {msg}" if param else msg, param=param, code="invalid_value"
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -111,4 +118,6 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("internal error on %s %s", request.method, request.url.path)
-        return APIError(500, "The server had an error while processing your request.", type="server_error").response()
+        return APIError(
+            500, "The server had an error while processing your request.", type="server_error"
+        ).response()

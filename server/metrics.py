@@ -17,16 +17,24 @@ class Metrics:
             "ragtune_completion_tokens", "Completion tokens generated", ["model"], registry=self.registry
         )
         self.chat_requests = Counter(
-            "ragtune_chat_requests", "Chat completions by outcome", ["model", "finish_reason"],
+            "ragtune_chat_requests",
+            "Chat completions by outcome",
+            ["model", "finish_reason"],
             registry=self.registry,
         )
         self.ttft = Histogram(
-            "ragtune_time_to_first_token_seconds", "Time from request to first generated token", ["model"],
-            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=self.registry,
+            "ragtune_time_to_first_token_seconds",
+            "Time from request to first generated token",
+            ["model"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
         )
         self.e2e = Histogram(
-            "ragtune_chat_latency_seconds", "Time from request to last generated token", ["model"],
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=self.registry,
+            "ragtune_chat_latency_seconds",
+            "Time from request to last generated token",
+            ["model"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=self.registry,
         )
         self._engine_running = Gauge(
             "ragtune_engine_running_sequences", "Sequences being decoded", registry=self.registry

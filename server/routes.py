@@ -24,8 +24,12 @@ async def retrieve_model(model_id: str, catalog: CatalogDep) -> dict:
 @router.get("/health")
 async def health(request: Request) -> dict:
     engine = request.app.state.catalog.engine
-    return {"status": "ok", "engine": engine.info.name, "model": request.app.state.catalog.chat_name,
-            **engine.stats()}
+    return {
+        "status": "ok",
+        "engine": engine.info.name,
+        "model": request.app.state.catalog.chat_name,
+        **engine.stats(),
+    }
 
 
 @router.get("/metrics")

@@ -18,7 +18,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RAGTUNE_", env_file=".env", extra="ignore")
 
-    data_dir: Path = Field(Path("data"), description="Where SQLite, uploads, indexes, adapters and models live.")
+    data_dir: Path = Field(
+        Path("data"), description="Where SQLite, uploads, indexes, adapters and models live."
+    )
     models_dir: Path | None = Field(
         None, description="Cache of converted base models; default <data_dir>/models."
     )
@@ -38,7 +40,9 @@ class Settings(BaseSettings):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weights dtype; auto = bf16 where the CPU/GPU supports it natively, else fp32."
     )
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Torch device for the transformers engine.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Torch device for the transformers engine."
+    )
     max_model_len: int | None = Field(
         None, ge=16, description="Context length (prompt + answer); default the model's own maximum."
     )

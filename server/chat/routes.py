@@ -12,10 +12,15 @@ router = APIRouter()
 
 
 @router.post("/v1/chat/completions", response_model=None)
-async def create_chat_completion(request: ChatCompletionRequest, chat: ChatServiceDep) -> ChatCompletion | StreamingResponse:
+async def create_chat_completion(
+    request: ChatCompletionRequest, chat: ChatServiceDep
+) -> ChatCompletion | StreamingResponse:
     prepared = chat.prepare(request)
     if request.stream:
         events = await chat.stream(prepared)
-        return StreamingResponse(events, media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            events,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
     return await chat.complete(prepared)

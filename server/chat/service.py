@@ -1,4 +1,5 @@
-"""Chat completions: render the chat template once, build sampling params, drive the engine, shape the answer."""
+"""Chat completions: render the chat template once, build sampling params, drive the engine,
+shape the answer."""
 
 from __future__ import annotations
 
@@ -47,7 +48,9 @@ class _ChoiceResult:
 
 
 class ChatService:
-    def __init__(self, catalog: ModelCatalog, metrics: Metrics, default_max_tokens: int | None = None) -> None:
+    def __init__(
+        self, catalog: ModelCatalog, metrics: Metrics, default_max_tokens: int | None = None
+    ) -> None:
         self.catalog = catalog
         self.metrics = metrics
         self.default_max_tokens = default_max_tokens
@@ -63,7 +66,8 @@ class ChatService:
 
     def render(self, target: ChatTarget, request: ChatCompletionRequest) -> list[int]:
         messages = [
-            {"role": "system" if m.role == "developer" else m.role, "content": m.text} for m in request.messages
+            {"role": "system" if m.role == "developer" else m.role, "content": m.text}
+            for m in request.messages
         ]
         tokenizer = target.engine.tokenizer
         try:
@@ -72,12 +76,16 @@ class ChatService:
             raise bad_request(f"The model's chat template rejected the messages: {exc}", "messages") from exc
         return list(tokenizer.encode(text, add_special_tokens=False))
 
-    def sampling_params(self, request: ChatCompletionRequest, prompt_len: int, context: int) -> list[SamplingParams]:
+    def sampling_params(
+        self, request: ChatCompletionRequest, prompt_len: int, context: int
+    ) -> list[SamplingParams]:
         room = context - prompt_len
         if room < 1:
             raise bad_request(
                 f"This model's maximum context length is {context} tokens. However, your messages "
-                f"resulted in {prompt_len} tokens.", "messages", "context_length_exceeded",
+                f"resulted in {prompt_len} tokens.",
+                "messages",
+                "context_length_exceeded",
             )
         limit = request.answer_limit
         param = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
@@ -85,7 +93,8 @@ class ChatService:
             raise bad_request(
                 f"This model's maximum context length is {context} tokens. However, you requested "
                 f"{prompt_len + limit} tokens ({prompt_len} in the messages, {limit} in the completion).",
-                param, "context_length_exceeded",
+                param,
+                "context_length_exceeded",
             )
         max_tokens = limit or min(room, self.default_max_tokens or room)
         base = {
@@ -135,7 +144,9 @@ class ChatService:
                 delta = await anext(stream)
 
         results = await asyncio.gather(*(drain(s, f) for s, f in opened))
-        usage = self._account(chat, [r.completion_tokens for r in results], [r.finish_reason for r in results])
+        usage = self._account(
+            chat, [r.completion_tokens for r in results], [r.finish_reason for r in results]
+        )
         return ChatCompletion(
             id=chat.id,
             created=chat.created,
@@ -152,7 +163,9 @@ class ChatService:
         opened = await self._open(chat)
         return self._events(chat, opened)
 
-    async def _events(self, chat: PreparedChat, opened: list[tuple[AsyncIterator[Delta], Delta]]) -> AsyncIterator[str]:
+    async def _events(
+        self, chat: PreparedChat, opened: list[tuple[AsyncIterator[Delta], Delta]]
+    ) -> AsyncIterator[str]:
         queue: asyncio.Queue[tuple[int, Delta | BaseException]] = asyncio.Queue()
 
         async def pump(index: int, stream: AsyncIterator[Delta], first: Delta) -> None:
@@ -172,13 +185,21 @@ class ChatService:
         reasons = ["stop"] * len(opened)
         try:
             for i in range(len(opened)):
-                yield self._chunk(chat, [ChunkChoice(index=i, delta=ChunkDelta(role="assistant", content=""))])
+                yield self._chunk(
+                    chat, [ChunkChoice(index=i, delta=ChunkDelta(role="assistant", content=""))]
+                )
             remaining = len(opened)
             while remaining:
                 index, item = await queue.get()
                 if isinstance(item, BaseException):
-                    error = {"error": {"message": f"generation failed: {item}", "type": "server_error",
-                                       "param": None, "code": None}}
+                    error = {
+                        "error": {
+                            "message": f"generation failed: {item}",
+                            "type": "server_error",
+                            "param": None,
+                            "code": None,
+                        }
+                    }
                     yield f"data: {json.dumps(error)}\n\n"
                     return
                 if item.text:
@@ -186,8 +207,9 @@ class ChatService:
                 if item.finish_reason:
                     remaining -= 1
                     counts[index], reasons[index] = item.completion_tokens, item.finish_reason
-                    yield self._chunk(chat, [ChunkChoice(index=index, delta=ChunkDelta(),
-                                                         finish_reason=item.finish_reason)])
+                    yield self._chunk(
+                        chat, [ChunkChoice(index=index, delta=ChunkDelta(), finish_reason=item.finish_reason)]
+                    )
             usage = self._account(chat, counts, reasons)
             options = chat.request.stream_options
             if options and options.include_usage:
@@ -199,8 +221,9 @@ class ChatService:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def _chunk(self, chat: PreparedChat, choices: list[ChunkChoice], usage: Usage | None = None) -> str:
-        chunk = ChatCompletionChunk(id=chat.id, created=chat.created, model=chat.target.name, choices=choices,
-                                    usage=usage)
+        chunk = ChatCompletionChunk(
+            id=chat.id, created=chat.created, model=chat.target.name, choices=choices, usage=usage
+        )
         return f"data: {chunk.model_dump_json(exclude_none=not choices)}\n\n"
 
     def _account(self, chat: PreparedChat, completion_tokens: list[int], reasons: list[str]) -> Usage:
@@ -222,6 +245,8 @@ def reject_unsupported(request: ChatCompletionRequest) -> None:
         raise bad_request("tools are not supported by this server.", "tools", "unsupported_parameter")
     fmt = extra.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type") not in (None, "text"):
-        raise bad_request("Only response_format 'text' is supported.", "response_format", "unsupported_parameter")
+        raise bad_request(
+            "Only response_format 'text' is supported.", "response_format", "unsupported_parameter"
+        )
     if extra.get("logprobs"):
         raise bad_request("logprobs are not supported by this server.", "logprobs", "unsupported_parameter")

@@ -31,7 +31,8 @@ class EmbeddingService:
         if not all(isinstance(item, str) for item in data):
             raise bad_request(
                 "Token-id input is not supported (its ids belong to another tokenizer); send strings.",
-                "input", "unsupported_parameter",
+                "input",
+                "unsupported_parameter",
             )
         if len(data) > MAX_INPUTS:
             raise bad_request(f"At most {MAX_INPUTS} inputs per request.", "input")
@@ -48,7 +49,10 @@ class EmbeddingService:
         vectors = await asyncio.to_thread(self.embedder.embed, texts)
         tokens = await asyncio.to_thread(self.embedder.count_tokens, texts)
         return EmbeddingResponse(
-            data=[EmbeddingItem(index=i, embedding=encode(v, request.encoding_format)) for i, v in enumerate(vectors)],
+            data=[
+                EmbeddingItem(index=i, embedding=encode(v, request.encoding_format))
+                for i, v in enumerate(vectors)
+            ],
             model=self.model_name,
             usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens),
         )

@@ -1,4 +1,5 @@
-"""Engine registry: built-ins register here the same way a plugin would (entry point group `ragtune.engines`)."""
+"""Engine registry: built-ins register here the same way a plugin would
+(entry point group `ragtune.engines`)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,9 @@ def resolve_engine_name(requested: str) -> str:
     if requested == "auto":
         return "vllm" if "vllm" in _REGISTRY and _has_vllm_and_gpu() else "transformers"
     if requested not in _REGISTRY:
-        raise ValueError(f"engine {requested!r} is not available here (known: {', '.join(sorted(_REGISTRY))})")
+        raise ValueError(
+            f"engine {requested!r} is not available here (known: {', '.join(sorted(_REGISTRY))})"
+        )
     factory, available = _REGISTRY[requested]
     if not available():
         raise ValueError(f"engine {requested!r} is registered but its package is not installed")

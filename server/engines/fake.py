@@ -24,8 +24,13 @@ class CharTokenizer:
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
         return "".join(chr(i) for i in ids if i)
 
-    def apply_chat_template(self, messages: list[dict[str, Any]], tokenize: bool = False,
-                            add_generation_prompt: bool = True, **_: Any) -> str:
+    def apply_chat_template(
+        self,
+        messages: list[dict[str, Any]],
+        tokenize: bool = False,
+        add_generation_prompt: bool = True,
+        **_: Any,
+    ) -> str:
         text = "".join(f"<{m['role']}>{m['content']}\n" for m in messages)
         return text + ("<assistant>" if add_generation_prompt else "")
 
@@ -45,8 +50,13 @@ class FakeEngine(Engine):
     name = "fake"
     supports_adapters = True
 
-    def __init__(self, replies: list[str] | None = None, max_model_len: int = 512, delay: float = 0.0,
-                 max_queue: int = 1000) -> None:
+    def __init__(
+        self,
+        replies: list[str] | None = None,
+        max_model_len: int = 512,
+        delay: float = 0.0,
+        max_queue: int = 1000,
+    ) -> None:
         self.tokenizer = CharTokenizer()
         self.info = EngineInfo("fake", "fake", "float32", "cpu", max_model_len)
         self.replies: deque[str] = deque(replies or [])
@@ -67,8 +77,9 @@ class FakeEngine(Engine):
     def stats(self) -> dict[str, int]:
         return {"running": self.running, "waiting": 0}
 
-    async def generate(self, prompt_ids: list[int], params: SamplingParams,
-                       adapter: str | None = None) -> AsyncIterator[Delta]:
+    async def generate(
+        self, prompt_ids: list[int], params: SamplingParams, adapter: str | None = None
+    ) -> AsyncIterator[Delta]:
         if self.running >= self.max_queue:
             raise EngineOverloaded("fake engine queue is full")
         self.calls.append(FakeCall(list(prompt_ids), params, adapter))

@@ -116,7 +116,9 @@ class TransformersEngine(Engine):
         self.max_queue = max_queue
         self.max_prefill_tokens = max_prefill_tokens
         self.eos_ids = self._eos_ids()
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
+        self.pad_id = (
+            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
+        )
         self._waiting: collections.deque[_Seq] = collections.deque()
         self._running = 0
         self._cv = threading.Condition()
@@ -205,6 +207,7 @@ class TransformersEngine(Engine):
                     batch = None
                 if batch is not None and not batch.seqs:
                     batch = None
+                self._running = len(batch.seqs) if batch else 0
             for seq in list(self._waiting) + (batch.seqs if batch else []):
                 seq.emit(EngineOverloaded("the engine is shutting down"))
 
@@ -242,8 +245,12 @@ class TransformersEngine(Engine):
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
         out = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-            use_cache=True, logits_to_keep=1,
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
         )
         lengths = torch.tensor([len(s.prompt_ids) for s in seqs], device=self.device)
         batch = _Batch(seqs, out.past_key_values, mask, None, lengths)
@@ -256,8 +263,12 @@ class TransformersEngine(Engine):
             return batch
         mask = torch.cat([batch.mask, torch.ones_like(batch.mask[:, :1])], dim=1)
         out = self.model(
-            input_ids=batch.next_tokens[:, None], attention_mask=mask, position_ids=batch.positions[:, None],
-            past_key_values=batch.cache, use_cache=True, logits_to_keep=1,
+            input_ids=batch.next_tokens[:, None],
+            attention_mask=mask,
+            position_ids=batch.positions[:, None],
+            past_key_values=batch.cache,
+            use_cache=True,
+            logits_to_keep=1,
         )
         batch.mask, batch.positions = mask, batch.positions + 1
         return self._sample_and_emit(batch, out.logits[:, -1, :])
@@ -277,8 +288,10 @@ class TransformersEngine(Engine):
                 text = seq.decoder.push(token)
                 if seq.decoder.stopped:
                     finish = "stop"
-                elif (len(seq.generated) >= seq.params.max_tokens
-                      or len(seq.prompt_ids) + len(seq.generated) >= self.info.max_model_len):
+                elif (
+                    len(seq.generated) >= seq.params.max_tokens
+                    or len(seq.prompt_ids) + len(seq.generated) >= self.info.max_model_len
+                ):
                     text, finish = text + seq.decoder.flush(), "length"
             if finish:
                 seq.emit(Delta(text, finish, len(seq.prompt_ids), len(seq.generated)))
@@ -303,8 +316,9 @@ class TransformersEngine(Engine):
             if p.ignore_eos:
                 scores[list(self.eos_ids)] = float("-inf")
             if (p.presence_penalty or p.frequency_penalty) and seq.generated:
-                counts = torch.bincount(torch.tensor(seq.generated, device=scores.device),
-                                        minlength=scores.shape[-1])[: scores.shape[-1]].to(scores.dtype)
+                counts = torch.bincount(
+                    torch.tensor(seq.generated, device=scores.device), minlength=scores.shape[-1]
+                )[: scores.shape[-1]].to(scores.dtype)
                 scores -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0).to(scores.dtype)
             if p.greedy:
                 tokens.append(int(scores.argmax()))

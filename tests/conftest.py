@@ -1,0 +1,123 @@
+"""Shared fixtures: a fast app around the scripted FakeEngine, and one real server per session."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from server.app import build_app
+from server.engines.fake import FakeEngine
+from server.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+# Converted base models survive between test runs here (the first run converts the GGUF once).
+MODELS_CACHE = ROOT / ".pytest_cache" / "ragtune-models"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from retrieval.embedder import Embedder
+    from server.provision import embedding_model_path
+
+    return Embedder(embedding_model_path(Settings(data_dir=ROOT / ".pytest_cache" / "emb")))
+
+
+@pytest.fixture
+def fake_engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture
+def make_client(tmp_path, embedder):
+    """Build a TestClient around a FakeEngine with the given settings overrides."""
+    clients: list[TestClient] = []
+
+    def make(engine: FakeEngine | None = None, **overrides) -> TestClient:
+        settings = Settings(data_dir=tmp_path / "data", **overrides)
+        client = TestClient(build_app(settings, engine=engine or FakeEngine(), embedder=embedder))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client, fake_engine) -> TestClient:
+    return make_client(fake_engine)
+
+
+class LiveServer:
+    def __init__(self, base_url: str, process: subprocess.Popen, log: Path, data_dir: Path) -> None:
+        self.base_url = base_url
+        self.process = process
+        self.log = log
+        self.data_dir = data_dir
+
+    @property
+    def api(self) -> str:
+        return f"{self.base_url}/v1"
+
+
+def start_server(tmp: Path, extra_env: dict[str, str] | None = None, timeout: float = 300) -> LiveServer:
+    port = free_port()
+    data_dir = tmp / "data"
+    env = {
+        **os.environ,
+        "RAGTUNE_DATA_DIR": str(data_dir),
+        "RAGTUNE_MODELS_DIR": str(MODELS_CACHE),
+        "HF_HUB_OFFLINE": "1",
+        **(extra_env or {}),
+    }
+    log = tmp / "server.log"
+    ragtune = Path(sys.executable).parent / "ragtune"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(ragtune), "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return LiveServer(base, process, log, data_dir)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise RuntimeError(f"server did not start in {timeout}s:\n{log.read_text()[-4000:]}")
+
+
+def stop_server(server: LiveServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory) -> Iterator[LiveServer]:
+    """`ragtune serve` on a free loopback port with the real default model, once per session."""
+    server = start_server(tmp_path_factory.mktemp("live"))
+    yield server
+    stop_server(server)

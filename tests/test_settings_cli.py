@@ -1,0 +1,77 @@
+"""Settings are refused at start-up with a clear message; the CLI reports them without a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from server.settings import Settings
+
+
+def test_defaults(tmp_path):
+    s = Settings(data_dir=tmp_path)
+    assert s.served_model_name == "smollm2-135m-instruct"
+    assert s.served_embedding_name == "all-minilm-l6-v2"
+    assert s.model_cache == tmp_path / "models"
+    assert s.api_keys == []
+
+
+def test_env_prefix(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAGTUNE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("RAGTUNE_API_KEY", "a, b")
+    monkeypatch.setenv("RAGTUNE_MAX_BATCH_SIZE", "4")
+    s = Settings()
+    assert s.api_keys == ["a", "b"] and s.max_batch_size == 4 and s.data_dir == tmp_path
+
+
+def test_local_model_directory(tmp_path):
+    model = tmp_path / "my-model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    s = Settings(data_dir=tmp_path, model=str(model))
+    assert s.served_model_name == "my-model"
+    assert Settings(data_dir=tmp_path, model=str(model), model_name="bot").served_model_name == "bot"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"model": "/no/such/dir"}, "neither the embedded default"),
+        ({"engine": "tensorrt"}, "engine"),
+        ({"api_key": " , "}, "holds no key"),
+        ({"port": 0}, "port"),
+        ({"max_batch_size": 0}, "max_batch_size"),
+    ],
+)
+def test_bad_settings(tmp_path, overrides, message):
+    with pytest.raises(ValidationError, match=message):
+        Settings(data_dir=tmp_path, **overrides)
+
+
+def test_model_dir_without_config(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValidationError, match="no config.json"):
+        Settings(data_dir=tmp_path, model=str(tmp_path / "empty"))
+
+
+def test_cli_refuses_bad_setting_clearly(tmp_path):
+    ragtune = Path(sys.executable).parent / "ragtune"
+    result = subprocess.run(
+        [str(ragtune), "serve", "--model", "/no/such/dir", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "RAGTUNE_MODEL" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_help_lists_commands():
+    ragtune = Path(sys.executable).parent / "ragtune"
+    out = subprocess.run([str(ragtune), "--help"], capture_output=True, text=True, timeout=60).stdout
+    for command in ("serve", "chat", "models"):
+        assert command in out
