@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from pathlib import Path
@@ -56,6 +57,7 @@ def serve(
     settings = load_settings(
         host=host, port=port, data_dir=data_dir, model=model, model_name=model_name, engine=engine
     )
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     uvicorn.run(
         build_app(settings),
         host=settings.host,
