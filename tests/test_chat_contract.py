@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 
+from server.app import build_app
 from server.engines.fake import FakeEngine
+from server.settings import Settings
 from tests.helpers import assert_error, chat, sse_events
 
 
@@ -252,3 +255,45 @@ def test_health_and_metrics(client, fake_engine):
     assert "ragtune_time_to_first_token_seconds_count" in text
     assert 'http_requests_total{handler="/v1/chat/completions"' in text
     assert "ragtune_engine_running_sequences" in text
+
+
+def test_stream_n_choices_interleave_and_finish(client, fake_engine):
+    fake_engine.enqueue("ab", "xyz")
+    with client.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={
+            "model": "smollm2-135m-instruct",
+            "messages": [{"role": "user", "content": "Hi"}],
+            "n": 2,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    ) as response:
+        events = sse_events(response)
+    assert events[-1] == "[DONE]"
+    texts = {0: "", 1: ""}
+    finished = {}
+    for chunk in events[:-1]:
+        for choice in chunk["choices"]:
+            texts[choice["index"]] += choice["delta"].get("content") or ""
+            if choice["finish_reason"]:
+                finished[choice["index"]] = choice["finish_reason"]
+    assert texts == {0: "ab", 1: "xyz"}
+    assert finished == {0: "stop", 1: "stop"}
+    assert events[-2]["usage"]["completion_tokens"] == 5
+
+
+class BrokenEngine(FakeEngine):
+    async def generate(self, prompt_ids, params, adapter=None):
+        raise RuntimeError("CUDA exploded: /secret/path/model.py line 12")
+        yield  # pragma: no cover
+
+
+def test_engine_failure_is_a_clean_500(tmp_path, embedder):
+    app = build_app(Settings(data_dir=tmp_path), engine=BrokenEngine(), embedder=embedder)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = chat(client)
+    error = assert_error(response, 500)
+    assert error["type"] == "server_error"
+    assert "secret" not in response.text and "Traceback" not in response.text

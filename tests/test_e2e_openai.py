@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -169,3 +170,24 @@ def test_cli_chat_in_process(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "Paris" in out.stdout
+
+
+def test_client_disconnect_stops_generation(live_server):
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Tell me a very long story."}],
+        "max_tokens": 2000,
+        "ignore_eos": True,
+        "stream": True,
+    }
+    with httpx.Client(base_url=live_server.base_url, timeout=60) as http:
+        with http.stream("POST", "/v1/chat/completions", json=body) as response:
+            lines = response.iter_lines()
+            received = [next(lines) for _ in range(6)]
+            assert http.get("/health").json()["running"] == 1
+        # Leaving the block closes the connection mid-answer.
+        deadline = time.monotonic() + 10
+        while http.get("/health").json()["running"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert http.get("/health").json()["running"] == 0
+    assert any("content" in line for line in received)
