@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("ragtune")
@@ -55,6 +55,10 @@ class APIError(Exception):
 
     def response(self) -> JSONResponse:
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+
+
+class ClientDisconnected(Exception):
+    """The client closed the connection before the answer was ready; nobody is left to answer."""
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> APIError:
@@ -114,6 +118,13 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404 and message == "Not Found":
             message = "Unknown route."
         return APIError(exc.status_code, message, headers=getattr(exc, "headers", None)).response()
+
+    @app.exception_handler(ClientDisconnected)
+    async def _gone(request: Request, _: ClientDisconnected) -> Response:
+        log.info(
+            "client left before the answer to %s %s; generation cancelled", request.method, request.url.path
+        )
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -191,3 +191,19 @@ def test_client_disconnect_stops_generation(live_server):
             time.sleep(0.1)
         assert http.get("/health").json()["running"] == 0
     assert any("content" in line for line in received)
+
+
+def test_client_timeout_cancels_non_streaming_generation(live_server):
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Tell me a very long story."}],
+        "max_tokens": 2000,
+        "ignore_eos": True,
+    }
+    with httpx.Client(base_url=live_server.base_url, timeout=60) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            http.post("/v1/chat/completions", json=body, timeout=1.5)
+        deadline = time.monotonic() + 10
+        while http.get("/health").json()["running"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert http.get("/health").json()["running"] == 0
