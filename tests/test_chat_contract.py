@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from server.app import build_app
 from server.engines.fake import FakeEngine
 from server.settings import Settings
-from tests.helpers import assert_error, chat, sse_events
+from tests.helpers import assert_error, chat, sse_events, stream_chat
 
 
 def test_non_stream_wire_shape(client, fake_engine):
@@ -139,16 +139,8 @@ def test_stream_wire_shape(client, fake_engine):
 
 
 def test_stream_without_usage_has_no_usage_chunk(client, fake_engine):
-    with client.stream(
-        "POST",
-        "/v1/chat/completions",
-        json={
-            "model": "smollm2-135m-instruct",
-            "messages": [{"role": "user", "content": "Hi"}],
-            "stream": True,
-        },
-    ) as response:
-        events = sse_events(response)
+    status, events = stream_chat(client)
+    assert status == 200
     assert all(e == "[DONE]" or e["choices"] for e in events)
 
 
@@ -204,16 +196,7 @@ def test_overload_is_503_with_retry_after(make_client):
     response = chat(client)
     assert_error(response, 503, code="overloaded")
     assert response.headers["retry-after"] == "1"
-    with client.stream(
-        "POST",
-        "/v1/chat/completions",
-        json={
-            "model": "smollm2-135m-instruct",
-            "messages": [{"role": "user", "content": "Hi"}],
-            "stream": True,
-        },
-    ) as streamed:
-        assert streamed.status_code == 503
+    assert stream_chat(client)[0] == 503
 
 
 def test_models_list_and_retrieve(client):
@@ -259,18 +242,8 @@ def test_health_and_metrics(client, fake_engine):
 
 def test_stream_n_choices_interleave_and_finish(client, fake_engine):
     fake_engine.enqueue("ab", "xyz")
-    with client.stream(
-        "POST",
-        "/v1/chat/completions",
-        json={
-            "model": "smollm2-135m-instruct",
-            "messages": [{"role": "user", "content": "Hi"}],
-            "n": 2,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        },
-    ) as response:
-        events = sse_events(response)
+    status, events = stream_chat(client, n=2, stream_options={"include_usage": True})
+    assert status == 200
     assert events[-1] == "[DONE]"
     texts = {0: "", 1: ""}
     finished = {}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,10 +13,10 @@ import openai
 import pytest
 
 from tests.conftest import start_server, stop_server
+from tests.helpers import CAPITALS, MODEL, long_story, wait_until_idle
 
 pytestmark = pytest.mark.slow
 
-MODEL = "smollm2-135m-instruct"
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
 
 
@@ -88,16 +87,6 @@ def test_errors_through_the_client(client):
 
 
 def test_eight_concurrent_requests(client, live_server):
-    capitals = {
-        "France": "Paris",
-        "Germany": "Berlin",
-        "Japan": "Tokyo",
-        "England": "London",
-        "Russia": "Moscow",
-        "China": "Beijing",
-        "Egypt": "Cairo",
-        "Greece": "Athens",
-    }
 
     def ask(country: str) -> str:
         response = client.chat.completions.create(
@@ -109,8 +98,8 @@ def test_eight_concurrent_requests(client, live_server):
         return response.choices[0].message.content
 
     with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(ask, capitals))
-    for answer, city in zip(answers, capitals.values(), strict=True):
+        answers = list(pool.map(ask, CAPITALS))
+    for answer, city in zip(answers, CAPITALS.values(), strict=True):
         assert city in answer
     metrics = httpx.get(f"{live_server.base_url}/metrics").text
     assert 'ragtune_chat_requests_total{finish_reason="stop",model="smollm2-135m-instruct"}' in metrics
@@ -173,37 +162,18 @@ def test_cli_chat_in_process(tmp_path):
 
 
 def test_client_disconnect_stops_generation(live_server):
-    body = {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": "Tell me a very long story."}],
-        "max_tokens": 2000,
-        "ignore_eos": True,
-        "stream": True,
-    }
     with httpx.Client(base_url=live_server.base_url, timeout=60) as http:
-        with http.stream("POST", "/v1/chat/completions", json=body) as response:
+        with http.stream("POST", "/v1/chat/completions", json=long_story(stream=True)) as response:
             lines = response.iter_lines()
             received = [next(lines) for _ in range(6)]
             assert http.get("/health").json()["running"] == 1
         # Leaving the block closes the connection mid-answer.
-        deadline = time.monotonic() + 10
-        while http.get("/health").json()["running"] and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert http.get("/health").json()["running"] == 0
+        assert wait_until_idle(http) == 0
     assert any("content" in line for line in received)
 
 
 def test_client_timeout_cancels_non_streaming_generation(live_server):
-    body = {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": "Tell me a very long story."}],
-        "max_tokens": 2000,
-        "ignore_eos": True,
-    }
     with httpx.Client(base_url=live_server.base_url, timeout=60) as http:
         with pytest.raises(httpx.ReadTimeout):
-            http.post("/v1/chat/completions", json=body, timeout=1.5)
-        deadline = time.monotonic() + 10
-        while http.get("/health").json()["running"] and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert http.get("/health").json()["running"] == 0
+            http.post("/v1/chat/completions", json=long_story(), timeout=1.5)
+        assert wait_until_idle(http) == 0

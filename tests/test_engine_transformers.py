@@ -11,19 +11,9 @@ from server.engines.base import SamplingParams
 from server.provision import chat_model_path
 from server.settings import Settings
 from tests.conftest import MODELS_CACHE, ROOT
+from tests.helpers import CAPITALS
 
 pytestmark = pytest.mark.slow
-
-CAPITALS = {
-    "France": "Paris",
-    "Germany": "Berlin",
-    "Japan": "Tokyo",
-    "England": "London",
-    "Russia": "Moscow",
-    "China": "Beijing",
-    "Egypt": "Cairo",
-    "Greece": "Athens",
-}
 
 
 @pytest.fixture(scope="module")
