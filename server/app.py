@@ -1,4 +1,4 @@
-"""App factory: wiring only. Heavy objects (engine, embedder) are created once in `lifespan`."""
+"""App factory: wiring only. Heavy objects (engine, embedder, stores) are created once in `lifespan`."""
 
 from __future__ import annotations
 
@@ -17,9 +17,17 @@ from server.embeddings.routes import router as embeddings_router
 from server.embeddings.service import EmbeddingService
 from server.engines.base import Engine
 from server.errors import install_error_handlers
+from server.files.routes import router as files_router
+from server.files.service import FileService
+from server.limits import UploadLimitMiddleware
 from server.metrics import Metrics
 from server.routes import router as misc_router
 from server.settings import Settings
+from server.storage.db import Database
+from server.vector_stores.indexes import IndexRegistry
+from server.vector_stores.ingestion import IngestionWorker
+from server.vector_stores.routes import router as vector_stores_router
+from server.vector_stores.service import VectorStoreService
 
 log = logging.getLogger("ragtune")
 
@@ -47,11 +55,27 @@ def build_app(settings: Settings, engine: Engine | None = None, embedder=None) -
         own_engine = engine is None
         app.state.engine = engine or load_engine(settings)
         emb = embedder or load_embedder(settings)
+        db = Database(settings.data_dir / "ragtune.sqlite3")
+        files = FileService(db, settings.data_dir / "files", settings.max_upload_bytes)
+        indexes = IndexRegistry(db, settings.data_dir / "indexes", emb.dimension)
+        stores = VectorStoreService(db, files, indexes, emb)
+        worker = IngestionWorker(db, files, indexes, emb)
+        stores.wake = worker.wake
         catalog = ModelCatalog(settings.served_model_name, app.state.engine, settings.served_embedding_name)
         app.state.catalog = catalog
-        app.state.chat = ChatService(catalog, metrics, settings.default_max_tokens)
+        app.state.files = files
+        app.state.vector_stores = stores
+        app.state.chat = ChatService(
+            catalog,
+            metrics,
+            settings.default_max_tokens,
+            stores,
+            settings.rag_max_results,
+            settings.rag_score_threshold,
+        )
         app.state.embeddings = EmbeddingService(emb, settings.served_embedding_name)
         metrics.watch_engine(app.state.engine.stats)
+        worker.start()
         info = app.state.engine.info
         log.info(
             "serving %s on the %s engine (%s, %s, context %d)",
@@ -64,17 +88,19 @@ def build_app(settings: Settings, engine: Engine | None = None, embedder=None) -
         try:
             yield
         finally:
+            await worker.stop()
             if own_engine:
                 await app.state.engine.close()
+            db.close()
 
     app = FastAPI(title="ragtune", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)
-    app.include_router(chat_router)
-    app.include_router(embeddings_router)
-    app.include_router(misc_router)
+    for router in (chat_router, embeddings_router, files_router, vector_stores_router, misc_router):
+        app.include_router(router)
     Instrumentator(registry=metrics.registry, excluded_handlers=["/metrics"]).instrument(app)
+    app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
     if settings.api_keys:
         app.add_middleware(APIKeyMiddleware, keys=settings.api_keys)
     return app

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +12,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from server.client import DEFAULT_BASE_URL, make_client, server_up
 from server.settings import Settings
 
 app = typer.Typer(
@@ -21,8 +21,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True)
-
-DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -67,23 +65,6 @@ def serve(
     )
 
 
-def _client(base_url: str, api_key: str | None):
-    from openai import OpenAI
-
-    key = api_key or (os.environ.get("RAGTUNE_API_KEY") or "none").split(",")[0].strip()
-    return OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=600)
-
-
-def _server_up(base_url: str) -> bool:
-    import httpx
-
-    try:
-        httpx.get(base_url.rstrip("/").removesuffix("/v1") + "/health", timeout=2)
-        return True
-    except httpx.HTTPError:
-        return False
-
-
 @app.command()
 def chat(
     question: Annotated[str, typer.Argument(help="What to ask.")],
@@ -99,10 +80,10 @@ def chat(
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": question}
     ]
-    if not local and _server_up(base_url):
+    if not local and server_up(base_url):
         from openai import OpenAIError
 
-        client = _client(base_url, api_key)
+        client = make_client(base_url, api_key)
         try:
             name = model or client.models.list().data[0].id
             stream = client.chat.completions.create(
@@ -142,7 +123,7 @@ async def _chat_in_process(
             temperature=temperature,
         )
         try:
-            answer = await service.complete(service.prepare(request))
+            answer = await service.complete(await service.prepare(request))
         except APIError as exc:
             err.print(f"[red]error:[/red] {exc.message}")
             raise typer.Exit(1) from None
@@ -157,8 +138,8 @@ def models(
     api_key: Annotated[str | None, typer.Option(help="Bearer key (default RAGTUNE_API_KEY).")] = None,
 ) -> None:
     """List the models a running server serves (with none running: what this configuration serves)."""
-    if _server_up(base_url):
-        for card in _client(base_url, api_key).models.list().data:
+    if server_up(base_url):
+        for card in make_client(base_url, api_key).models.list().data:
             kind = getattr(card, "kind", None) or ""
             print(f"{card.id}\t{kind}")
         return
@@ -167,6 +148,14 @@ def models(
     print(f"{settings.served_model_name}\tchat")
     print(f"{settings.served_embedding_name}\tembedding")
 
+
+def _register_subcommands() -> None:
+    from server.cli_kb import kb
+
+    app.add_typer(kb, name="kb")
+
+
+_register_subcommands()
 
 if __name__ == "__main__":
     app()

@@ -10,6 +10,8 @@ from server.catalog import ModelCatalog
 from server.chat.service import ChatService
 from server.embeddings.service import EmbeddingService
 from server.errors import APIError
+from server.files.service import FileService
+from server.vector_stores.service import VectorStoreService
 
 
 def get_chat_service(request: Request) -> ChatService:
@@ -29,6 +31,16 @@ def get_embedding_service(request: Request) -> EmbeddingService:
     return service
 
 
+def get_files(request: Request) -> FileService:
+    return request.app.state.files
+
+
+def get_vector_stores(request: Request) -> VectorStoreService:
+    return request.app.state.vector_stores
+
+
+FilesDep = Annotated[FileService, Depends(get_files)]
+VectorStoresDep = Annotated[VectorStoreService, Depends(get_vector_stores)]
 ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]
 CatalogDep = Annotated[ModelCatalog, Depends(get_catalog)]
 EmbeddingServiceDep = Annotated[EmbeddingService, Depends(get_embedding_service)]

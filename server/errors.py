@@ -73,8 +73,17 @@ def overloaded(message: str, retry_after: int = 1) -> APIError:
     return APIError(503, message, code="overloaded", headers={"Retry-After": str(retry_after)})
 
 
+# pydantic puts the union member it tried into `loc` (e.g. "str", "list[str]", "function-after[...]")
+_TYPE_TAGS = ("str", "int", "float", "bool", "list", "dict", "none", "literal")
+
+
+def _is_type_tag(part: str) -> bool:
+    return part in _TYPE_TAGS or "[" in part or part.startswith("function-")
+
+
 def _param_of(loc: tuple[Any, ...]) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    parts = [str(p) for i, p in enumerate(loc) if not (i == 0 and p in ("body", "query", "path"))]
+    parts = [p for p in parts if not _is_type_tag(p)]
     if not parts:
         return None
     out = parts[0]

@@ -60,6 +60,19 @@ class Settings(BaseSettings):
     )
     embedding_model_name: str | None = Field(None, description="Id the embedding model is served under.")
 
+    max_upload_mb: int = Field(
+        512, ge=1, description="Largest upload accepted by POST /v1/files (413 above)."
+    )
+    rag_max_results: int = Field(
+        4, ge=1, le=50, description="Chunks put into the prompt when file_search names no max_num_results."
+    )
+    rag_score_threshold: float = Field(
+        0.25,
+        ge=0.0,
+        le=1.0,
+        description="Chat RAG ignores chunks whose cosine similarity to the question is below this.",
+    )
+
     api_key: str | None = Field(
         None, description="One key or a comma-separated list; when set every route but /health needs it."
     )
@@ -115,6 +128,10 @@ class Settings(BaseSettings):
         if self.embedding_model == DEFAULT_EMBEDDING_MODEL:
             return self.embedding_model
         return Path(self.embedding_model).name
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
 
     @property
     def model_cache(self) -> Path:

@@ -33,6 +33,21 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class FileSearchRankingOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    ranker: str | None = None
+    score_threshold: float | None = Field(None, ge=0.0, le=1.0)
+
+
+class FileSearch(BaseModel):
+    """Extension: retrieve from these knowledge bases and answer with citations (names from OpenAI's tool)."""
+
+    model_config = ConfigDict(extra="allow")
+    vector_store_ids: list[str] = Field(min_length=1, max_length=16)
+    max_num_results: int | None = Field(None, ge=1, le=50)
+    ranking_options: FileSearchRankingOptions | None = None
+
+
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -52,6 +67,7 @@ class ChatCompletionRequest(BaseModel):
     user: str | None = None
     # vLLM-compatible extension: keep generating past end-of-sequence (benchmarks).
     ignore_eos: bool = False
+    file_search: FileSearch | None = None
 
     @field_validator("messages")
     @classmethod
@@ -95,6 +111,14 @@ class Choice(BaseModel):
     logprobs: None = None
 
 
+class FileSearchReport(BaseModel):
+    """Extension on the response: what retrieval found (`results == 0` means no source was used)."""
+
+    vector_store_ids: list[str]
+    query: str
+    results: int
+
+
 class ChatCompletion(BaseModel):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
@@ -103,11 +127,13 @@ class ChatCompletion(BaseModel):
     choices: list[Choice]
     usage: Usage
     system_fingerprint: str | None = None
+    file_search: FileSearchReport | None = None
 
 
 class ChunkDelta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    annotations: list[dict[str, Any]] | None = None
 
 
 class ChunkChoice(BaseModel):
@@ -125,3 +151,4 @@ class ChatCompletionChunk(BaseModel):
     choices: list[ChunkChoice]
     usage: Usage | None = None
     system_fingerprint: str | None = None
+    file_search: FileSearchReport | None = None

@@ -16,7 +16,7 @@ router = APIRouter()
 async def create_chat_completion(
     request: ChatCompletionRequest, chat: ChatServiceDep, http: Request
 ) -> ChatCompletion | StreamingResponse:
-    prepared = chat.prepare(request)
+    prepared = await chat.prepare(request)
     if request.stream:
         events = await chat.stream(prepared)
         return StreamingResponse(

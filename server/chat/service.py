@@ -19,12 +19,15 @@ from server.chat.protocol import (
     Choice,
     ChunkChoice,
     ChunkDelta,
+    FileSearchReport,
     ResponseMessage,
     Usage,
 )
+from server.chat.rag import annotations, rag_messages
 from server.engines.base import Delta, EngineOverloaded, SamplingParams
 from server.errors import APIError, bad_request, overloaded
 from server.metrics import Metrics
+from server.vector_stores.service import SearchHit, VectorStoreService
 
 
 @dataclass
@@ -35,6 +38,8 @@ class PreparedChat:
     target: ChatTarget
     prompt_ids: list[int]
     params: list[SamplingParams]  # one per choice
+    sources: list[SearchHit] = field(default_factory=list)
+    file_search: FileSearchReport | None = None
     id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
     created: int = field(default_factory=lambda: int(time.time()))
     started: float = field(default_factory=time.perf_counter)
@@ -49,26 +54,69 @@ class _ChoiceResult:
 
 class ChatService:
     def __init__(
-        self, catalog: ModelCatalog, metrics: Metrics, default_max_tokens: int | None = None
+        self,
+        catalog: ModelCatalog,
+        metrics: Metrics,
+        default_max_tokens: int | None = None,
+        knowledge: VectorStoreService | None = None,
+        rag_max_results: int = 4,
+        rag_score_threshold: float = 0.0,
     ) -> None:
         self.catalog = catalog
         self.metrics = metrics
         self.default_max_tokens = default_max_tokens
+        self.knowledge = knowledge
+        self.rag_max_results = rag_max_results
+        self.rag_score_threshold = rag_score_threshold
 
     # ---- validation and prompt rendering ----------------------------------------------------------
 
-    def prepare(self, request: ChatCompletionRequest) -> PreparedChat:
+    async def prepare(self, request: ChatCompletionRequest) -> PreparedChat:
         reject_unsupported(request)
         target = self.catalog.chat_target(request.model)
-        prompt_ids = self.render(target, request)
-        params = self.sampling_params(request, len(prompt_ids), target.engine.max_model_len)
-        return PreparedChat(request, target, prompt_ids, params)
-
-    def render(self, target: ChatTarget, request: ChatCompletionRequest) -> list[int]:
         messages = [
             {"role": "system" if m.role == "developer" else m.role, "content": m.text}
             for m in request.messages
         ]
+        sources, report = await self._retrieve(request, messages)
+        prompt_ids = self.render(target, rag_messages(messages, sources) if report else messages)
+        room = target.engine.max_model_len - (request.answer_limit or 1)
+        while sources and len(prompt_ids) > room:  # keep the best sources that fit the context
+            sources = sources[:-1]
+            prompt_ids = self.render(target, rag_messages(messages, sources))
+        if report:
+            report.results = len(sources)
+        params = self.sampling_params(request, len(prompt_ids), target.engine.max_model_len)
+        return PreparedChat(request, target, prompt_ids, params, sources=sources, file_search=report)
+
+    async def _retrieve(
+        self, request: ChatCompletionRequest, messages: list[dict]
+    ) -> tuple[list[SearchHit], FileSearchReport | None]:
+        search = request.file_search
+        if search is None:
+            return [], None
+        if self.knowledge is None:
+            raise bad_request("Knowledge bases are not enabled on this server.", "file_search")
+        self.knowledge.ensure_stores(search.vector_store_ids, "file_search.vector_store_ids")
+        questions = [m["content"] for m in messages if m["role"] == "user"]
+        if not questions or not questions[-1].strip():
+            raise bad_request("file_search needs a user message to search for.", "messages")
+        options = search.ranking_options
+        threshold = self.rag_score_threshold
+        if options and options.score_threshold is not None:
+            threshold = options.score_threshold
+        sources = await asyncio.to_thread(
+            self.knowledge.search_many,
+            search.vector_store_ids,
+            questions[-1],
+            search.max_num_results or self.rag_max_results,
+            threshold,
+            options.ranker if options else None,
+        )
+        report = FileSearchReport(vector_store_ids=search.vector_store_ids, query=questions[-1], results=0)
+        return sources, report
+
+    def render(self, target: ChatTarget, messages: list[dict]) -> list[int]:
         tokenizer = target.engine.tokenizer
         try:
             text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -152,10 +200,15 @@ class ChatService:
             created=chat.created,
             model=chat.target.name,
             choices=[
-                Choice(index=i, message=ResponseMessage(content=r.text), finish_reason=r.finish_reason)
+                Choice(
+                    index=i,
+                    message=ResponseMessage(content=r.text, annotations=annotations(chat.sources)),
+                    finish_reason=r.finish_reason,
+                )
                 for i, r in enumerate(results)
             ],
             usage=usage,
+            file_search=chat.file_search,
         )
 
     async def stream(self, chat: PreparedChat) -> AsyncIterator[str]:
@@ -207,9 +260,10 @@ class ChatService:
                 if item.finish_reason:
                     remaining -= 1
                     counts[index], reasons[index] = item.completion_tokens, item.finish_reason
-                    yield self._chunk(
-                        chat, [ChunkChoice(index=index, delta=ChunkDelta(), finish_reason=item.finish_reason)]
-                    )
+                    # Citations travel on each choice's final chunk.
+                    final = ChunkDelta(annotations=annotations(chat.sources) if chat.file_search else None)
+                    choice = ChunkChoice(index=index, delta=final, finish_reason=item.finish_reason)
+                    yield self._chunk(chat, [choice], final=True)
             usage = self._account(chat, counts, reasons)
             options = chat.request.stream_options
             if options and options.include_usage:
@@ -220,9 +274,16 @@ class ChatService:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _chunk(self, chat: PreparedChat, choices: list[ChunkChoice], usage: Usage | None = None) -> str:
+    def _chunk(
+        self, chat: PreparedChat, choices: list[ChunkChoice], usage: Usage | None = None, final: bool = False
+    ) -> str:
         chunk = ChatCompletionChunk(
-            id=chat.id, created=chat.created, model=chat.target.name, choices=choices, usage=usage
+            id=chat.id,
+            created=chat.created,
+            model=chat.target.name,
+            choices=choices,
+            usage=usage,
+            file_search=chat.file_search if final else None,
         )
         return f"data: {chunk.model_dump_json(exclude_none=not choices)}\n\n"
 

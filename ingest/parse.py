@@ -1,0 +1,70 @@
+"""parse(): a stored file of a detected type becomes a cleaned Document (text, pages, metadata)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .clean import clean, drop_repeated_lines
+from .detect import CSV, DOCX, HTML, JSON, JSONL, MARKDOWN, PDF, SUPPORTED_TYPES, TEXT
+from .encoding import decode_text
+from .read_data import read_csv, read_json, read_jsonl
+from .read_docx import read_docx
+from .read_html import read_html
+from .read_pdf import read_pdf
+from .types import Document, IngestError, Page, UnsupportedFileType
+
+_LABELS = {PDF: "PDF", DOCX: "Word", HTML: "HTML", MARKDOWN: "Markdown", TEXT: "text", CSV: "CSV"}
+_MARKDOWN_TITLE = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+_MAX_DETAIL_CHARS = 200
+
+
+def parse(path: Path, mime: str) -> Document:
+    """Read, clean and check a file; every problem with its content is raised as an IngestError."""
+    if mime not in SUPPORTED_TYPES:
+        raise UnsupportedFileType(f"Files of type {mime} are not supported.", mime)
+    try:
+        raw_pages, title = _read(Path(path), mime)
+    except IngestError:
+        raise
+    except Exception as error:  # a library failing on a malformed file is the file's fault, not ours
+        detail = str(error)[:_MAX_DETAIL_CHARS] or type(error).__name__
+        label = _LABELS.get(mime, mime.split("/")[-1].upper())
+        raise IngestError("parse_error", f"The file could not be read as {label}: {detail}") from error
+    texts = [clean(text) for text in raw_pages]
+    if mime == PDF:
+        texts = [clean(text) for text in drop_repeated_lines(texts)]
+        pages = [Page(number, text) for number, text in enumerate(texts, start=1) if text]
+    else:
+        pages = [Page(None, texts[0])] if texts[0] else []
+    if not pages:
+        raise IngestError("empty_file", _empty_message(mime))
+    metadata = {"mime": mime, "title": (clean(title) or None) if title else None}
+    if mime == PDF:
+        metadata["page_count"] = len(raw_pages)
+    return Document(text="\n\n".join(page.text for page in pages), pages=pages, metadata=metadata)
+
+
+def _read(path: Path, mime: str) -> tuple[list[str], str | None]:
+    if mime == PDF:
+        return read_pdf(path)
+    if mime == DOCX:
+        text, title = read_docx(path)
+        return [text], title
+    text = decode_text(path.read_bytes())
+    if text is None:
+        raise IngestError("parse_error", "The file is not text in UTF-8, UTF-16 (with a BOM) or GB18030.")
+    if mime == HTML:
+        markdown, title = read_html(text)
+        return [markdown], title
+    if mime == MARKDOWN:
+        match = _MARKDOWN_TITLE.search(text)
+        return [text], match.group(1) if match else None
+    readers = {TEXT: str, CSV: read_csv, JSON: read_json, JSONL: read_jsonl}
+    return [readers[mime](text)], None
+
+
+def _empty_message(mime: str) -> str:
+    if mime == PDF:
+        return "The PDF has no extractable text (scanned? OCR is not supported)."
+    return "The file contains no text."

@@ -1,0 +1,128 @@
+"""Hybrid retrieval over one knowledge base: dense (FAISS) and BM25, fused by reciprocal rank fusion.
+
+The indexes are derived data: SQLite holds every chunk's text, terms and vector, so a missing or stale
+index is rebuilt from there. `score` on a hit is always the cosine similarity of the chunk to the query
+(clipped to [0, 1]), whatever ranker ordered the hits, so one threshold means the same for every ranker.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from retrieval.fusion import reciprocal_rank_fusion
+from retrieval.lexical import LexicalIndex
+from retrieval.vector_index import VectorIndex
+
+RANKERS = ("auto", "default-2024-11-15", "hybrid", "dense", "bm25")
+TermsLoader = Callable[[], tuple[list[int], list[list[str]]]]
+
+
+@dataclass
+class Hit:
+    id: int
+    score: float  # cosine similarity to the query, in [0, 1]
+    rank_score: float  # what ordered the hits (RRF, cosine or BM25)
+
+
+def normalise_ranker(ranker: str | None) -> str:
+    if ranker in (None, "auto", "default-2024-11-15", "hybrid"):
+        return "hybrid"
+    if ranker in ("dense", "bm25"):
+        return ranker
+    raise ValueError(f"ranker must be one of {', '.join(RANKERS)}")
+
+
+class Retriever:
+    def __init__(self, dense: VectorIndex, load_terms: TermsLoader) -> None:
+        self.dense = dense
+        self._load_terms = load_terms
+        self._lexical: LexicalIndex | None = None
+        self._lock = threading.RLock()
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        with self._lock:
+            self.dense.add(ids, vectors)
+            self._lexical = None
+
+    def remove(self, ids: np.ndarray) -> None:
+        with self._lock:
+            self.dense.remove(ids)
+            self._lexical = None
+
+    def lexical(self) -> LexicalIndex:
+        with self._lock:
+            if self._lexical is None:
+                ids, corpus = self._load_terms()
+                self._lexical = LexicalIndex(ids, corpus)
+            return self._lexical
+
+    def search(
+        self,
+        query_vector: np.ndarray,
+        query_terms: list[str],
+        k: int,
+        ranker: str = "hybrid",
+        allowed: np.ndarray | None = None,
+    ) -> list[Hit]:
+        depth = max(4 * k, 50)
+        with self._lock:
+            dense = self.dense.search(query_vector, depth, allowed) if ranker in ("hybrid", "dense") else []
+            lexical = (
+                self.lexical().search(query_terms, depth, allowed) if ranker in ("hybrid", "bm25") else []
+            )
+            if ranker == "hybrid":
+                ordered = reciprocal_rank_fusion([[i for i, _ in dense], [i for i, _ in lexical]])
+            else:
+                ordered = dense or lexical
+            ordered = ordered[:k]
+            cosine = dict(dense)
+            missing = [i for i, _ in ordered if i not in cosine]
+            if missing:
+                vectors = self.dense.vectors(missing)
+                cosine.update(
+                    zip(missing, (vectors @ np.asarray(query_vector).ravel()).tolist(), strict=True)
+                )
+        return [Hit(i, min(max(cosine[i], 0.0), 1.0), s) for i, s in ordered]
+
+    # ---- persistence ------------------------------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        with self._lock:
+            self.dense.save(directory / "dense.faiss")
+
+    @classmethod
+    def load_or_rebuild(
+        cls,
+        directory: Path,
+        dimension: int,
+        load_terms: TermsLoader,
+        load_vectors: Callable[[], tuple[np.ndarray, np.ndarray]],
+    ) -> tuple[Retriever, bool]:
+        """Open the saved index if it holds exactly the chunks SQLite has; else rebuild it from SQLite.
+
+        Returns the retriever and whether it was rebuilt.
+        """
+        path = directory / "dense.faiss"
+        ids, vectors = load_vectors()
+        if path.is_file():
+            try:
+                dense = VectorIndex.load(path)
+                if dense.dimension == dimension and np.array_equal(np.sort(dense.ids()), np.sort(ids)):
+                    return cls(dense, load_terms), False
+            except RuntimeError:  # unreadable index file: rebuilt below
+                pass
+        dense = VectorIndex(dimension)
+        dense.add(ids, vectors)
+        retriever = cls(dense, load_terms)
+        retriever.save(directory)
+        return retriever, True
+
+
+def remove_index(directory: Path) -> None:
+    shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,146 @@
+"""`ragtune kb ...`: knowledge bases through the HTTP API of a running server, as any client would."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ingest.detect import SUPPORTED_EXTENSIONS
+from server.client import DEFAULT_BASE_URL, make_client, server_up
+
+kb = typer.Typer(
+    help="Knowledge bases (vector stores): create, add documents, search, list.", no_args_is_help=True
+)
+out = Console()
+err = Console(stderr=True)
+
+BaseUrl = Annotated[str, typer.Option(help="Server to talk to.")]
+ApiKey = Annotated[str | None, typer.Option(help="Bearer key (default RAGTUNE_API_KEY).")]
+
+
+def _client(base_url: str, api_key: str | None):
+    if not server_up(base_url):
+        err.print(f"[red]no ragtune server answers at {base_url}[/red]: start one with `make run`")
+        raise typer.Exit(1)
+    return make_client(base_url, api_key)
+
+
+def _store_id(client, name: str) -> str:
+    """A store by id, or by name (the newest of that name)."""
+    stores = list(client.vector_stores.list(limit=100, order="desc"))
+    for store in stores:
+        if name in (store.id, store.name):
+            return store.id
+    err.print(f"[red]no knowledge base named {name!r}[/red] (see `ragtune kb ls`)")
+    raise typer.Exit(1)
+
+
+def _documents(paths: list[Path]) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS
+            )
+        elif path.is_file():
+            found.append(path)
+        else:
+            err.print(f"[yellow]skipping {path}: no such file or directory[/yellow]")
+    return found
+
+
+@kb.command("create")
+def create(name: str, base_url: BaseUrl = DEFAULT_BASE_URL, api_key: ApiKey = None) -> None:
+    """Create a knowledge base."""
+    store = _client(base_url, api_key).vector_stores.create(name=name)
+    out.print(f"created {store.id} ({name})")
+
+
+@kb.command("ls")
+def ls(base_url: BaseUrl = DEFAULT_BASE_URL, api_key: ApiKey = None) -> None:
+    """List knowledge bases with their file counts."""
+    table = Table("id", "name", "files", "completed", "in progress", "failed", "bytes")
+    for s in _client(base_url, api_key).vector_stores.list(limit=100):
+        c = s.file_counts
+        table.add_row(
+            s.id,
+            s.name or "",
+            str(c.total),
+            str(c.completed),
+            str(c.in_progress),
+            str(c.failed),
+            str(s.usage_bytes),
+        )
+    out.print(table)
+
+
+@kb.command("add")
+def add(
+    name: str,
+    paths: Annotated[list[Path], typer.Argument(help="Files or directories (searched recursively).")],
+    base_url: BaseUrl = DEFAULT_BASE_URL,
+    api_key: ApiKey = None,
+    wait: Annotated[bool, typer.Option(help="Wait until every file is indexed.")] = True,
+) -> None:
+    """Upload documents into a knowledge base and index them."""
+    import openai
+
+    client = _client(base_url, api_key)
+    store_id = _store_id(client, name)
+    documents = _documents(paths)
+    if not documents:
+        err.print("[red]no supported documents found[/red] (" + ", ".join(sorted(SUPPORTED_EXTENSIONS)) + ")")
+        raise typer.Exit(1)
+    attached: dict[str, Path] = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err) as progress:
+        task = progress.add_task("uploading", total=len(documents))
+        for path in documents:
+            try:
+                with open(path, "rb") as f:
+                    file = client.files.create(file=(path.name, f), purpose="assistants")
+                client.vector_stores.files.create(vector_store_id=store_id, file_id=file.id)
+                attached[file.id] = path
+            except openai.APIStatusError as exc:
+                message = exc.body.get("message") if isinstance(exc.body, dict) else str(exc)
+                err.print(f"[yellow]{path}: {message}[/yellow]")
+            progress.advance(task)
+        if not wait:
+            return
+        task = progress.add_task("indexing", total=len(attached))
+        pending = set(attached)
+        while pending:
+            for file_id in list(pending):
+                vs_file = client.vector_stores.files.retrieve(file_id=file_id, vector_store_id=store_id)
+                if vs_file.status != "in_progress":
+                    pending.discard(file_id)
+                    progress.advance(task)
+                    if vs_file.status == "failed":
+                        reason = vs_file.last_error.message if vs_file.last_error else "unknown error"
+                        err.print(f"[yellow]{attached[file_id]}: failed: {reason}[/yellow]")
+            time.sleep(0.5 if pending else 0)
+    store = client.vector_stores.retrieve(store_id)
+    out.print(f"{store.name}: {store.file_counts.completed} completed, {store.file_counts.failed} failed")
+
+
+@kb.command("search")
+def search(
+    name: str,
+    query: str,
+    base_url: BaseUrl = DEFAULT_BASE_URL,
+    api_key: ApiKey = None,
+    k: Annotated[int, typer.Option("-k", help="Number of results.")] = 5,
+) -> None:
+    """Search a knowledge base (hybrid dense + BM25)."""
+    client = _client(base_url, api_key)
+    results = client.vector_stores.search(_store_id(client, name), query=query, max_num_results=k)
+    for n, hit in enumerate(results, start=1):
+        text = " ".join(part.text for part in hit.content).replace("\n", " ")
+        out.print(f"[bold]{n}. {hit.filename}[/bold]  score {hit.score:.3f}")
+        out.print(f"   {text[:300]}")

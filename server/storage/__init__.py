@@ -1,0 +1,1 @@
+"""Metadata store (SQLite, the source of truth) and the data directory layout."""

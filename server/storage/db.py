@@ -1,0 +1,123 @@
+"""SQLite metadata store in WAL mode: one connection, serialised by a lock, short transactions."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    id TEXT PRIMARY KEY,
+    filename TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    mime TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS vector_stores (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    chunking TEXT,
+    created_at INTEGER NOT NULL,
+    last_active_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS vector_store_files (
+    vector_store_id TEXT NOT NULL REFERENCES vector_stores(id) ON DELETE CASCADE,
+    file_id TEXT NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+    sha256 TEXT NOT NULL,
+    status TEXT NOT NULL,
+    usage_bytes INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    attributes TEXT NOT NULL DEFAULT '{}',
+    chunking TEXT NOT NULL,
+    batch_id TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (vector_store_id, file_id)
+);
+CREATE INDEX IF NOT EXISTS vsf_status ON vector_store_files(status, created_at);
+CREATE INDEX IF NOT EXISTS vsf_hash ON vector_store_files(vector_store_id, sha256);
+-- Chunks belong to a content hash within a store: attaching identical bytes twice shares them.
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    vector_store_id TEXT NOT NULL REFERENCES vector_stores(id) ON DELETE CASCADE,
+    sha256 TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    page INTEGER,
+    tokens INTEGER NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    terms TEXT NOT NULL,
+    embedding BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_owner ON chunks(vector_store_id, sha256);
+CREATE TABLE IF NOT EXISTS file_batches (
+    id TEXT PRIMARY KEY,
+    vector_store_id TEXT NOT NULL REFERENCES vector_stores(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    cancelled INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:24]}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class Database:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.executescript(SCHEMA)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All-or-nothing: a crash or an exception inside leaves the database as it was."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple | list = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def one(self, sql: str, params: tuple | list = ()) -> sqlite3.Row | None:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchone()
+
+    def execute(self, sql: str, params: tuple | list = ()) -> int:
+        with self._lock:
+            return self._conn.execute(sql, params).rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,1 @@
+"""Knowledge bases as OpenAI vector stores: CRUD, file attachment, background ingestion, search."""

@@ -1,0 +1,168 @@
+"""Background ingestion: parse → split → embed → one SQLite transaction → index.
+
+The queue is the `vector_store_files` rows in status `in_progress`, so it survives a crash: after a
+restart the rows still in progress are simply taken again (a file that took the server down three times
+is marked failed instead). Chunks and the `completed` status are written in one transaction, so a file
+is never half-ingested; the FAISS index is derived and reconciled from SQLite when opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import numpy as np
+from ingest.split import ChunkingStrategy
+
+from ingest import IngestError, ingest_file
+from retrieval.lexical import terms
+from server.storage.db import Database, dumps
+from server.vector_stores.indexes import IndexRegistry
+
+log = logging.getLogger("ragtune.ingest")
+
+MAX_ATTEMPTS = 3
+EMBED_BATCH = 64
+# OpenAI's last_error codes; our more precise reason goes in the message.
+_ERROR_CODES = {"unsupported_file": "unsupported_file"}
+
+
+class IngestionWorker:
+    def __init__(self, db: Database, files: Any, indexes: IndexRegistry, embedder: Any) -> None:
+        self.db = db
+        self.files = files
+        self.indexes = indexes
+        self.embedder = embedder
+        self._event = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self._run(), name="ragtune-ingestion")
+
+    def wake(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._event.set)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.to_thread(self.indexes.flush)
+
+    async def _run(self) -> None:
+        while True:
+            row = self.db.one(
+                "SELECT v.*, f.filename FROM vector_store_files v JOIN files f ON f.id = v.file_id "
+                "WHERE v.status = 'in_progress' ORDER BY v.created_at, v.rowid LIMIT 1"
+            )
+            if row is None:
+                await asyncio.to_thread(self.indexes.flush)
+                self._event.clear()
+                await self._event.wait()
+                continue
+            try:
+                await asyncio.to_thread(self.ingest, row)
+            except Exception as exc:  # a bug must not stop the queue: fail this file, go on
+                log.exception("ingestion of %s failed", row["file_id"])
+                self._finish_failed(row, "server_error", f"Ingestion failed unexpectedly: {exc}")
+
+    def ingest(self, row: Any) -> None:
+        store_id, file_id, sha256 = row["vector_store_id"], row["file_id"], row["sha256"]
+        with self.db.transaction() as tx:
+            attempts = tx.execute(
+                "UPDATE vector_store_files SET attempts = attempts + 1 WHERE "
+                "vector_store_id = ? AND file_id = ? "
+                "AND status = 'in_progress' RETURNING attempts",
+                (store_id, file_id),
+            ).fetchone()
+        if attempts is None:
+            return
+        if attempts["attempts"] > MAX_ATTEMPTS:
+            self._finish_failed(
+                row, "server_error", f"Ingestion was interrupted {MAX_ATTEMPTS} times; giving up."
+            )
+            return
+        if self.db.one(
+            "SELECT 1 FROM chunks WHERE vector_store_id = ? AND sha256 = ? LIMIT 1", (store_id, sha256)
+        ):
+            self._commit(row, [], None)  # identical bytes are already in this store: share their chunks
+            return
+        static = json.loads(row["chunking"])["static"]
+        strategy = ChunkingStrategy(static["max_chunk_size_tokens"], static["chunk_overlap_tokens"])
+        try:
+            _, _, chunks = ingest_file(
+                self.files.path(file_id), row["filename"], strategy, self.embedder.tokenizer
+            )
+        except IngestError as exc:
+            self._finish_failed(row, _ERROR_CODES.get(exc.code, "invalid_file"), str(exc))
+            return
+        except FileNotFoundError:
+            return  # the file was deleted meanwhile; its row went with it
+        vectors = []
+        for start in range(0, len(chunks), EMBED_BATCH):
+            if not self._still_wanted(store_id, file_id):
+                return  # cancelled or detached while embedding
+            vectors.append(self.embedder.embed([c.text for c in chunks[start : start + EMBED_BATCH]]))
+        self._commit(row, chunks, np.concatenate(vectors) if vectors else None)
+
+    def _still_wanted(self, store_id: str, file_id: str) -> bool:
+        return (
+            self.db.one(
+                "SELECT 1 FROM vector_store_files WHERE vector_store_id = ? AND file_id = ? "
+                "AND status = 'in_progress'",
+                (store_id, file_id),
+            )
+            is not None
+        )
+
+    def _commit(self, row: Any, chunks: list, vectors: np.ndarray | None) -> None:
+        store_id, file_id, sha256 = row["vector_store_id"], row["file_id"], row["sha256"]
+        ids: list[int] = []
+        chunk_terms = [dumps(terms(c.text)) for c in chunks]  # before the lock: jieba is slow-ish
+        # Open the index before the commit: opened after it, it would already hold the new chunks
+        # (it is rebuilt from SQLite) and adding them again would duplicate them.
+        self.indexes.get(store_id)
+        with self.db.transaction() as tx:
+            done = tx.execute(
+                "UPDATE vector_store_files SET status = 'completed', last_error = "
+                "NULL WHERE vector_store_id = ? "
+                "AND file_id = ? AND status = 'in_progress'",
+                (store_id, file_id),
+            ).rowcount
+            if not done:
+                return
+            rows = zip(chunks, chunk_terms, vectors if vectors is not None else [], strict=True)
+            for chunk, chunk_terms_json, vector in rows:
+                cursor = tx.execute(
+                    "INSERT INTO chunks (vector_store_id, sha256, seq, text, page, "
+                    "tokens, metadata, terms, embedding) "
+                    "VALUES (?,?,?,?,?,?,?,?,?)",
+                    (
+                        store_id,
+                        sha256,
+                        chunk.index,
+                        chunk.text,
+                        chunk.page,
+                        chunk.tokens,
+                        dumps(chunk.metadata),
+                        chunk_terms_json,
+                        np.asarray(vector, dtype=np.float32).tobytes(),
+                    ),
+                )
+                ids.append(cursor.lastrowid)
+        if ids:
+            self.indexes.add(store_id, ids, vectors)
+        log.info("ingested %s into %s: %d chunks", file_id, store_id, len(ids))
+
+    def _finish_failed(self, row: Any, code: str, message: str) -> None:
+        with self.db.transaction() as tx:
+            tx.execute(
+                "UPDATE vector_store_files SET status = 'failed', last_error = ? WHERE vector_store_id = ? "
+                "AND file_id = ? AND status = 'in_progress'",
+                (dumps({"code": code, "message": message}), row["vector_store_id"], row["file_id"]),
+            )
+        log.info("ingestion of %s failed: %s", row["file_id"], message)

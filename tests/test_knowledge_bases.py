@@ -1,0 +1,376 @@
+"""Knowledge bases through the HTTP API: real files, real embeddings, real FAISS and SQLite (FakeEngine chat)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from server.app import build_app
+from server.engines.fake import FakeEngine
+from server.settings import Settings
+from tests import docs
+from tests.helpers import assert_error, chat, stream_chat
+
+
+def upload(client, path: Path, purpose: str = "assistants", name: str | None = None):
+    with open(path, "rb") as f:
+        return client.post("/v1/files", data={"purpose": purpose}, files={"file": (name or path.name, f)})
+
+
+def wait_for_store(client, store_id: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        store = client.get(f"/v1/vector_stores/{store_id}").json()
+        if store["file_counts"]["in_progress"] == 0:
+            return store
+        time.sleep(0.1)
+    raise AssertionError(f"ingestion did not finish: {store}")
+
+
+def search(client, store_id: str, query: str, **body) -> list[dict]:
+    response = client.post(f"/v1/vector_stores/{store_id}/search", json={"query": query, **body})
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> dict[str, Path]:
+    return docs.corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture
+def kb(client, corpus):
+    """A store holding one document of every type, fully ingested."""
+    ids = {kind: upload(client, path).json()["id"] for kind, path in corpus.items()}
+    store = client.post("/v1/vector_stores", json={"name": "handbook", "file_ids": list(ids.values())}).json()
+    done = wait_for_store(client, store["id"])
+    assert done["file_counts"] == {"in_progress": 0, "completed": 7, "failed": 0, "cancelled": 0, "total": 7}
+    return store["id"], ids
+
+
+@pytest.mark.parametrize(
+    ("query", "kind", "needle"),
+    [
+        ("What is the access code of the Zorblax warehouse?", "pdf", "7431"),
+        ("How many days of paid holiday do employees get?", "docx", "twenty-eight"),
+        ("How do I reset my password?", "html", "4455"),
+        ("What badge must visitors wear?", "md", "red badge"),
+        ("报销需要在多少天内提交？", "txt_zh", "三十天"),
+        ("What is Alan Turing's phone number?", "csv", "555-0199"),
+        ("How much does the quantum toaster cost?", "json", "249"),
+    ],
+)
+def test_search_finds_the_right_chunk(client, kb, query, kind, needle):
+    store_id, ids = kb
+    hits = search(client, store_id, query, max_num_results=3)
+    assert hits[0]["file_id"] == ids[kind]
+    assert needle in hits[0]["content"][0]["text"]
+    assert 0.0 <= hits[0]["score"] <= 1.0
+    assert set(hits[0]) >= {"file_id", "filename", "score", "attributes", "content"}
+
+
+def test_pdf_pages_and_boilerplate(client, kb):
+    store_id, ids = kb
+    [hit] = search(client, store_id, "Zorblax warehouse access code", max_num_results=1)
+    assert hit["page"] == 3
+    assert "ACME Corp - internal handbook" not in hit["content"][0]["text"]  # repeated page header dropped
+
+
+def test_vector_store_file_objects(client, kb):
+    store_id, ids = kb
+    vs_file = client.get(f"/v1/vector_stores/{store_id}/files/{ids['pdf']}").json()
+    assert vs_file["object"] == "vector_store.file" and vs_file["status"] == "completed"
+    assert vs_file["usage_bytes"] > 0 and vs_file["last_error"] is None
+    # auto chunking for the 256-token embedder: 800 capped to the window, overlap half of it
+    assert vs_file["chunking_strategy"] == {
+        "type": "static",
+        "static": {"max_chunk_size_tokens": 254, "chunk_overlap_tokens": 127},
+    }
+    listed = client.get(
+        f"/v1/vector_stores/{store_id}/files", params={"filter": "completed", "limit": 3}
+    ).json()
+    assert len(listed["data"]) == 3 and listed["has_more"] is True
+    content = client.get(f"/v1/vector_stores/{store_id}/files/{ids['md']}/content").json()
+    assert any("red badge" in part["text"] for part in content["data"])
+
+
+def test_detach_and_delete_remove_chunks(client, kb):
+    store_id, ids = kb
+    assert search(client, store_id, "Zorblax warehouse access code")[0]["file_id"] == ids["pdf"]
+    response = client.delete(f"/v1/vector_stores/{store_id}/files/{ids['pdf']}")
+    assert response.json() == {"id": ids["pdf"], "object": "vector_store.file.deleted", "deleted": True}
+    assert ids["pdf"] not in {h["file_id"] for h in search(client, store_id, "Zorblax warehouse access code")}
+    assert client.delete(f"/v1/files/{ids['docx']}").json()["deleted"] is True
+    assert ids["docx"] not in {
+        h["file_id"] for h in search(client, store_id, "paid holiday days", max_num_results=50)
+    }
+    assert_error(client.get(f"/v1/files/{ids['docx']}"), 404, "file_id")
+    assert_error(client.get(f"/v1/vector_stores/{store_id}/files/{ids['docx']}"), 404, "file_id")
+    assert client.get(f"/v1/vector_stores/{store_id}").json()["file_counts"]["total"] == 5
+
+
+def test_identical_bytes_share_chunks(client, kb, corpus):
+    store_id, ids = kb
+    before = client.get(f"/v1/vector_stores/{store_id}").json()["usage_bytes"]
+    twin = upload(client, corpus["md"], name="security-copy.md").json()["id"]
+    client.post(f"/v1/vector_stores/{store_id}/files", json={"file_id": twin})
+    client.post(f"/v1/vector_stores/{store_id}/files", json={"file_id": ids["md"]})  # re-attach: idempotent
+    store = wait_for_store(client, store_id)
+    assert store["usage_bytes"] == before
+    hits = search(client, store_id, "What badge must visitors wear?", max_num_results=10)
+    assert sum("red badge" in h["content"][0]["text"] for h in hits) == 1
+    # Detaching the original keeps the shared chunks for the twin.
+    client.delete(f"/v1/vector_stores/{store_id}/files/{ids['md']}")
+    assert search(client, store_id, "What badge must visitors wear?")[0]["file_id"] == twin
+
+
+def test_attributes_filter_search(client, corpus):
+    hr = upload(client, corpus["docx"]).json()["id"]
+    it = upload(client, corpus["html"]).json()["id"]
+    store_id = client.post("/v1/vector_stores", json={"name": "filtered"}).json()["id"]
+    client.post(
+        f"/v1/vector_stores/{store_id}/files",
+        json={"file_id": hr, "attributes": {"dept": "hr", "year": 2024}},
+    )
+    client.post(
+        f"/v1/vector_stores/{store_id}/files",
+        json={"file_id": it, "attributes": {"dept": "it", "year": 2025}},
+    )
+    wait_for_store(client, store_id)
+    only_it = search(client, store_id, "paid holiday", filters={"type": "eq", "key": "dept", "value": "it"})
+    assert only_it and {h["file_id"] for h in only_it} == {it}
+    assert only_it[0]["attributes"] == {"dept": "it", "year": 2025}
+    both = search(
+        client,
+        store_id,
+        "paid holiday",
+        filters={
+            "type": "or",
+            "filters": [
+                {"type": "gte", "key": "year", "value": 2025},
+                {"type": "eq", "key": "dept", "value": "hr"},
+            ],
+        },
+    )
+    assert {h["file_id"] for h in both} == {hr, it}
+    none = search(client, store_id, "paid holiday", filters={"type": "in", "key": "dept", "value": ["legal"]})
+    assert none == []
+    assert_error(
+        client.post(f"/v1/vector_stores/{store_id}/search", json={"query": "x", "filters": {"type": "like"}}),
+        400,
+        "filters",
+    )
+    client.post(f"/v1/vector_stores/{store_id}/files/{hr}", json={"attributes": {"dept": "it"}})
+    assert {
+        h["file_id"]
+        for h in search(client, store_id, "holiday", filters={"type": "eq", "key": "dept", "value": "it"})
+    } == {hr, it}
+
+
+def test_rankers_and_threshold(client, kb):
+    store_id, ids = kb
+    for ranker in ("auto", "dense", "bm25", "hybrid"):
+        hits = search(client, store_id, "Zorblax warehouse access code", ranking_options={"ranker": ranker})
+        assert hits[0]["file_id"] == ids["pdf"], ranker
+    strict = search(
+        client, store_id, "Zorblax warehouse access code", ranking_options={"score_threshold": 0.99}
+    )
+    assert strict == []
+    assert_error(
+        client.post(
+            f"/v1/vector_stores/{store_id}/search",
+            json={"query": "x", "ranking_options": {"ranker": "magic"}},
+        ),
+        400,
+        "ranking_options.ranker",
+    )
+    assert_error(
+        client.post(f"/v1/vector_stores/{store_id}/search", json={"query": "x", "max_num_results": 51}),
+        400,
+        "max_num_results",
+    )
+    assert_error(client.post(f"/v1/vector_stores/{store_id}/search", json={"query": " "}), 400, "query")
+
+
+def test_file_batches(client, corpus):
+    a, b = (upload(client, corpus[k]).json()["id"] for k in ("csv", "json"))
+    store_id = client.post("/v1/vector_stores", json={"name": "batch"}).json()["id"]
+    batch = client.post(f"/v1/vector_stores/{store_id}/file_batches", json={"file_ids": [a, b]}).json()
+    assert batch["object"] == "vector_store.files_batch" and batch["id"].startswith("vsfb_")
+    wait_for_store(client, store_id)
+    batch = client.get(f"/v1/vector_stores/{store_id}/file_batches/{batch['id']}").json()
+    assert batch["status"] == "completed" and batch["file_counts"]["completed"] == 2
+    files = client.get(f"/v1/vector_stores/{store_id}/file_batches/{batch['id']}/files").json()
+    assert {f["id"] for f in files["data"]} == {a, b}
+    assert_error(
+        client.post(f"/v1/vector_stores/{store_id}/file_batches", json={"file_ids": ["file-nope"]}),
+        404,
+        "file_ids",
+    )
+
+
+def test_store_crud(client):
+    created = client.post("/v1/vector_stores", json={"name": "kb", "metadata": {"team": "ops"}}).json()
+    assert created["object"] == "vector_store" and created["id"].startswith("vs_")
+    assert created["status"] == "completed" and created["file_counts"]["total"] == 0
+    updated = client.post(
+        f"/v1/vector_stores/{created['id']}", json={"name": "kb2", "metadata": {"a": "b"}}
+    ).json()
+    assert updated["name"] == "kb2" and updated["metadata"] == {"a": "b"}
+    assert created["id"] in {s["id"] for s in client.get("/v1/vector_stores").json()["data"]}
+    assert client.delete(f"/v1/vector_stores/{created['id']}").json()["deleted"] is True
+    assert_error(client.get(f"/v1/vector_stores/{created['id']}"), 404, "vector_store_id")
+    assert_error(
+        client.post(
+            "/v1/vector_stores",
+            json={
+                "chunking_strategy": {
+                    "type": "static",
+                    "static": {"max_chunk_size_tokens": 200, "chunk_overlap_tokens": 150},
+                }
+            },
+        ),
+        400,
+        "chunking_strategy",
+    )
+    assert_error(
+        client.post("/v1/vector_stores", json={"metadata": {str(i): "x" for i in range(17)}}), 400, "metadata"
+    )
+
+
+def test_files_api(client, corpus):
+    created = upload(client, corpus["md"]).json()
+    assert created["object"] == "file" and created["id"].startswith("file-")
+    assert created["bytes"] == corpus["md"].stat().st_size and created["purpose"] == "assistants"
+    assert client.get(f"/v1/files/{created['id']}/content").content == corpus["md"].read_bytes()
+    assert created["id"] in {
+        f["id"] for f in client.get("/v1/files", params={"purpose": "assistants"}).json()["data"]
+    }
+
+
+def test_bad_uploads(make_client, tmp_path, corpus):
+    client = make_client(max_upload_mb=1)
+    exe = docs.write(tmp_path / "setup.exe", "MZ\x90\x00 binary")
+    error = assert_error(upload(client, exe), 415, "file", "unsupported_file")
+    png = tmp_path / "report.pdf"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    error = assert_error(upload(client, png), 415, "file", "unsupported_file")
+    assert "image/png" in error["message"]
+    assert_error(upload(client, docs.write(tmp_path / "empty.txt", "")), 400, "file")
+    assert_error(upload(client, corpus["md"], name="../../etc/passwd.md"), 400, "file", "invalid_filename")
+    big = docs.write(tmp_path / "big.txt", "word " * 500_000)
+    assert_error(upload(client, big), 413, "file", "file_too_large")
+    assert_error(upload(client, corpus["md"], purpose="wizardry"), 400, "purpose")
+    fine_tune = upload(
+        client, docs.write(tmp_path / "train.jsonl", '{"messages": []}\n'), purpose="fine-tune"
+    ).json()
+    store_id = client.post("/v1/vector_stores", json={}).json()["id"]
+    assert_error(
+        client.post(f"/v1/vector_stores/{store_id}/files", json={"file_id": fine_tune["id"]}), 400, "file_id"
+    )
+    assert client.get("/v1/files").json()["data"] == [fine_tune]  # nothing half-stored
+
+
+def test_unreadable_documents_fail_and_the_store_keeps_working(client, tmp_path, corpus):
+    bad = {
+        "encrypted": upload(client, docs.encrypted_pdf(tmp_path / "locked.pdf")).json()["id"],
+        "bomb": upload(client, docs.docx_bomb(tmp_path / "bomb.docx")).json()["id"],
+        "blank": upload(client, docs.write(tmp_path / "blank.md", "   \n\n  ")).json()["id"],
+    }
+    good = upload(client, corpus["md"]).json()["id"]
+    store_id = client.post("/v1/vector_stores", json={"file_ids": [*bad.values(), good]}).json()["id"]
+    store = wait_for_store(client, store_id)
+    assert store["file_counts"]["failed"] == 3 and store["file_counts"]["completed"] == 1
+    for kind, file_id in bad.items():
+        vs_file = client.get(f"/v1/vector_stores/{store_id}/files/{file_id}").json()
+        assert vs_file["status"] == "failed", kind
+        assert (
+            vs_file["last_error"]["code"] in ("invalid_file", "unsupported_file")
+            and vs_file["last_error"]["message"]
+        )
+    errors = {
+        k: client.get(f"/v1/vector_stores/{store_id}/files/{f}").json()["last_error"] for k, f in bad.items()
+    }
+    assert "password" in errors["encrypted"]["message"]
+    assert "expands to 300 MB" in errors["bomb"]["message"]
+    assert search(client, store_id, "What badge must visitors wear?")[0]["file_id"] == good
+
+
+def test_rag_chat_prompt_and_citations(client, fake_engine, kb):
+    store_id, ids = kb
+    fake_engine.enqueue("The code is 7431 [1].")
+    body = chat(
+        client,
+        messages=[{"role": "user", "content": "What is the access code of the Zorblax warehouse?"}],
+        file_search={"vector_store_ids": [store_id], "max_num_results": 2},
+    ).json()
+    prompt = fake_engine.calls[-1].prompt
+    instruction = prompt.index("Answer the question using only the numbered sources")
+    context = prompt.index("<sources>")
+    question = prompt.index("Question: What is the access code")
+    assert instruction < context < prompt.index("7431") < prompt.index("</sources>") < question
+    annotations = body["choices"][0]["message"]["annotations"]
+    assert annotations[0]["type"] == "file_citation" and annotations[0]["file_id"] == ids["pdf"]
+    assert annotations[0]["filename"] == "handbook.pdf" and annotations[0]["index"] == 0
+    assert "7431" in annotations[0]["quote"] and annotations[0]["chunk_id"]
+    assert body["file_search"] == {
+        "vector_store_ids": [store_id],
+        "query": "What is the access code of the Zorblax warehouse?",
+        "results": len(annotations),
+    }
+
+
+def test_rag_chat_streams_citations_on_the_final_chunk(client, fake_engine, kb):
+    store_id, ids = kb
+    status, events = stream_chat(
+        client,
+        messages=[{"role": "user", "content": "How do I reset my password?"}],
+        file_search={"vector_store_ids": [store_id]},
+    )
+    assert status == 200
+    finals = [e for e in events[:-1] if e["choices"] and e["choices"][0]["finish_reason"]]
+    [final] = finals
+    assert final["choices"][0]["delta"]["annotations"][0]["file_id"] == ids["html"]
+    assert final["file_search"]["results"] >= 1
+
+
+def test_rag_chat_without_relevant_source_says_so(client, fake_engine, kb):
+    store_id, _ = kb
+    body = chat(
+        client,
+        messages=[{"role": "user", "content": "Who won the 1966 football world cup?"}],
+        file_search={"vector_store_ids": [store_id], "ranking_options": {"score_threshold": 0.9}},
+    ).json()
+    assert "No relevant source was found" in fake_engine.calls[-1].prompt
+    assert "<sources>" not in fake_engine.calls[-1].prompt
+    assert body["choices"][0]["message"]["annotations"] == []
+    assert body["file_search"]["results"] == 0
+
+
+def test_rag_chat_errors(client):
+    assert_error(
+        chat(client, file_search={"vector_store_ids": ["vs_missing"]}),
+        404,
+        "file_search.vector_store_ids",
+        "vector_store_not_found",
+    )
+    assert_error(chat(client, file_search={"vector_store_ids": []}), 400, "file_search.vector_store_ids")
+
+
+def test_restart_keeps_stores_indexes_and_statuses(tmp_path, embedder, corpus):
+    settings = Settings(data_dir=tmp_path / "data")
+    with TestClient(build_app(settings, engine=FakeEngine(), embedder=embedder)) as client:
+        file_id = upload(client, corpus["pdf"]).json()["id"]
+        store_id = client.post("/v1/vector_stores", json={"file_ids": [file_id]}).json()["id"]
+        wait_for_store(client, store_id)
+    index_file = settings.data_dir / "indexes" / store_id / "dense.faiss"
+    assert index_file.is_file()
+    with TestClient(build_app(settings, engine=FakeEngine(), embedder=embedder)) as client:
+        assert client.get(f"/v1/vector_stores/{store_id}/files/{file_id}").json()["status"] == "completed"
+        assert search(client, store_id, "Zorblax access code")[0]["file_id"] == file_id
+    index_file.write_bytes(b"garbage")  # a torn or stale index is rebuilt from SQLite
+    with TestClient(build_app(settings, engine=FakeEngine(), embedder=embedder)) as client:
+        assert search(client, store_id, "Zorblax access code")[0]["file_id"] == file_id
