@@ -121,39 +121,19 @@ class IngestionWorker:
 
     def _commit(self, row: Any, chunks: list, vectors: np.ndarray | None) -> None:
         store_id, file_id, sha256 = row["vector_store_id"], row["file_id"], row["sha256"]
-        ids: list[int] = []
-        chunk_terms = [dumps(terms(c.text)) for c in chunks]  # before the lock: jieba is slow-ish
+        chunk_terms = [terms(c.text) for c in chunks]  # before the lock: jieba is slow-ish
         # Open the index before the commit: opened after it, it would already hold the new chunks
         # (it is rebuilt from SQLite) and adding them again would duplicate them.
         self.indexes.get(store_id)
         with self.db.transaction() as tx:
             done = tx.execute(
-                "UPDATE vector_store_files SET status = 'completed', last_error = "
-                "NULL WHERE vector_store_id = ? "
-                "AND file_id = ? AND status = 'in_progress'",
+                "UPDATE vector_store_files SET status = 'completed', last_error = NULL "
+                "WHERE vector_store_id = ? AND file_id = ? AND status = 'in_progress'",
                 (store_id, file_id),
             ).rowcount
             if not done:
                 return
-            rows = zip(chunks, chunk_terms, vectors if vectors is not None else [], strict=True)
-            for chunk, chunk_terms_json, vector in rows:
-                cursor = tx.execute(
-                    "INSERT INTO chunks (vector_store_id, sha256, seq, text, page, "
-                    "tokens, metadata, terms, embedding) "
-                    "VALUES (?,?,?,?,?,?,?,?,?)",
-                    (
-                        store_id,
-                        sha256,
-                        chunk.index,
-                        chunk.text,
-                        chunk.page,
-                        chunk.tokens,
-                        dumps(chunk.metadata),
-                        chunk_terms_json,
-                        np.asarray(vector, dtype=np.float32).tobytes(),
-                    ),
-                )
-                ids.append(cursor.lastrowid)
+            ids = insert_chunks(tx, store_id, sha256, chunks, chunk_terms, vectors)
         if ids:
             self.indexes.add(store_id, ids, vectors)
         log.info("ingested %s into %s: %d chunks", file_id, store_id, len(ids))
@@ -166,3 +146,35 @@ class IngestionWorker:
                 (dumps({"code": code, "message": message}), row["vector_store_id"], row["file_id"]),
             )
         log.info("ingestion of %s failed: %s", row["file_id"], message)
+
+
+def insert_chunks(
+    tx: Any,
+    store_id: str,
+    sha256: str,
+    chunks: list,
+    chunk_terms: list[list[str]],
+    vectors: np.ndarray | None,
+) -> list[int]:
+    """Insert one document's chunks (text, BM25 terms, vector) inside the caller's transaction."""
+    ids = []
+    for chunk, chunk_terms_, vector in zip(
+        chunks, chunk_terms, vectors if vectors is not None else [], strict=True
+    ):
+        cursor = tx.execute(
+            "INSERT INTO chunks (vector_store_id, sha256, seq, text, page, tokens, metadata, terms, "
+            "embedding) VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                store_id,
+                sha256,
+                chunk.index,
+                chunk.text,
+                chunk.page,
+                chunk.tokens,
+                dumps(chunk.metadata),
+                dumps(chunk_terms_),
+                np.asarray(vector, dtype=np.float32).tobytes(),
+            ),
+        )
+        ids.append(cursor.lastrowid)
+    return ids
