@@ -44,6 +44,7 @@ format: install-dev
 
 bench: install-dev
 	$(BIN)/python bench/bench_chat.py
+	$(BIN)/python bench/bench_retrieval.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

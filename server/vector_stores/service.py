@@ -63,6 +63,7 @@ class VectorStoreService:
         self.embedder = embedder
         self.window = max(16, int(embedder.max_seq_length) - 2)  # [CLS] and [SEP]
         self.wake: Any = None  # set by the ingestion worker: called when there is new work
+        self._touched: dict[str, int] = {}
         files.on_delete.append(self.detach_everywhere)
 
     # ---- vector stores ----------------------------------------------------------------------------
@@ -475,8 +476,14 @@ class VectorStoreService:
                     store_id,
                 )
             )
-        self.db.execute("UPDATE vector_stores SET last_active_at = ? WHERE id = ?", (now(), store_id))
+        self._touch(store_id)
         return results
+
+    def _touch(self, store_id: str) -> None:
+        """Record activity, at most once a minute per store: a write per search would cost more than it."""
+        if now() - self._touched.get(store_id, 0) >= 60:
+            self._touched[store_id] = now()
+            self.db.execute("UPDATE vector_stores SET last_active_at = ? WHERE id = ?", (now(), store_id))
 
     def _searchable_files(self, store_id: str, filters: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
         """sha256 → the first completed file with those bytes whose attributes pass the filters."""
