@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from ingest.split import resolve_chunking
 
+from ingest.split import resolve_chunking
 from retrieval import filters as filter_grammar
 from retrieval.lexical import terms
 from retrieval.retriever import normalise_ranker
