@@ -28,6 +28,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import RESULTS, write_report  # noqa: E402
 from server.provision import chat_model_path  # noqa: E402
 from server.settings import Settings  # noqa: E402
 from tests.conftest import start_server, stop_server  # noqa: E402
@@ -176,7 +177,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "bench_chat.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "bench_chat.json")
     args = parser.parse_args()
 
     health, served, raw = run(args)
@@ -237,11 +238,7 @@ def main() -> None:
         },
         "results": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(args.out)
-    print(f"wrote {args.out.relative_to(ROOT)}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

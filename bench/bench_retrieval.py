@@ -19,7 +19,6 @@ measured at that size; recall is reported on the 10k corpus where every vector i
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import random
 import sys
@@ -37,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from langchain_core.embeddings import Embeddings  # noqa: E402
 
+from bench.common import RESULTS, write_report  # noqa: E402
 from ingest.types import Chunk  # noqa: E402
 from retrieval.embedder import Embedder  # noqa: E402
 from retrieval.lexical import terms  # noqa: E402
@@ -199,7 +199,7 @@ def main() -> None:
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=300)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "bench_retrieval.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "bench_retrieval.json")
     args = parser.parse_args()
 
     rng = random.Random(7)
@@ -263,11 +263,7 @@ def main() -> None:
         "machine": {"platform": platform.platform()},
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(args.out)
-    print(f"wrote {args.out.relative_to(ROOT)}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from server.deps import VectorStoresDep
 from server.vector_stores.protocol import (
@@ -18,7 +19,19 @@ from server.vector_stores.protocol import (
 )
 
 router = APIRouter(prefix="/v1/vector_stores")
-Limit = Annotated[int, Query(ge=1, le=100)]
+
+
+@dataclass
+class Page:
+    """OpenAI's cursor pagination parameters."""
+
+    limit: Annotated[int, Query(ge=1, le=100)] = 20
+    order: Order = "desc"
+    after: str | None = None
+    before: str | None = None
+
+
+PageDep = Annotated[Page, Depends()]
 
 
 @router.post("")
@@ -27,14 +40,8 @@ def create_vector_store(body: CreateVectorStore, stores: VectorStoresDep) -> dic
 
 
 @router.get("")
-def list_vector_stores(
-    stores: VectorStoresDep,
-    limit: Limit = 20,
-    order: Order = "desc",
-    after: str | None = None,
-    before: str | None = None,
-) -> dict:
-    return stores.list(limit, order, after, before)
+def list_vector_stores(stores: VectorStoresDep, page: PageDep) -> dict:
+    return stores.list(page.limit, page.order, page.after, page.before)
 
 
 @router.get("/{store_id}")
@@ -66,13 +73,10 @@ def attach_file(store_id: str, body: AttachFile, stores: VectorStoresDep) -> dic
 def list_vector_store_files(
     store_id: str,
     stores: VectorStoresDep,
-    limit: Limit = 20,
-    order: Order = "desc",
-    after: str | None = None,
-    before: str | None = None,
+    page: PageDep,
     filter: str | None = None,
 ) -> dict:
-    return stores.list_files(store_id, filter, limit, order, after, before)
+    return stores.list_files(store_id, filter, page.limit, page.order, page.after, page.before)
 
 
 @router.get("/{store_id}/files/{file_id}")
@@ -117,11 +121,8 @@ def list_file_batch_files(
     store_id: str,
     batch_id: str,
     stores: VectorStoresDep,
-    limit: Limit = 20,
-    order: Order = "desc",
-    after: str | None = None,
-    before: str | None = None,
+    page: PageDep,
     filter: str | None = None,
 ) -> dict:
     stores.get_batch(store_id, batch_id)
-    return stores.list_files(store_id, filter, limit, order, after, before, batch_id)
+    return stores.list_files(store_id, filter, page.limit, page.order, page.after, page.before, batch_id)

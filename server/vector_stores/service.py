@@ -451,12 +451,15 @@ class VectorStoreService:
         if not hits:
             return []
         marks = ",".join("?" * len(hits))
+        # By primary key only: with the store id in the WHERE clause SQLite picks the (store, sha256)
+        # index and scans the whole store (6 ms at 100k chunks).
         rows = {
             r["id"]: r
             for r in self.db.query(
-                f"SELECT id, sha256, text, page FROM chunks WHERE vector_store_id = ? AND id IN ({marks})",
-                [store_id, *[h.id for h in hits]],
+                f"SELECT id, vector_store_id, sha256, text, page FROM chunks WHERE id IN ({marks})",
+                [h.id for h in hits],
             )
+            if r["vector_store_id"] == store_id
         }
         results = []
         for hit in hits:
