@@ -374,3 +374,16 @@ def test_restart_keeps_stores_indexes_and_statuses(tmp_path, embedder, corpus):
     index_file.write_bytes(b"garbage")  # a torn or stale index is rebuilt from SQLite
     with TestClient(build_app(settings, engine=FakeEngine(), embedder=embedder)) as client:
         assert search(client, store_id, "Zorblax access code")[0]["file_id"] == file_id
+
+
+def test_cancel_batch_stops_ingestion(client, tmp_path, corpus):
+    big = docs.write(tmp_path / "big.md", "\n\n".join(f"Paragraph {i} about item {i}." for i in range(4000)))
+    big_id = upload(client, big).json()["id"]
+    store_id = client.post("/v1/vector_stores", json={"name": "cancel"}).json()["id"]
+    batch = client.post(f"/v1/vector_stores/{store_id}/file_batches", json={"file_ids": [big_id]}).json()
+    cancelled = client.post(f"/v1/vector_stores/{store_id}/file_batches/{batch['id']}/cancel").json()
+    assert cancelled["status"] == "cancelled"
+    wait_for_store(client, store_id)
+    time.sleep(1)  # a worker mid-embedding notices at its next batch and must not commit
+    assert client.get(f"/v1/vector_stores/{store_id}/files/{big_id}").json()["status"] == "cancelled"
+    assert search(client, store_id, "Paragraph 12 about item 12") == []
