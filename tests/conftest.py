@@ -37,6 +37,22 @@ def embedder():
     return Embedder(embedding_model_path(Settings(data_dir=ROOT / ".pytest_cache" / "emb")))
 
 
+@pytest.fixture(scope="session")
+def smol_model_dir() -> Path:
+    """The converted default chat model (converted once into the shared test cache)."""
+    from server.provision import chat_model_path
+
+    return chat_model_path(Settings(data_dir=ROOT / ".pytest_cache" / "smol", models_dir=MODELS_CACHE))
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer(smol_model_dir):
+    """The real SmolLM2 tokenizer, with its chat template."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(smol_model_dir)
+
+
 @pytest.fixture
 def fake_engine() -> FakeEngine:
     return FakeEngine()
