@@ -104,7 +104,7 @@ class RawPeer:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from server.engines.transformers_engine import pick_dtype
+        from finetune.hardware import pick_dtype
 
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from prometheus_fastapi_instrumentator import Instrumentator
@@ -19,6 +20,8 @@ from server.engines.base import Engine
 from server.errors import install_error_handlers
 from server.files.routes import router as files_router
 from server.files.service import FileService
+from server.fine_tuning.routes import router as fine_tuning_router
+from server.fine_tuning.service import FineTuningService
 from server.limits import UploadLimitMiddleware
 from server.metrics import Metrics
 from server.routes import router as misc_router
@@ -75,7 +78,11 @@ def build_app(settings: Settings, engine: Engine | None = None, embedder=None) -
         )
         app.state.embeddings = EmbeddingService(emb, settings.served_embedding_name)
         metrics.watch_engine(app.state.engine.stats)
+        model_dir = Path(getattr(app.state.engine.info, "model_path", "") or settings.data_dir)
+        fine_tuning = FineTuningService(db, settings.data_dir, files, catalog, model_dir)
+        app.state.fine_tuning = fine_tuning
         worker.start()
+        fine_tuning.start()
         info = app.state.engine.info
         log.info(
             "serving %s on the %s engine (%s, %s, context %d)",
@@ -88,6 +95,7 @@ def build_app(settings: Settings, engine: Engine | None = None, embedder=None) -
         try:
             yield
         finally:
+            await fine_tuning.stop()
             await worker.stop()
             if own_engine:
                 await app.state.engine.close()
@@ -97,7 +105,15 @@ def build_app(settings: Settings, engine: Engine | None = None, embedder=None) -
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)
-    for router in (chat_router, embeddings_router, files_router, vector_stores_router, misc_router):
+    routers = (
+        chat_router,
+        embeddings_router,
+        files_router,
+        vector_stores_router,
+        fine_tuning_router,
+        misc_router,
+    )
+    for router in routers:
         app.include_router(router)
     Instrumentator(registry=metrics.registry, excluded_handlers=["/metrics"]).instrument(app)
     app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)

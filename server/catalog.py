@@ -44,9 +44,19 @@ class ModelCatalog:
         self.engine = engine
         self.embedding_name = embedding_name
         self.started = int(time.time())
+        self.adapters: dict[str, tuple[str, int]] = {}  # name -> (path, created)
+
+    def add_adapter(self, name: str, path: str) -> None:
+        """Serve a LoRA adapter of the base model under `name`, from now on (no restart)."""
+        self.engine.add_adapter(name, path)
+        self.adapters[name] = (path, int(time.time()))
 
     def cards(self) -> list[ModelCard]:
         cards = [ModelCard(self.chat_name, "chat", self.started)]
+        cards += [
+            ModelCard(name, "chat", created, parent=self.chat_name, root=self.chat_name)
+            for name, (_, created) in self.adapters.items()
+        ]
         if self.embedding_name:
             cards.append(ModelCard(self.embedding_name, "embedding", self.started))
         return cards
@@ -60,6 +70,8 @@ class ModelCatalog:
     def chat_target(self, model_id: str) -> ChatTarget:
         if model_id == self.chat_name:
             return ChatTarget(model_id, self.engine)
+        if model_id in self.adapters:
+            return ChatTarget(model_id, self.engine, adapter=model_id)
         if model_id == self.embedding_name:
             raise APIError(
                 400,

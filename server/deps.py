@@ -11,6 +11,7 @@ from server.chat.service import ChatService
 from server.embeddings.service import EmbeddingService
 from server.errors import APIError
 from server.files.service import FileService
+from server.fine_tuning.service import FineTuningService
 from server.vector_stores.service import VectorStoreService
 
 
@@ -39,6 +40,11 @@ def get_vector_stores(request: Request) -> VectorStoreService:
     return request.app.state.vector_stores
 
 
+def get_fine_tuning(request: Request) -> FineTuningService:
+    return request.app.state.fine_tuning
+
+
+FineTuningDep = Annotated[FineTuningService, Depends(get_fine_tuning)]
 FilesDep = Annotated[FileService, Depends(get_files)]
 VectorStoresDep = Annotated[VectorStoreService, Depends(get_vector_stores)]
 ChatServiceDep = Annotated[ChatService, Depends(get_chat_service)]

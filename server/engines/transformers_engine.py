@@ -15,39 +15,13 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from finetune.hardware import pick_device, pick_dtype
 from server.engines.base import Delta, Engine, EngineInfo, EngineOverloaded, SamplingParams
 from server.engines.detok import StreamDecoder
 
 log = logging.getLogger("ragtune.engine")
-
-
-def cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def pick_device(setting: str) -> str:
-    import torch
-
-    if setting == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return setting
-
-
-def pick_dtype(setting: str, device: str) -> Any:
-    import torch
-
-    if setting != "auto":
-        return getattr(torch, setting)
-    if device == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 
 @dataclass(eq=False)
@@ -122,6 +96,8 @@ class TransformersEngine(Engine):
         self._waiting: collections.deque[_Seq] = collections.deque()
         self._running = 0
         self._cv = threading.Condition()
+        self._commands: list[Any] = []  # run on the engine thread between steps (adapter loads)
+        self._adapters: set[str] = set()
         self._closing = False
         self._thread = threading.Thread(target=self._loop, name="ragtune-engine", daemon=True)
         self._thread.start()
@@ -141,8 +117,8 @@ class TransformersEngine(Engine):
     async def generate(
         self, prompt_ids: list[int], params: SamplingParams, adapter: str | None = None
     ) -> AsyncIterator[Delta]:
-        if adapter is not None:
-            raise NotImplementedError("the transformers engine serves no adapters yet")
+        if adapter is not None and adapter not in self._adapters:
+            raise NotImplementedError(f"adapter {adapter!r} is not loaded")
         seq = _Seq(
             prompt_ids=list(prompt_ids),
             params=params,
@@ -170,6 +146,34 @@ class TransformersEngine(Engine):
         finally:
             seq.cancelled = True  # no-op when finished; otherwise the worker drops it at the next step
 
+    def add_adapter(self, name: str, path: str) -> None:
+        """Load a PEFT LoRA adapter; it is applied per row, so one batch mixes adapters and the base."""
+        if name in self._adapters:
+            return
+        done, failure = threading.Event(), []
+
+        def load() -> None:
+            from peft import PeftModel
+
+            try:
+                if not self._adapters:
+                    self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name).eval()
+                else:
+                    self.model.load_adapter(path, adapter_name=name)
+                self._adapters.add(name)
+            except Exception as exc:
+                failure.append(exc)
+            finally:
+                done.set()
+
+        with self._cv:
+            self._commands.append(load)
+            self._cv.notify()
+        if not done.wait(300):
+            raise TimeoutError(f"loading adapter {name!r} timed out")
+        if failure:
+            raise failure[0]
+
     def stats(self) -> dict[str, int]:
         with self._cv:
             return {"running": self._running, "waiting": len(self._waiting)}
@@ -188,10 +192,14 @@ class TransformersEngine(Engine):
         with torch.inference_mode():
             while True:
                 with self._cv:
-                    while not self._closing and not self._waiting and batch is None:
+                    while not self._closing and not self._waiting and batch is None and not self._commands:
                         self._cv.wait()
                     if self._closing:
                         break
+                    commands, self._commands = self._commands, []
+                for command in commands:
+                    command()
+                with self._cv:
                     admitted = self._admit(batch)
                     self._running = len(admitted) + (len(batch.seqs) if batch else 0)
                 try:
@@ -243,14 +251,9 @@ class TransformersEngine(Engine):
             mask[row, width - n :] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=self.model.config)
-        out = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
+        cache = DynamicCache(config=self.model.config)  # PeftModel forwards .config
+        out = self._forward(
+            seqs, input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache
         )
         lengths = torch.tensor([len(s.prompt_ids) for s in seqs], device=self.device)
         batch = _Batch(seqs, out.past_key_values, mask, None, lengths)
@@ -262,16 +265,21 @@ class TransformersEngine(Engine):
         if not batch.seqs:
             return batch
         mask = torch.cat([batch.mask, torch.ones_like(batch.mask[:, :1])], dim=1)
-        out = self.model(
+        out = self._forward(
+            batch.seqs,
             input_ids=batch.next_tokens[:, None],
             attention_mask=mask,
             position_ids=batch.positions[:, None],
             past_key_values=batch.cache,
-            use_cache=True,
-            logits_to_keep=1,
         )
         batch.mask, batch.positions = mask, batch.positions + 1
         return self._sample_and_emit(batch, out.logits[:, -1, :])
+
+    def _forward(self, seqs: list[_Seq], **inputs: Any) -> Any:
+        """One forward pass; with adapters loaded, each row names its own (PEFT mixed-batch LoRA)."""
+        if self._adapters:
+            inputs["adapter_names"] = [s.adapter or "__base__" for s in seqs]
+        return self.model(**inputs, use_cache=True, logits_to_keep=1)
 
     def _sample_and_emit(self, batch: _Batch, logits: Any) -> _Batch:
         """Pick each row's next token, stream its text, and drop the rows that finished."""

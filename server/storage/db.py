@@ -66,6 +66,51 @@ CREATE TABLE IF NOT EXISTS file_batches (
     created_at INTEGER NOT NULL,
     cancelled INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS fine_tuning_jobs (
+    id TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    training_file TEXT NOT NULL,
+    validation_file TEXT,
+    suffix TEXT,
+    seed INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    hyperparameters TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    fine_tuned_model TEXT,
+    trained_tokens INTEGER,
+    estimated_finish INTEGER,
+    metrics TEXT,
+    metadata TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    events_offset INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    finished_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS fine_tuning_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL REFERENCES fine_tuning_jobs(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL,
+    data TEXT,
+    type TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ft_events_job ON fine_tuning_events(job_id, id);
+CREATE TABLE IF NOT EXISTS fine_tuning_checkpoints (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL REFERENCES fine_tuning_jobs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    metrics TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS adapters (
+    name TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    base TEXT NOT NULL,
+    path TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
 """
 
 

@@ -1,0 +1,462 @@
+"""Fine-tuning data: read OpenAI chat, alpaca or ShareGPT files into validated conversations,
+then tokenize them with the model's chat template and a loss mask on the assistant turns."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+ROLES = ("system", "user", "assistant")
+IGNORE_INDEX = -100  # the label PyTorch's cross-entropy skips
+
+# Keys an OpenAI fine-tuning message may carry; `name` is accepted and dropped (no template renders it).
+_MESSAGE_KEYS = {"role", "content", "name", "weight"}
+_TOOL_MESSAGE_KEYS = {"tool_calls", "function_call", "tool_call_id"}
+_TOOL_RECORD_KEYS = ("tools", "functions")
+_SHAREGPT_ROLES = {
+    "system": "system",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+}
+
+
+@dataclass
+class Message:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+    weight: float = 1.0  # only meaningful for assistant messages: 1 = train on it, 0 = context only
+
+
+@dataclass
+class Conversation:
+    messages: list[Message]
+    line: int  # 1-based line number in a JSONL file, or 1-based record index in a JSON array
+
+
+class DataError(ValueError):
+    """Invalid training data; `code` is machine readable, `line` points at the record (None = whole file)."""
+
+    def __init__(self, code: str, message: str, line: int | None = None):
+        self.code = code
+        self.message = message
+        self.line = line
+        # load_dataset(max_errors > 1) replaces this with every error it collected.
+        self.errors: list[DataError] = [self]
+        super().__init__(message if line is None else f"line {line}: {message}")
+
+    def __reduce__(self):
+        # The default would rebuild from the formatted text alone; jobs may pickle errors across processes.
+        return (type(self), (self.code, self.message, self.line))
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_dataset(path: Path, max_errors: int = 1) -> list[Conversation]:
+    """Read a JSONL file or a JSON array of records, each in OpenAI chat, alpaca or ShareGPT format.
+
+    Stops at the first invalid record when `max_errors` is 1; otherwise collects up to `max_errors`
+    errors and raises one DataError listing them (code and line of the first).
+    """
+    if max_errors < 1:
+        raise ValueError(f"max_errors must be at least 1, got {max_errors}")
+    conversations: list[Conversation] = []
+    errors: list[DataError] = []
+    for line, record in _read_records(Path(path)):
+        try:
+            if isinstance(record, DataError):
+                raise record
+            conversations.append(parse_record(record, line))
+        except DataError as error:
+            if max_errors == 1:
+                raise
+            errors.append(error)
+            if len(errors) == max_errors:
+                break
+    if errors:
+        raise _combine(errors, max_errors)
+    if not conversations:
+        raise DataError("empty_file", f"{Path(path).name} contains no records")
+    return conversations
+
+
+def parse_record(record: object, line: int) -> Conversation:
+    """Validate one record, detecting its format from its keys, and return it as a Conversation."""
+    if not isinstance(record, dict):
+        raise DataError("not_an_object", f"expected a JSON object, got {_json_type(record)}", line)
+    if "messages" in record:
+        messages = _from_openai(record, line)
+    elif "conversations" in record:
+        messages = _from_sharegpt(record, line)
+    elif "instruction" in record:
+        messages = _from_alpaca(record, line)
+    else:
+        keys = ", ".join(repr(key) for key in record) or "no keys"
+        raise DataError(
+            "unknown_format",
+            f"record has {keys}; expected 'messages' (OpenAI chat), 'instruction' and 'output' (alpaca) "
+            "or 'conversations' (ShareGPT)",
+            line,
+        )
+    _check_order(messages, line)
+    return Conversation(messages, line)
+
+
+def _read_records(path: Path) -> Iterator[tuple[int, object]]:
+    """Yield (line, record); a JSONL line that does not parse comes as its DataError, so reading goes on."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DataError("invalid_json", f"{path.name} is not UTF-8 text: {error}") from None
+    if text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise DataError("invalid_json", f"{path.name} is not a valid JSON array: {error}") from None
+        yield from enumerate(records, start=1)
+        return
+    # Split on "\n" only: str.splitlines() would also break on U+2028, which JSON allows inside strings.
+    for number, raw in enumerate(text.split("\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            yield number, json.loads(raw)
+        except json.JSONDecodeError as error:
+            yield number, DataError("invalid_json", f"not valid JSON: {error}", number)
+
+
+def _combine(errors: list[DataError], max_errors: int) -> DataError:
+    first = errors[0]
+    listed = "; ".join(str(error) for error in errors)
+    more = " (stopped there)" if len(errors) == max_errors else ""
+    combined = DataError(first.code, f"{len(errors)} invalid records{more}: {listed}", first.line)
+    combined.errors = errors
+    return combined
+
+
+def _from_openai(record: dict, line: int) -> list[Message]:
+    for key in _TOOL_RECORD_KEYS:
+        if key in record:
+            raise DataError("unsupported_feature", f"'{key}' (function calling) is not supported", line)
+    raw_messages = record["messages"]
+    if not isinstance(raw_messages, list) or not raw_messages:
+        raise DataError("invalid_message", "'messages' must be a non-empty list", line)
+    return [_openai_message(raw, f"messages[{index}]", line) for index, raw in enumerate(raw_messages)]
+
+
+def _openai_message(raw: object, where: str, line: int) -> Message:
+    if not isinstance(raw, dict):
+        raise DataError("invalid_message", f"{where} must be an object, got {_json_type(raw)}", line)
+    if tool_keys := sorted(_TOOL_MESSAGE_KEYS & raw.keys()):
+        raise DataError(
+            "unsupported_feature", f"{where} has {tool_keys[0]!r}: tool calls are not supported", line
+        )
+    if extra := sorted(raw.keys() - _MESSAGE_KEYS):
+        allowed = ", ".join(sorted(_MESSAGE_KEYS))
+        raise DataError("invalid_message", f"{where} has unknown keys {extra}; allowed: {allowed}", line)
+    role = raw.get("role")
+    if role in ("tool", "function"):
+        raise DataError(
+            "unsupported_feature", f"{where} has role {role!r}: tool messages are not supported", line
+        )
+    if role not in ROLES:
+        raise DataError(
+            "invalid_role", f"{where} has role {role!r}; expected one of {', '.join(ROLES)}", line
+        )
+    content = _content(raw.get("content"), where, line)
+    return Message(role, content, _weight(raw, role, where, line))
+
+
+def _content(value: object, where: str, line: int) -> str:
+    """A message's text: a string, or OpenAI content parts joined as the chat server joins them."""
+    if isinstance(value, list):
+        texts = []
+        for index, part in enumerate(value):
+            if not isinstance(part, dict) or "type" not in part:
+                raise DataError("invalid_message", f"{where}.content[{index}] must be a content part", line)
+            if part["type"] != "text":
+                raise DataError(
+                    "unsupported_feature", f"{where}.content[{index}] is {part['type']!r}; only text is", line
+                )
+            texts.append(_text(part.get("text"), f"{where}.content[{index}].text", line, blank_ok=True))
+        value = "".join(texts)
+    return _text(value, f"{where}.content", line)
+
+
+def _text(value: object, where: str, line: int, blank_ok: bool = False) -> str:
+    if value is None:
+        raise DataError("empty_content", f"{where} is missing", line)
+    if not isinstance(value, str):
+        raise DataError("invalid_message", f"{where} must be a string, got {_json_type(value)}", line)
+    if not blank_ok and not value.strip():
+        raise DataError("empty_content", f"{where} is empty", line)
+    return value
+
+
+def _weight(raw: dict, role: str, where: str, line: int) -> float:
+    if "weight" not in raw:
+        return 1.0
+    weight = raw["weight"]
+    if role != "assistant":
+        raise DataError("invalid_weight", f"{where}: weight is only allowed on assistant messages", line)
+    # bool is an int in Python, but `true` in the file is a mistake, not a weight.
+    if isinstance(weight, bool) or weight not in (0, 1):
+        raise DataError("invalid_weight", f"{where}.weight must be 0 or 1, got {weight!r}", line)
+    return float(weight)
+
+
+def _from_alpaca(record: dict, line: int) -> list[Message]:
+    messages = _system(record, line)
+    history = record.get("history") or []
+    if not isinstance(history, list):
+        raise DataError("invalid_message", "'history' must be a list of [question, answer] pairs", line)
+    for index, pair in enumerate(history):
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise DataError("invalid_message", f"history[{index}] must be a [question, answer] pair", line)
+        messages.append(Message("user", _text(pair[0], f"history[{index}][0]", line)))
+        messages.append(Message("assistant", _text(pair[1], f"history[{index}][1]", line)))
+    instruction = _text(record.get("instruction"), "instruction", line, blank_ok=True)
+    extra = _text(record.get("input") or "", "input", line, blank_ok=True)
+    # An alpaca record may carry everything in `input`; joining only non-blank parts avoids a leading "\n".
+    prompt = "\n".join(part for part in (instruction, extra) if part.strip())
+    if not prompt:
+        raise DataError("empty_content", "instruction and input are both empty", line)
+    messages.append(Message("user", prompt))
+    messages.append(Message("assistant", _text(record.get("output"), "output", line)))
+    return messages
+
+
+def _from_sharegpt(record: dict, line: int) -> list[Message]:
+    turns = record["conversations"]
+    if not isinstance(turns, list) or not turns:
+        raise DataError("invalid_message", "'conversations' must be a non-empty list", line)
+    messages = _system(record, line)
+    for index, turn in enumerate(turns):
+        where = f"conversations[{index}]"
+        if not isinstance(turn, dict):
+            raise DataError("invalid_message", f"{where} must be an object, got {_json_type(turn)}", line)
+        speaker = turn.get("from", turn.get("role"))
+        role = _SHAREGPT_ROLES.get(speaker) if isinstance(speaker, str) else None
+        if role is None:
+            expected = ", ".join(_SHAREGPT_ROLES)
+            raise DataError("invalid_role", f"{where} is from {speaker!r}; expected one of {expected}", line)
+        messages.append(Message(role, _content(turn.get("value", turn.get("content")), where, line)))
+    return messages
+
+
+def _system(record: dict, line: int) -> list[Message]:
+    """The optional top-level `system` of alpaca and ShareGPT records; blank means none."""
+    system = _text(record.get("system") or "", "system", line, blank_ok=True)
+    return [Message("system", system)] if system.strip() else []
+
+
+def _check_order(messages: list[Message], line: int) -> None:
+    expected = "user"
+    started = False
+    for number, message in enumerate(messages, start=1):
+        if message.role == "system":
+            if started:
+                raise DataError(
+                    "invalid_order",
+                    f"message {number} is a system message after the conversation began",
+                    line,
+                )
+            continue
+        if message.role != expected:
+            raise DataError(
+                "invalid_order",
+                f"message {number} is {message.role} where {expected} was expected: after optional system "
+                "messages, user and assistant must alternate, starting with user",
+                line,
+            )
+        started = True
+        expected = "assistant" if expected == "user" else "user"
+    if not any(message.role == "assistant" and message.weight == 1 for message in messages):
+        raise DataError("no_assistant_message", "no assistant message to train on (with weight 1)", line)
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+# ---------------------------------------------------------------- tokenizing
+
+
+@dataclass
+class Example:
+    input_ids: list[int]
+    labels: list[int]  # -100 where no loss is taken
+    line: int
+    truncated: bool
+
+
+@dataclass
+class TokenStats:
+    examples: int
+    total_tokens: int  # sum of len(input_ids) after truncation
+    trained_tokens: int  # tokens with a label != -100
+    max_tokens: int  # longest example before truncation
+    truncated: int  # examples cut to max_length
+    empty_after_truncation: int = 0  # examples left with no trained token; kept, the caller decides
+
+
+def tokenize(
+    conversations: list[Conversation],
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    train_on_prompts: bool = False,
+) -> tuple[list[Example], TokenStats]:
+    """Render each conversation with the tokenizer's chat template and label the tokens to train on.
+
+    By default only assistant turns with weight 1 are trained: their content and the end-of-turn marker
+    the template writes after it (so the model learns to stop), not the role header nor any whitespace
+    after the marker. `train_on_prompts` trains every token. Examples longer than `max_length` tokens
+    keep their start.
+    """
+    if max_length < 1:
+        raise ValueError(f"max_length must be at least 1, got {max_length}")
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("the tokenizer has no chat template")
+    rendered = [_render(conversation, tokenizer) for conversation in conversations]
+    stats = TokenStats(0, 0, 0, 0, 0, 0)
+    if not rendered:
+        return [], stats
+    # One batched call: fast tokenizers encode a batch in parallel.
+    encodings = tokenizer(
+        [text for text, _ in rendered], return_offsets_mapping=True, add_special_tokens=False
+    )
+    examples = []
+    for conversation, (_, spans), ids, offsets in zip(
+        conversations, rendered, encodings["input_ids"], encodings["offset_mapping"], strict=True
+    ):
+        labels = list(ids) if train_on_prompts else _labels(ids, offsets, spans)
+        truncated = len(ids) > max_length
+        example = Example(list(ids[:max_length]), labels[:max_length], conversation.line, truncated)
+        examples.append(example)
+        trained = sum(label != IGNORE_INDEX for label in example.labels)
+        stats.examples += 1
+        stats.total_tokens += len(example.input_ids)
+        stats.trained_tokens += trained
+        stats.max_tokens = max(stats.max_tokens, len(ids))
+        stats.truncated += truncated
+        stats.empty_after_truncation += trained == 0
+    return examples, stats
+
+
+def describe(stats: TokenStats, max_length: int) -> str:
+    """One line for a job's log, e.g. '3729 examples, 245,120 tokens (188,002 trained); 12 longer ...'."""
+    text = (
+        f"{_count(stats.examples, 'example')}, {stats.total_tokens:,} tokens "
+        f"({stats.trained_tokens:,} trained), longest {stats.max_tokens:,}"
+    )
+    if stats.truncated:
+        verb = "was" if stats.truncated == 1 else "were"
+        text += f"; {stats.truncated} longer than {max_length} tokens {verb} truncated"
+    else:
+        text += f"; none longer than {max_length} tokens"
+    if stats.empty_after_truncation:
+        text += f"; {_count(stats.empty_after_truncation, 'example')} with nothing left to train on"
+    return text
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def _render(
+    conversation: Conversation, tokenizer: PreTrainedTokenizerBase
+) -> tuple[str, list[tuple[int, int]]]:
+    """The full rendering and the character spans to train on (see tokenize)."""
+    chat = [{"role": message.role, "content": message.content} for message in conversation.messages]
+    full = _apply(tokenizer, chat, conversation.line)
+    trained = [
+        index
+        for index, message in enumerate(conversation.messages)
+        if message.role == "assistant" and message.weight == 1
+    ]
+    spans = _prefix_spans(tokenizer, chat, full, trained, conversation.line)
+    if spans is None:
+        spans = _search_spans(tokenizer, conversation, full, trained)
+    return full, spans
+
+
+def _prefix_spans(
+    tokenizer: PreTrainedTokenizerBase, chat: list[dict], full: str, trained: list[int], line: int
+) -> list[tuple[int, int]] | None:
+    """Spans from incremental rendering; None when the template does not render prefixes as prefixes.
+
+    The turn is what rendering it adds after the generation prompt: content plus end-of-turn marker.
+    Trailing whitespace (ChatML's "\\n" after <|im_end|>) is left out: generation stops at the marker,
+    so the model never has to produce it, and it belongs as much to the next turn.
+    """
+    spans = []
+    for index in trained:
+        before = _apply(tokenizer, chat[:index], line, add_generation_prompt=True)
+        through = _apply(tokenizer, chat[: index + 1], line)
+        if not (through.startswith(before) and full.startswith(through)):
+            return None
+        spans.append((len(before), len(before) + len(through[len(before) :].rstrip())))
+    return spans
+
+
+def _search_spans(
+    tokenizer: PreTrainedTokenizerBase, conversation: Conversation, full: str, trained: list[int]
+) -> list[tuple[int, int]]:
+    """Fallback for templates whose renderings of a prefix differ from the start of the full rendering
+    (e.g. one that writes the number of messages up front, or marks only the last turn).
+
+    Tokens cannot help there (the token sequences differ the same way), so each message's content is
+    found in order in the full text, and a trained turn extends over the tokenizer's EOS token when that
+    follows (after spaces) as its end-of-turn marker.
+    """
+    eos = getattr(tokenizer, "eos_token", None)
+    spans = []
+    cursor = 0
+    for index, message in enumerate(conversation.messages):
+        needle = message.content if message.content in full[cursor:] else message.content.strip()
+        start = full.find(needle, cursor)
+        if start < 0:
+            raise DataError(
+                "template_mismatch",
+                f"message {index + 1} does not appear in the chat template's rendering",
+                conversation.line,
+            )
+        cursor = start + len(needle)
+        if index in trained:
+            end = cursor
+            if eos and (marker := re.match(r"[ \t]*" + re.escape(eos), full[end:])):
+                end += marker.end()
+            spans.append((start, end))
+    return spans
+
+
+def _apply(tokenizer: PreTrainedTokenizerBase, chat: list[dict], line: int, **kwargs) -> str:
+    from jinja2 import TemplateError
+
+    try:
+        return tokenizer.apply_chat_template(chat, tokenize=False, **kwargs)
+    except TemplateError as error:  # templates refuse some conversations with raise_exception(...)
+        raise DataError(
+            "template_error", f"the chat template refused this conversation: {error}", line
+        ) from None
+
+
+def _labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
+    """Label a token when its characters overlap a trained span; a token that straddles the role header
+    and the content (SentencePiece's "▁word") is then trained, which costs less than missing a word."""
+    labels = []
+    for token, (start, end) in zip(ids, offsets, strict=True):
+        end = max(end, start + 1)  # a zero-width offset still has a position
+        inside = any(start < span_end and end > span_start for span_start, span_end in spans)
+        labels.append(token if inside else IGNORE_INDEX)
+    return labels

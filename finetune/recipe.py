@@ -1,0 +1,397 @@
+"""LoRA supervised fine-tuning, as one readable recipe: setup() → train() → save() → cleanup().
+
+Loss is taken on assistant tokens only (by default). To keep the base model's general ability, the
+recipe mixes in *rehearsal* examples (the base model's own answers to built-in general prompts) and
+measures *retention* after every epoch (the share of built-in general questions the base model answers
+correctly that the tuned model still answers correctly); if an epoch drops retention below
+`min_retention`, training stops and the previous epoch's adapter is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from finetune.config import TrainConfig
+from finetune.data import Conversation, Example, Message, load_dataset, tokenize
+from finetune.general import REHEARSAL_PROMPTS, RETENTION_QUESTIONS, is_correct
+
+log = logging.getLogger("ragtune.finetune")
+
+
+class Reporter(Protocol):
+    def event(self, message: str, data: dict[str, Any] | None = None, kind: str = "message") -> None: ...
+
+    def stop_requested(self) -> bool: ...
+
+
+class Cancelled(Exception):
+    """The job was cancelled; the recipe stopped at a step boundary."""
+
+
+@dataclass
+class Progress:
+    """Where training is: saved with every checkpoint, so a resumed run continues exactly there."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    step: int = 0
+    tokens_seen: int = 0
+    best_epoch_retention: float | None = None
+
+
+class LoRARecipe:
+    def __init__(
+        self,
+        config: TrainConfig,
+        model_dir: Path,
+        training_file: Path,
+        run_dir: Path,
+        reporter: Reporter,
+        validation_file: Path | None = None,
+        cache_dir: Path | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.config = config
+        self.model_dir = Path(model_dir)
+        self.training_file = training_file
+        self.validation_file = validation_file
+        self.run_dir = run_dir
+        self.reporter = reporter
+        self.cache_dir = cache_dir or run_dir
+        self.dtype = dtype
+        self.progress = Progress()
+        self.metrics: dict[str, Any] = {}
+
+    # ---- setup ------------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        from peft import LoraConfig, get_peft_model
+        from transformers import AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
+
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=self.dtype)
+        self.examples, stats = tokenize(
+            load_dataset(self.training_file), self.tokenizer, cfg.max_length, cfg.train_on_prompts
+        )
+        self.examples = [e for e in self.examples if any(label != -100 for label in e.labels)]
+        self.valid = []
+        if self.validation_file:
+            self.valid, _ = tokenize(load_dataset(self.validation_file), self.tokenizer, cfg.max_length)
+        self.base_answers = self._general_answers("base", [q for q, _ in RETENTION_QUESTIONS], 48)
+        self.rehearsal = self._rehearsal(len(self.examples))
+        self.reporter.event(
+            f"Training on {len(self.examples)} examples ({stats.trained_tokens} trained tokens) plus "
+            f"{len(self.rehearsal)} rehearsal examples; {stats.truncated} truncated to "
+            f"{cfg.max_length} tokens.",
+            {
+                "examples": len(self.examples),
+                "rehearsal_examples": len(self.rehearsal),
+                "truncated": stats.truncated,
+                "trained_tokens": stats.trained_tokens,
+            },
+        )
+        lora = LoraConfig(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.target_modules),
+            task_type="CAUSAL_LM",
+        )
+        self.model = get_peft_model(self.model, lora)
+        self.data = self.examples + self.rehearsal
+        self.steps_per_epoch = math.ceil(len(self.data) / cfg.batch_size)
+        self.total_steps = self.steps_per_epoch * cfg.n_epochs
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        self.scheduler = get_cosine_schedule_with_warmup(
+            self.optimizer, int(cfg.warmup_ratio * self.total_steps), self.total_steps
+        )
+        self._resume()
+
+    def _rehearsal(self, n_user: int) -> list[Example]:
+        """The base model's own answers to general prompts, as training examples (self-distillation)."""
+        count = round(self.config.rehearsal_ratio * n_user)
+        if count == 0:
+            return []
+        answers = self._general_answers("rehearsal", REHEARSAL_PROMPTS, 64)
+        conversations = [
+            Conversation([Message("user", q), Message("assistant", a.strip())], line=0)
+            for q, a in zip(REHEARSAL_PROMPTS, answers, strict=True)
+            if a.strip()
+        ]
+        examples, _ = tokenize(conversations, self.tokenizer, self.config.max_length)
+        return [examples[i % len(examples)] for i in range(count)] if examples else []
+
+    def _general_answers(self, name: str, prompts: list[str], max_new_tokens: int) -> list[str]:
+        """Greedy base-model answers, cached per base model (they do not depend on the job)."""
+        stamp = (self.model_dir / "config.json").stat().st_mtime_ns
+        path = self.cache_dir / f"{name}-{abs(hash((str(self.model_dir.resolve()), stamp))) % 10**12}.json"
+        if path.is_file():
+            cached = json.loads(path.read_text())
+            if cached.get("prompts") == prompts:
+                return cached["answers"]
+        answers = generate(self.model, self.tokenizer, prompts, max_new_tokens)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"prompts": prompts, "answers": answers}, ensure_ascii=False))
+        tmp.replace(path)
+        return answers
+
+    # ---- training ---------------------------------------------------------------------------------
+
+    def train(self) -> dict[str, Any]:
+        cfg, p = self.config, self.progress
+        started, tokens_at_start = time.perf_counter(), p.tokens_seen
+        kept_epoch_dir: Path | None = None
+        while p.epoch < cfg.n_epochs:
+            order = torch.randperm(
+                len(self.data), generator=torch.Generator().manual_seed(cfg.seed + p.epoch)
+            )
+            batches = [order[i : i + cfg.batch_size].tolist() for i in range(0, len(order), cfg.batch_size)]
+            for index in range(p.step_in_epoch, len(batches)):
+                loss, tokens = self._step([self.data[i] for i in batches[index]])
+                p.step, p.step_in_epoch, p.tokens_seen = p.step + 1, index + 1, p.tokens_seen + tokens
+                rate = (p.tokens_seen - tokens_at_start) / (time.perf_counter() - started)
+                self.reporter.event(
+                    f"Step {p.step}/{self.total_steps}: training loss={loss:.4f}",
+                    {
+                        "step": p.step,
+                        "total_steps": self.total_steps,
+                        "epoch": p.epoch + 1,
+                        "train_loss": loss,
+                        "tokens_per_second": rate,
+                        "tokens_seen": p.tokens_seen,
+                        "learning_rate": self.scheduler.get_last_lr()[0],
+                    },
+                    kind="metrics",
+                )
+                self.metrics["train_loss"] = loss
+                if self.reporter.stop_requested():
+                    raise Cancelled
+                if p.step % cfg.checkpoint_every == 0 and p.step_in_epoch < len(batches):
+                    self.checkpoint()
+            p.epoch, p.step_in_epoch = p.epoch + 1, 0
+            if not self._end_of_epoch(kept_epoch_dir):
+                break
+            kept_epoch_dir = self.checkpoint()
+        self.metrics.update({"steps": p.step, "epochs": p.epoch, "tokens_seen": p.tokens_seen})
+        return self.metrics
+
+    def _step(self, batch: list[Example]) -> tuple[float, int]:
+        """One optimizer step over `batch`, in micro-batches; the loss is a mean over trained tokens."""
+        self.model.train()
+        trained = sum(sum(label != -100 for label in e.labels[1:]) for e in batch)
+        total_loss, tokens = 0.0, 0
+        for start in range(0, len(batch), self.config.micro_batch_size):
+            micro = batch[start : start + self.config.micro_batch_size]
+            ids, labels, mask = collate(micro, self.tokenizer.pad_token_id)
+            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]),
+                labels[:, 1:].reshape(-1),
+                ignore_index=-100,
+                reduction="sum",
+            ) / max(trained, 1)
+            loss.backward()
+            total_loss += float(loss)
+            tokens += int(mask.sum())
+        torch.nn.utils.clip_grad_norm_(
+            [p for p in self.model.parameters() if p.requires_grad], self.config.max_grad_norm
+        )
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total_loss, tokens
+
+    def _end_of_epoch(self, previous: Path | None) -> bool:
+        """Validation loss and retention after an epoch; False stops training (retention guard)."""
+        p = self.progress
+        data: dict[str, Any] = {"epoch": p.epoch, "step": p.step}
+        if self.valid:
+            data["valid_loss"] = self.validation_loss()
+            self.metrics["valid_loss"] = data["valid_loss"]
+        retention = self.retention()
+        data["retention"] = retention
+        self.reporter.event(
+            f"Epoch {p.epoch}/{self.config.n_epochs}: retention={retention:.2f}"
+            + (f", validation loss={data['valid_loss']:.4f}" if "valid_loss" in data else ""),
+            data,
+            kind="metrics",
+        )
+        if retention >= self.config.min_retention or previous is None:
+            self.metrics["retention"] = retention
+            return True
+        self.reporter.event(
+            f"Retention fell to {retention:.2f} (< {self.config.min_retention}); stopping and keeping the "
+            f"adapter of epoch {p.epoch - 1}.",
+            {"retention": retention, "kept_epoch": p.epoch - 1},
+        )
+        self._load_adapter(previous)
+        self.metrics["stopped_early"] = True
+        self.metrics["retention"] = json.loads((previous / "progress.json").read_text())["retention"]
+        p.epoch -= 1
+        return False
+
+    @torch.no_grad()
+    def validation_loss(self) -> float:
+        self.model.eval()
+        total, count = 0.0, 0
+        for start in range(0, len(self.valid), self.config.micro_batch_size):
+            ids, labels, mask = collate(
+                self.valid[start : start + self.config.micro_batch_size], self.tokenizer.pad_token_id
+            )
+            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            total += float(
+                torch.nn.functional.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]),
+                    labels[:, 1:].reshape(-1),
+                    ignore_index=-100,
+                    reduction="sum",
+                )
+            )
+            count += int((labels[:, 1:] != -100).sum())
+        return total / max(count, 1)
+
+    def retention(self) -> float:
+        """Share of the general questions the base model gets right that the tuned model still gets right."""
+        questions = [q for q, _ in RETENTION_QUESTIONS]
+        known = [i for i, (_, ok) in enumerate(RETENTION_QUESTIONS) if is_correct(self.base_answers[i], ok)]
+        if not known:
+            return 1.0
+        tuned = generate(self.model, self.tokenizer, [questions[i] for i in known], 48)
+        kept = sum(is_correct(a, RETENTION_QUESTIONS[i][1]) for a, i in zip(tuned, known, strict=True))
+        return kept / len(known)
+
+    # ---- checkpoints ------------------------------------------------------------------------------
+
+    def checkpoint(self) -> Path:
+        """Adapter + optimizer + scheduler + RNG + progress, written to a temporary dir and renamed."""
+        p = self.progress
+        final = self.run_dir / "checkpoints" / f"step-{p.step:06d}"
+        tmp = final.with_name(f".{final.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save_pretrained(tmp)
+        torch.save(
+            {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": torch.get_rng_state(),
+            },
+            tmp / "trainer_state.pt",
+        )
+        state = {
+            **p.__dict__,
+            "retention": self.metrics.get("retention"),
+            "train_loss": self.metrics.get("train_loss"),
+            "valid_loss": self.metrics.get("valid_loss"),
+        }
+        (tmp / "progress.json").write_text(json.dumps(state))
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        self.reporter.event(
+            f"Checkpoint at step {p.step}",
+            {"step": p.step, "epoch": p.epoch, "path": str(final), "metrics": state},
+            kind="checkpoint",
+        )
+        return final
+
+    def _resume(self) -> None:
+        root = self.run_dir / "checkpoints"
+        done = (
+            sorted(d for d in root.glob("step-*") if (d / "progress.json").is_file()) if root.is_dir() else []
+        )
+        if not done:
+            return
+        latest = done[-1]
+        self._load_adapter(latest)
+        state = torch.load(latest / "trainer_state.pt", weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        saved = json.loads((latest / "progress.json").read_text())
+        self.progress = Progress(**{k: saved[k] for k in Progress.__dataclass_fields__ if k in saved})
+        for key in ("retention", "train_loss", "valid_loss"):
+            if saved.get(key) is not None:
+                self.metrics[key] = saved[key]
+        self.reporter.event(
+            f"Resumed from the checkpoint at step {self.progress.step}",
+            {"step": self.progress.step, "epoch": self.progress.epoch},
+        )
+
+    def _load_adapter(self, directory: Path) -> None:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(self.model, load_file(directory / "adapter_model.safetensors"))
+
+    # ---- output -----------------------------------------------------------------------------------
+
+    def save(self, adapter_dir: Path, extra: dict[str, Any]) -> None:
+        """The servable adapter and everything needed to reproduce it, written atomically."""
+        tmp = adapter_dir.with_name(f".{adapter_dir.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save_pretrained(tmp)
+        (tmp / "training_config.json").write_text(json.dumps({**self.config.to_dict(), **extra}, indent=2))
+        (tmp / "metrics.json").write_text(json.dumps(self.metrics, indent=2))
+        if self.tokenizer.chat_template:
+            (tmp / "chat_template.jinja").write_text(self.tokenizer.chat_template)
+        shutil.rmtree(adapter_dir, ignore_errors=True)
+        tmp.rename(adapter_dir)
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.run_dir / "checkpoints", ignore_errors=True)
+
+
+def collate(batch: list[Example], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded input ids, labels (-100 on padding) and attention mask."""
+    width = max(len(e.input_ids) for e in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, example in enumerate(batch):
+        n = len(example.input_ids)
+        ids[row, :n] = torch.tensor(example.input_ids)
+        labels[row, :n] = torch.tensor(example.labels)
+        mask[row, :n] = 1
+    return ids, labels, mask
+
+
+@torch.no_grad()
+def generate(
+    model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, batch_size: int = 16
+) -> list[str]:
+    """Greedy answers to single-turn prompts, batched with left padding."""
+    model.eval()
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    answers: list[str] = []
+    try:
+        for start in range(0, len(prompts), batch_size):
+            texts = [
+                tokenizer.apply_chat_template(
+                    [{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True
+                )
+                for q in prompts[start : start + batch_size]
+            ]
+            inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            out = model.generate(
+                **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            )
+            answers += tokenizer.batch_decode(
+                out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+            )
+    finally:
+        tokenizer.padding_side = side
+    return answers
