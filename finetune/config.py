@@ -18,8 +18,9 @@ class TrainConfig:
     """Examples per optimizer step, reached by gradient accumulation over micro-batches."""
     micro_batch_size: int = 8
     """Examples per forward/backward pass; lower it to save memory."""
-    learning_rate: float = 2e-4
-    """Peak AdamW learning rate (OpenAI's `learning_rate_multiplier` scales it)."""
+    learning_rate: float = 1e-3
+    """Peak AdamW learning rate (OpenAI's `learning_rate_multiplier` scales it). High for LoRA on
+    purpose: small data sets must be learned in a few epochs; the retention guard limits the damage."""
     warmup_ratio: float = 0.1
     """Share of the steps spent warming the learning rate up linearly, before the cosine decay."""
     weight_decay: float = 0.0

@@ -25,6 +25,7 @@ from finetune.data import Conversation, Example, Message, load_dataset, tokenize
 from finetune.general import REHEARSAL_PROMPTS, RETENTION_QUESTIONS, is_correct
 
 log = logging.getLogger("ragtune.finetune")
+RETENTION_TOKENS = 24  # the general answers are one short sentence; the accepted word comes early
 
 
 class Reporter(Protocol):
@@ -90,7 +91,8 @@ class LoRARecipe:
         self.valid = []
         if self.validation_file:
             self.valid, _ = tokenize(load_dataset(self.validation_file), self.tokenizer, cfg.max_length)
-        self.base_answers = self._general_answers("base", [q for q, _ in RETENTION_QUESTIONS], 48)
+        questions = [q for q, _ in RETENTION_QUESTIONS]
+        self.base_answers = self._general_answers("base", questions, RETENTION_TOKENS)
         self.rehearsal = self._rehearsal(len(self.examples))
         self.reporter.event(
             f"Training on {len(self.examples)} examples ({stats.trained_tokens} trained tokens) plus "
@@ -206,7 +208,7 @@ class LoRARecipe:
                 reduction="sum",
             ) / max(trained, 1)
             loss.backward()
-            total_loss += float(loss)
+            total_loss += loss.item()
             tokens += int(mask.sum())
         torch.nn.utils.clip_grad_norm_(
             [p for p in self.model.parameters() if p.requires_grad], self.config.max_grad_norm
@@ -271,7 +273,7 @@ class LoRARecipe:
         known = [i for i, (_, ok) in enumerate(RETENTION_QUESTIONS) if is_correct(self.base_answers[i], ok)]
         if not known:
             return 1.0
-        tuned = generate(self.model, self.tokenizer, [questions[i] for i in known], 48)
+        tuned = generate(self.model, self.tokenizer, [questions[i] for i in known], RETENTION_TOKENS)
         kept = sum(is_correct(a, RETENTION_QUESTIONS[i][1]) for a, i in zip(tuned, known, strict=True))
         return kept / len(known)
 

@@ -79,7 +79,9 @@ def build_app(settings: Settings, engine: Engine | None = None, embedder=None) -
         app.state.embeddings = EmbeddingService(emb, settings.served_embedding_name)
         metrics.watch_engine(app.state.engine.stats)
         model_dir = Path(getattr(app.state.engine.info, "model_path", "") or settings.data_dir)
-        fine_tuning = FineTuningService(db, settings.data_dir, files, catalog, model_dir)
+        fine_tuning = FineTuningService(
+            db, settings.data_dir, files, catalog, model_dir, settings.max_training_jobs
+        )
         app.state.fine_tuning = fine_tuning
         worker.start()
         fine_tuning.start()

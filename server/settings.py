@@ -73,6 +73,10 @@ class Settings(BaseSettings):
         description="Chat RAG ignores chunks whose cosine similarity to the question is below this.",
     )
 
+    max_training_jobs: int = Field(
+        1, ge=0, le=8, description="Fine-tuning jobs trained at once (0: queue them, train none)."
+    )
+
     api_key: str | None = Field(
         None, description="One key or a comma-separated list; when set every route but /health needs it."
     )

@@ -56,8 +56,9 @@ class FakeEngine(Engine):
         max_model_len: int = 512,
         delay: float = 0.0,
         max_queue: int = 1000,
+        tokenizer: Any = None,
     ) -> None:
-        self.tokenizer = CharTokenizer()
+        self.tokenizer = tokenizer or CharTokenizer()
         self.info = EngineInfo("fake", "fake", "float32", "cpu", max_model_len)
         self.replies: deque[str] = deque(replies or [])
         self.default_reply = "Hello from the fake engine."

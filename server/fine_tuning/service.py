@@ -29,7 +29,7 @@ from server.storage.db import Database, dumps, new_id, now
 
 log = logging.getLogger("ragtune.fine_tuning")
 
-BASE_LEARNING_RATE = 2e-4
+BASE_LEARNING_RATE = 1e-3  # TrainConfig.learning_rate; the multiplier scales it
 MAX_ATTEMPTS = 3
 POLL_SECONDS = 0.5
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -37,8 +37,15 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 
 class FineTuningService:
     def __init__(
-        self, db: Database, data_dir: Path, files: Any, catalog: ModelCatalog, model_dir: Path
+        self,
+        db: Database,
+        data_dir: Path,
+        files: Any,
+        catalog: ModelCatalog,
+        model_dir: Path,
+        max_running: int = 1,
     ) -> None:
+        self.max_running = max_running  # 0: jobs queue but never train (a serving-only replica)
         self.db = db
         self.data_dir = data_dir
         self.files = files
@@ -265,7 +272,7 @@ class FineTuningService:
         job = self.db.one(
             "SELECT * FROM fine_tuning_jobs WHERE status = 'queued' ORDER BY created_at, rowid LIMIT 1"
         )
-        if job is not None:
+        if job is not None and self.max_running > 0:
             self._launch(job)
 
     def _validate(self, job_id: str) -> None:
@@ -308,7 +315,7 @@ class FineTuningService:
         epochs = (
             hp["n_epochs"]
             if hp["n_epochs"] != "auto"
-            else min(10, max(3, math.ceil(100 / max(n_examples, 1))))
+            else min(10, max(3, math.ceil(200 / max(n_examples, 1))))
         )
         batch = hp["batch_size"] if hp["batch_size"] != "auto" else max(1, min(8, n_examples // 8 or 1))
         multiplier = hp["learning_rate_multiplier"]
