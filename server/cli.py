@@ -150,9 +150,12 @@ def models(
 
 
 def _register_subcommands() -> None:
+    from server.cli_finetune import finetune, jobs
     from server.cli_kb import kb
 
     app.add_typer(kb, name="kb")
+    app.add_typer(jobs, name="jobs")
+    app.command("finetune")(finetune)
 
 
 _register_subcommands()

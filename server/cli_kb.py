@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -17,7 +18,7 @@ from server.client import DEFAULT_BASE_URL, make_client, server_up
 kb = typer.Typer(
     help="Knowledge bases (vector stores): create, add documents, search, list.", no_args_is_help=True
 )
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 200)  # piped: don't cut ids to 80 columns
 err = Console(stderr=True)
 
 BaseUrl = Annotated[str, typer.Option(help="Server to talk to.")]

@@ -270,3 +270,15 @@ def test_engine_failure_is_a_clean_500(tmp_path, embedder):
     error = assert_error(response, 500)
     assert error["type"] == "server_error"
     assert "secret" not in response.text and "Traceback" not in response.text
+
+
+def test_adapters_are_models_and_reach_the_engine(client, fake_engine):
+    catalog = client.app.state.catalog
+    catalog.add_adapter("ft:smollm2-135m-instruct:zephyr:abc12345", "/adapters/x")
+    models = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+    ft = models["ft:smollm2-135m-instruct:zephyr:abc12345"]
+    assert ft["parent"] == ft["root"] == "smollm2-135m-instruct" and ft["kind"] == "chat"
+    assert fake_engine.adapters == {"ft:smollm2-135m-instruct:zephyr:abc12345": "/adapters/x"}
+    chat(client, model="ft:smollm2-135m-instruct:zephyr:abc12345")
+    chat(client)
+    assert [c.adapter for c in fake_engine.calls] == ["ft:smollm2-135m-instruct:zephyr:abc12345", None]

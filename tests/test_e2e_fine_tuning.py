@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -97,12 +99,24 @@ def test_fine_tune_learns_facts_keeps_general_ability_and_survives_a_killed_work
     assert "Paris" in ask(client, MODEL, "What is the capital of France?")  # the base is untouched
 
 
-def test_cancel_a_running_job(client, tmp_path):
-    training = client.files.create(file=write(tmp_path / "z.jsonl").open("rb"), purpose="fine-tune")
-    job = client.fine_tuning.jobs.create(
-        model=MODEL, training_file=training.id, hyperparameters={"n_epochs": 10}
-    )
-    job = wait(client, job.id, lambda j: j.status == "running" and bool(worker_pids(j.id)), what="running")
+def test_cancel_a_running_job_started_from_the_cli(client, server, tmp_path):
+    ragtune = str(Path(sys.executable).parent / "ragtune")
+    command = [
+        ragtune,
+        "finetune",
+        str(write(tmp_path / "z.jsonl")),
+        "--epochs",
+        "10",
+        "--suffix",
+        "cli",
+        "--no-follow",
+        "--base-url",
+        server.api,
+    ]
+    created = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert created.returncode == 0, created.stderr
+    job_id = created.stdout.split("created ")[1].split()[0]
+    job = wait(client, job_id, lambda j: j.status == "running" and bool(worker_pids(j.id)), what="running")
     time.sleep(3)
     cancelled = client.fine_tuning.jobs.cancel(job.id)
     assert cancelled.status == "cancelled"
@@ -112,3 +126,9 @@ def test_cancel_a_running_job(client, tmp_path):
     assert worker_pids(job.id) == []
     assert client.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
     assert client.fine_tuning.jobs.retrieve(job.id).fine_tuned_model is None
+    listed = subprocess.run([ragtune, "jobs", "ls", "--base-url", server.api], capture_output=True, text=True)
+    assert job.id in listed.stdout and "cancelled" in listed.stdout
+    events = subprocess.run(
+        [ragtune, "jobs", "events", job.id, "--base-url", server.api], capture_output=True, text=True
+    )
+    assert "Job cancelled by request." in events.stdout

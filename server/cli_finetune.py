@@ -1,0 +1,138 @@
+"""`ragtune finetune FILE` and `ragtune jobs ...`: fine-tuning through a running server's OpenAI API."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from server.client import DEFAULT_BASE_URL, make_client, server_up
+
+jobs = typer.Typer(help="Fine-tuning jobs: list them, read their events.", no_args_is_help=True)
+out = Console(width=None if sys.stdout.isatty() else 200)  # piped: don't cut ids to 80 columns
+err = Console(stderr=True)
+
+BaseUrl = Annotated[str, typer.Option(help="Server to talk to.")]
+ApiKey = Annotated[str | None, typer.Option(help="Bearer key (default RAGTUNE_API_KEY).")]
+
+
+def _client(base_url: str, api_key: str | None):
+    if not server_up(base_url):
+        err.print(f"[red]no ragtune server answers at {base_url}[/red]: start one with `make run`")
+        raise typer.Exit(1)
+    return make_client(base_url, api_key)
+
+
+def finetune(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Training data (JSONL or JSON).")],
+    model: Annotated[str | None, typer.Option(help="Base model; default the server's.")] = None,
+    suffix: Annotated[str | None, typer.Option(help="Name part of the fine-tuned model.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="n_epochs (default auto).")] = None,
+    lr_mult: Annotated[float | None, typer.Option(help="learning_rate_multiplier (default auto).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="batch_size (default auto).")] = None,
+    rank: Annotated[int | None, typer.Option(help="LoRA rank.")] = None,
+    validation_file: Annotated[Path | None, typer.Option(exists=True, dir_okay=False)] = None,
+    follow: Annotated[bool, typer.Option("--follow/--no-follow", help="Show progress until it ends.")] = True,
+    base_url: BaseUrl = DEFAULT_BASE_URL,
+    api_key: ApiKey = None,
+) -> None:
+    """Upload FILE and fine-tune a LoRA adapter on it."""
+    import openai
+
+    client = _client(base_url, api_key)
+    hyperparameters = {
+        k: v
+        for k, v in {
+            "n_epochs": epochs,
+            "learning_rate_multiplier": lr_mult,
+            "batch_size": batch_size,
+        }.items()
+        if v is not None
+    }
+    try:
+        with open(file, "rb") as f:
+            training = client.files.create(file=(file.name, f), purpose="fine-tune")
+        validation = None
+        if validation_file:
+            with open(validation_file, "rb") as f:
+                validation = client.files.create(file=(validation_file.name, f), purpose="fine-tune").id
+        job = client.fine_tuning.jobs.create(
+            model=model or client.models.list().data[0].id,
+            training_file=training.id,
+            validation_file=validation,
+            suffix=suffix,
+            hyperparameters=hyperparameters or None,
+            extra_body={"lora": {"r": rank}} if rank else None,
+        )
+    except openai.APIStatusError as exc:
+        err.print(f"[red]error:[/red] {exc.body.get('message') if isinstance(exc.body, dict) else exc}")
+        raise typer.Exit(1) from None
+    out.print(f"created {job.id}")
+    if follow:
+        _follow(client, job.id)
+
+
+def _follow(client, job_id: str) -> None:
+    seen: set[str] = set()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err) as progress:
+        task = progress.add_task("validating", total=None)
+        while True:
+            job = client.fine_tuning.jobs.retrieve(job_id)
+            for event in reversed(client.fine_tuning.jobs.list_events(job_id, limit=50).data):
+                if event.id in seen:
+                    continue
+                seen.add(event.id)
+                data = event.data or {}
+                if event.type == "metrics" and "total_steps" in data:
+                    progress.update(
+                        task,
+                        total=data["total_steps"],
+                        completed=data["step"],
+                        description=f"training  loss {data['train_loss']:.3f}",
+                    )
+                else:
+                    progress.console.print(f"  {event.message}")
+            if job.status in ("succeeded", "failed", "cancelled"):
+                break
+            time.sleep(1)
+    if job.status == "succeeded":
+        out.print(f"[green]succeeded[/green]: chat with model [bold]{job.fine_tuned_model}[/bold]")
+    else:
+        out.print(f"[red]{job.status}[/red]: {job.error.message if job.error else ''}")
+        raise typer.Exit(1)
+
+
+@jobs.command("ls")
+def ls(base_url: BaseUrl = DEFAULT_BASE_URL, api_key: ApiKey = None) -> None:
+    """List fine-tuning jobs, newest first."""
+    table = Table("id", "status", "model", "fine-tuned model", "trained tokens")
+    for job in _client(base_url, api_key).fine_tuning.jobs.list(limit=100).data:
+        table.add_row(
+            job.id, job.status, job.model, job.fine_tuned_model or "", str(job.trained_tokens or "")
+        )
+    out.print(table)
+
+
+@jobs.command("events")
+def events(
+    job_id: str,
+    base_url: BaseUrl = DEFAULT_BASE_URL,
+    api_key: ApiKey = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+) -> None:
+    """Show a job's events (losses, retention, checkpoints)."""
+    for event in reversed(_client(base_url, api_key).fine_tuning.jobs.list_events(job_id, limit=limit).data):
+        out.print(f"{time.strftime('%H:%M:%S', time.localtime(event.created_at))}  {event.message}")
+
+
+@jobs.command("follow")
+def follow_job(job_id: str, base_url: BaseUrl = DEFAULT_BASE_URL, api_key: ApiKey = None) -> None:
+    """Show a job's progress until it ends."""
+    _follow(_client(base_url, api_key), job_id)
