@@ -48,6 +48,8 @@ class TrainConfig:
     """Optimizer steps between resumable checkpoints (each epoch end is one too)."""
     max_grad_norm: float = 1.0
     """Gradient clipping."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: much less memory, about a third slower."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form notes stored with the run."""
 

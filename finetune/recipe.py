@@ -112,6 +112,9 @@ class LoRARecipe:
             target_modules=list(cfg.target_modules),
             task_type="CAUSAL_LM",
         )
+        if cfg.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            self.model.enable_input_require_grads()  # frozen embeddings would otherwise cut the graph
         self.model = get_peft_model(self.model, lora)
         self.data = self.examples + self.rehearsal
         self.steps_per_epoch = math.ceil(len(self.data) / cfg.batch_size)
@@ -200,13 +203,7 @@ class LoRARecipe:
         for start in range(0, len(batch), self.config.micro_batch_size):
             micro = batch[start : start + self.config.micro_batch_size]
             ids, labels, mask = collate(micro, self.tokenizer.pad_token_id)
-            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-            loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]),
-                labels[:, 1:].reshape(-1),
-                ignore_index=-100,
-                reduction="sum",
-            ) / max(trained, 1)
+            loss = self._loss_sum(ids, labels, mask) / max(trained, 1)
             loss.backward()
             total_loss += loss.item()
             tokens += int(mask.sum())
@@ -217,6 +214,20 @@ class LoRARecipe:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return total_loss, tokens
+
+    def _loss_sum(self, ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Summed next-token loss over the trained positions only.
+
+        The output projection runs on the hidden states of trained positions alone: the full
+        [batch, length, vocabulary] logits would cost a vocabulary-sized matmul per prompt token and
+        most of the memory (49k x 4 bytes per token for SmolLM2).
+        """
+        base = self.model.get_base_model()
+        hidden = base.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
+        targets = labels[:, 1:]
+        keep = targets != -100
+        logits = base.get_output_embeddings()(hidden[keep]).float()
+        return torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum")
 
     def _end_of_epoch(self, previous: Path | None) -> bool:
         """Validation loss and retention after an epoch; False stops training (retention guard)."""
@@ -255,15 +266,7 @@ class LoRARecipe:
             ids, labels, mask = collate(
                 self.valid[start : start + self.config.micro_batch_size], self.tokenizer.pad_token_id
             )
-            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-            total += float(
-                torch.nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]),
-                    labels[:, 1:].reshape(-1),
-                    ignore_index=-100,
-                    reduction="sum",
-                )
-            )
+            total += float(self._loss_sum(ids, labels, mask))
             count += int((labels[:, 1:] != -100).sum())
         return total / max(count, 1)
 

@@ -67,6 +67,7 @@ class TrainingOptions(_Body):
     min_retention: float | None = Field(None, ge=0, le=1)
     max_length: int | None = Field(None, ge=16, le=32768)
     micro_batch_size: int | None = Field(None, ge=1, le=256)
+    gradient_checkpointing: bool | None = None
 
 
 class CreateJob(_Body):
