@@ -45,6 +45,7 @@ format: install-dev
 bench: install-dev
 	$(BIN)/python bench/bench_chat.py
 	$(BIN)/python bench/bench_retrieval.py
+	$(BIN)/python bench/bench_finetune.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
