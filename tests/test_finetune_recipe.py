@@ -144,3 +144,40 @@ def test_config_is_checked():
     with pytest.raises(ValueError, match="n_epochs"):
         TrainConfig(n_epochs=0)
     assert TrainConfig(batch_size=4, micro_batch_size=16).micro_batch_size == 4
+
+
+def test_retention_guard_keeps_the_last_good_epoch(tiny_model_dir, tmp_path, monkeypatch):
+    data = write(tmp_path / "facts.jsonl")
+    valid = write(tmp_path / "valid.jsonl", phrasings=1)
+    reporter = Recorder()
+    recipe = LoRARecipe(
+        config(n_epochs=4, min_retention=0.8),
+        tiny_model_dir,
+        data,
+        tmp_path / "run",
+        reporter,
+        validation_file=valid,
+        cache_dir=tmp_path / "c",
+    )
+    recipe.setup()
+    scores = iter([0.95, 0.85, 0.5, 0.9])
+    monkeypatch.setattr(recipe, "retention", lambda: next(scores))
+    kept = {}
+    original = recipe.checkpoint
+
+    def remember():
+        path = original()
+        if recipe.progress.step_in_epoch == 0:  # an end-of-epoch checkpoint, not a periodic one
+            kept[recipe.progress.epoch] = {
+                k: v.clone() for k, v in recipe.model.named_parameters() if "lora_" in k
+            }
+        return path
+
+    monkeypatch.setattr(recipe, "checkpoint", remember)
+    metrics = recipe.train()
+    assert metrics["stopped_early"] is True and metrics["retention"] == 0.85 and metrics["epochs"] == 2
+    final = dict(recipe.model.named_parameters())
+    assert all(torch.equal(final[k], v) for k, v in kept[2].items())  # epoch 2's adapter, not epoch 3's
+    epochs = [d for _, d, k in reporter.events if k == "metrics" and "retention" in d and "epoch" in d]
+    assert [d["epoch"] for d in epochs][:3] == [1, 2, 3] and all("valid_loss" in d for d in epochs[:3])
+    assert any("Retention fell to 0.50" in m for m, _, _ in reporter.events)
