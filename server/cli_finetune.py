@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
-from server.client import DEFAULT_BASE_URL, make_client, server_up
+from server.client import DEFAULT_BASE_URL, PROGRESS_COLUMNS, ApiKey, BaseUrl, connect, err, out
 
 jobs = typer.Typer(help="Fine-tuning jobs: list them, read their events.", no_args_is_help=True)
-out = Console(width=None if sys.stdout.isatty() else 200)  # piped: don't cut ids to 80 columns
-err = Console(stderr=True)
-
-BaseUrl = Annotated[str, typer.Option(help="Server to talk to.")]
-ApiKey = Annotated[str | None, typer.Option(help="Bearer key (default RAGTUNE_API_KEY).")]
-
-
-def _client(base_url: str, api_key: str | None):
-    if not server_up(base_url):
-        err.print(f"[red]no ragtune server answers at {base_url}[/red]: start one with `make run`")
-        raise typer.Exit(1)
-    return make_client(base_url, api_key)
 
 
 def finetune(
@@ -45,7 +31,7 @@ def finetune(
     """Upload FILE and fine-tune a LoRA adapter on it."""
     import openai
 
-    client = _client(base_url, api_key)
+    client = connect(base_url, api_key)
     hyperparameters = {
         k: v
         for k, v in {
@@ -80,8 +66,7 @@ def finetune(
 
 def _follow(client, job_id: str) -> None:
     seen: set[str] = set()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err) as progress:
+    with Progress(*PROGRESS_COLUMNS, console=err) as progress:
         task = progress.add_task("validating", total=None)
         while True:
             job = client.fine_tuning.jobs.retrieve(job_id)
@@ -113,7 +98,7 @@ def _follow(client, job_id: str) -> None:
 def ls(base_url: BaseUrl = DEFAULT_BASE_URL, api_key: ApiKey = None) -> None:
     """List fine-tuning jobs, newest first."""
     table = Table("id", "status", "model", "fine-tuned model", "trained tokens")
-    for job in _client(base_url, api_key).fine_tuning.jobs.list(limit=100).data:
+    for job in connect(base_url, api_key).fine_tuning.jobs.list(limit=100).data:
         table.add_row(
             job.id, job.status, job.model, job.fine_tuned_model or "", str(job.trained_tokens or "")
         )
@@ -128,11 +113,11 @@ def events(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
 ) -> None:
     """Show a job's events (losses, retention, checkpoints)."""
-    for event in reversed(_client(base_url, api_key).fine_tuning.jobs.list_events(job_id, limit=limit).data):
+    for event in reversed(connect(base_url, api_key).fine_tuning.jobs.list_events(job_id, limit=limit).data):
         out.print(f"{time.strftime('%H:%M:%S', time.localtime(event.created_at))}  {event.message}")
 
 
 @jobs.command("follow")
 def follow_job(job_id: str, base_url: BaseUrl = DEFAULT_BASE_URL, api_key: ApiKey = None) -> None:
     """Show a job's progress until it ends."""
-    _follow(_client(base_url, api_key), job_id)
+    _follow(connect(base_url, api_key), job_id)

@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from ingest.detect import SUPPORTED_EXTENSIONS
-from server.client import DEFAULT_BASE_URL, make_client, server_up
+from server.client import DEFAULT_BASE_URL, PROGRESS_COLUMNS, ApiKey, BaseUrl, connect, err, out
 
 kb = typer.Typer(
     help="Knowledge bases (vector stores): create, add documents, search, list.", no_args_is_help=True
 )
-out = Console(width=None if sys.stdout.isatty() else 200)  # piped: don't cut ids to 80 columns
-err = Console(stderr=True)
-
-BaseUrl = Annotated[str, typer.Option(help="Server to talk to.")]
-ApiKey = Annotated[str | None, typer.Option(help="Bearer key (default RAGTUNE_API_KEY).")]
-
-
-def _client(base_url: str, api_key: str | None):
-    if not server_up(base_url):
-        err.print(f"[red]no ragtune server answers at {base_url}[/red]: start one with `make run`")
-        raise typer.Exit(1)
-    return make_client(base_url, api_key)
 
 
 def _store_id(client, name: str) -> str:
@@ -59,7 +45,7 @@ def _documents(paths: list[Path]) -> list[Path]:
 @kb.command("create")
 def create(name: str, base_url: BaseUrl = DEFAULT_BASE_URL, api_key: ApiKey = None) -> None:
     """Create a knowledge base."""
-    store = _client(base_url, api_key).vector_stores.create(name=name)
+    store = connect(base_url, api_key).vector_stores.create(name=name)
     out.print(f"created {store.id} ({name})")
 
 
@@ -67,7 +53,7 @@ def create(name: str, base_url: BaseUrl = DEFAULT_BASE_URL, api_key: ApiKey = No
 def ls(base_url: BaseUrl = DEFAULT_BASE_URL, api_key: ApiKey = None) -> None:
     """List knowledge bases with their file counts."""
     table = Table("id", "name", "files", "completed", "in progress", "failed", "bytes")
-    for s in _client(base_url, api_key).vector_stores.list(limit=100):
+    for s in connect(base_url, api_key).vector_stores.list(limit=100):
         c = s.file_counts
         table.add_row(
             s.id,
@@ -92,15 +78,14 @@ def add(
     """Upload documents into a knowledge base and index them."""
     import openai
 
-    client = _client(base_url, api_key)
+    client = connect(base_url, api_key)
     store_id = _store_id(client, name)
     documents = _documents(paths)
     if not documents:
         err.print("[red]no supported documents found[/red] (" + ", ".join(sorted(SUPPORTED_EXTENSIONS)) + ")")
         raise typer.Exit(1)
     attached: dict[str, Path] = {}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err) as progress:
+    with Progress(*PROGRESS_COLUMNS, console=err) as progress:
         task = progress.add_task("uploading", total=len(documents))
         for path in documents:
             try:
@@ -139,7 +124,7 @@ def search(
     k: Annotated[int, typer.Option("-k", help="Number of results.")] = 5,
 ) -> None:
     """Search a knowledge base (hybrid dense + BM25)."""
-    client = _client(base_url, api_key)
+    client = connect(base_url, api_key)
     results = client.vector_stores.search(_store_id(client, name), query=query, max_num_results=k)
     for n, hit in enumerate(results, start=1):
         text = " ".join(part.text for part in hit.content).replace("\n", " ")
