@@ -24,6 +24,8 @@ from server.fine_tuning.routes import router as fine_tuning_router
 from server.fine_tuning.service import FineTuningService
 from server.limits import UploadLimitMiddleware
 from server.metrics import Metrics
+from server.profiles.routes import router as profiles_router
+from server.profiles.service import ProfileService
 from server.routes import router as misc_router
 from server.settings import Settings
 from server.storage.db import Database
@@ -83,6 +85,7 @@ def build_app(settings: Settings, engine: Engine | None = None, embedder=None) -
             db, settings.data_dir, files, catalog, model_dir, settings.max_training_jobs
         )
         app.state.fine_tuning = fine_tuning
+        app.state.profiles = ProfileService(db, catalog, stores)
         worker.start()
         fine_tuning.start()
         info = app.state.engine.info
@@ -113,6 +116,7 @@ def build_app(settings: Settings, engine: Engine | None = None, embedder=None) -
         files_router,
         vector_stores_router,
         fine_tuning_router,
+        profiles_router,
         misc_router,
     )
     for router in routers:

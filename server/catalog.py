@@ -1,9 +1,10 @@
-"""Which model ids this server answers to, and what each one is (base model, embedder; later adapters)."""
+"""Which model ids this server answers to, and what each one is (base model, adapters, profiles, embedder)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from server.engines.base import Engine
 from server.errors import APIError
@@ -12,7 +13,7 @@ from server.errors import APIError
 @dataclass(frozen=True)
 class ModelCard:
     id: str
-    kind: str  # "chat" | "embedding"
+    kind: str  # "chat" | "profile" | "embedding"
     created: int
     parent: str | None = None
     root: str | None = None
@@ -36,6 +37,7 @@ class ChatTarget:
     name: str
     engine: Engine
     adapter: str | None = None
+    profile: dict[str, Any] | None = None  # a named arm's defaults (system prompt, file_search, sampling)
 
 
 class ModelCatalog:
@@ -45,6 +47,7 @@ class ModelCatalog:
         self.embedding_name = embedding_name
         self.started = int(time.time())
         self.adapters: dict[str, tuple[str, int]] = {}  # name -> (path, created)
+        self.profiles: dict[str, dict[str, Any]] = {}  # name -> profile object (see server/profiles)
 
     def add_adapter(self, name: str, path: str) -> None:
         """Serve a LoRA adapter of the base model under `name`, from now on (no restart)."""
@@ -56,6 +59,10 @@ class ModelCatalog:
         cards += [
             ModelCard(name, "chat", created, parent=self.chat_name, root=self.chat_name)
             for name, (_, created) in self.adapters.items()
+        ]
+        cards += [
+            ModelCard(name, "profile", p["created_at"], parent=p["model"], root=self.chat_name)
+            for name, p in self.profiles.items()
         ]
         if self.embedding_name:
             cards.append(ModelCard(self.embedding_name, "embedding", self.started))
@@ -72,6 +79,10 @@ class ModelCatalog:
             return ChatTarget(model_id, self.engine)
         if model_id in self.adapters:
             return ChatTarget(model_id, self.engine, adapter=model_id)
+        if model_id in self.profiles:
+            profile = self.profiles[model_id]
+            base = self.chat_target(profile["model"])
+            return ChatTarget(model_id, self.engine, adapter=base.adapter, profile=profile)
         if model_id == self.embedding_name:
             raise APIError(
                 400,

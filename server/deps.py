@@ -12,6 +12,7 @@ from server.embeddings.service import EmbeddingService
 from server.errors import APIError
 from server.files.service import FileService
 from server.fine_tuning.service import FineTuningService
+from server.profiles.service import ProfileService
 from server.vector_stores.service import VectorStoreService
 
 
@@ -44,6 +45,11 @@ def get_fine_tuning(request: Request) -> FineTuningService:
     return request.app.state.fine_tuning
 
 
+def get_profiles(request: Request) -> ProfileService:
+    return request.app.state.profiles
+
+
+ProfilesDep = Annotated[ProfileService, Depends(get_profiles)]
 FineTuningDep = Annotated[FineTuningService, Depends(get_fine_tuning)]
 FilesDep = Annotated[FileService, Depends(get_files)]
 VectorStoresDep = Annotated[VectorStoreService, Depends(get_vector_stores)]

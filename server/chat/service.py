@@ -16,9 +16,11 @@ from server.chat.protocol import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
+    ChatMessage,
     Choice,
     ChunkChoice,
     ChunkDelta,
+    FileSearch,
     FileSearchReport,
     ResponseMessage,
     Usage,
@@ -74,6 +76,7 @@ class ChatService:
     async def prepare(self, request: ChatCompletionRequest) -> PreparedChat:
         reject_unsupported(request)
         target = self.catalog.chat_target(request.model)
+        request = apply_profile(request, target.profile)
         messages = [
             {"role": "system" if m.role == "developer" else m.role, "content": m.text}
             for m in request.messages
@@ -297,6 +300,23 @@ class ChatService:
         for reason in reasons:
             self.metrics.chat_requests.labels(name, reason).inc()
         return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+def apply_profile(request: ChatCompletionRequest, profile: dict | None) -> ChatCompletionRequest:
+    """A profile's system prompt, knowledge bases and sampling fill in what the request leaves unset."""
+    if profile is None:
+        return request
+    updates: dict = {}
+    if profile.get("system") and not any(m.role in ("system", "developer") for m in request.messages):
+        updates["messages"] = [ChatMessage(role="system", content=profile["system"]), *request.messages]
+    if request.file_search is None and profile.get("file_search"):
+        updates["file_search"] = FileSearch(**profile["file_search"])
+    for key in ("temperature", "top_p"):
+        if getattr(request, key) is None and key in profile:
+            updates[key] = profile[key]
+    if request.answer_limit is None and "max_tokens" in profile:
+        updates["max_tokens"] = profile["max_tokens"]
+    return request.model_copy(update=updates)
 
 
 def reject_unsupported(request: ChatCompletionRequest) -> None:

@@ -1,0 +1,1 @@
+"""Profiles: named arms (model or adapter + knowledge bases + system prompt + sampling) served as models."""
