@@ -1,0 +1,136 @@
+"""Answer metrics for comparisons: SQuAD-style exact match and token F1, ROUGE-L, retrieval hit@k and
+MRR, faithfulness to the retrieved context, abstention. CJK text is scored per character.
+
+SQuAD's normalisation drops every non-ASCII-alphanumeric character's neighbours by whitespace only,
+which scores a Chinese answer as one token; here CJK characters are tokens of their own (as CMRC and
+DuReader score), Latin text is split into words. ROUGE-L is computed on the same tokens (the
+`rouge-score` package drops CJK characters, so it is not used).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = set(string.punctuation) | set("，。！？；：、“”‘’（）《》【】—…·「」『』")
+_STOP = frozenset(
+    "a an and are as at be by for from has have in is it its of on or that the this to was were will with "
+    "的 了 是 在 和 与 及 或".split()
+)
+ABSTAIN = re.compile(
+    r"(i (do not|don't|cannot|can't) (know|find|answer)|not (mentioned|stated|found|provided|in the "
+    r"(documents?|sources?|context))|"
+    r"(documents?|sources?|context) do(es)? not (say|contain|mention)|"
+    r"no (relevant )?(information|source)|unable to (answer|find)|"
+    r"不知道|无法回答|没有(提到|相关|找到)|未提及)",
+    re.IGNORECASE,
+)
+
+
+def normalize(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = "".join(" " if ch in _PUNCT else ch for ch in text)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def tokens(text: str) -> list[str]:
+    """Words for Latin text, single characters for CJK."""
+    out: list[str] = []
+    for word in normalize(text).split():
+        buffer = ""
+        for ch in word:
+            if _CJK.match(ch):
+                if buffer:
+                    out.append(buffer)
+                    buffer = ""
+                out.append(ch)
+            else:
+                buffer += ch
+        if buffer:
+            out.append(buffer)
+    return out
+
+
+def exact_match(prediction: str, references: Sequence[str]) -> float:
+    answer = tokens(prediction)
+    return float(any(answer == tokens(ref) for ref in references))
+
+
+def _f1(pred: list[str], ref: list[str]) -> float:
+    common = Counter(pred) & Counter(ref)
+    same = sum(common.values())
+    if not pred or not ref:
+        return float(pred == ref)
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred), same / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def f1(prediction: str, references: Sequence[str]) -> float:
+    return max((_f1(tokens(prediction), tokens(ref)) for ref in references), default=0.0)
+
+
+def _lcs(a: list[str], b: list[str]) -> int:
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b, start=1):
+            current.append(previous[j - 1] + 1 if x == y else max(previous[j], current[-1]))
+        previous = current
+    return previous[-1]
+
+
+def rouge_l(prediction: str, references: Sequence[str]) -> float:
+    """ROUGE-L F-measure (beta = 1) on the same tokens as F1, best over the references."""
+    best = 0.0
+    pred = tokens(prediction)
+    for ref in references:
+        target = tokens(ref)
+        lcs = _lcs(pred, target)
+        if lcs:
+            precision, recall = lcs / len(pred), lcs / len(target)
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+def source_rank(
+    sources: Sequence[dict], reference_file_id: str | None, reference_quote: str | None
+) -> int | None:
+    """1-based rank of the first retrieved source that is the reference (by file id or quoted text)."""
+    quote = normalize(reference_quote) if reference_quote else None
+    for rank, source in enumerate(sources, start=1):
+        if reference_file_id and source.get("file_id") == reference_file_id:
+            return rank
+        if quote and quote in normalize(source.get("quote") or source.get("text") or ""):
+            return rank
+    return None
+
+
+def hit_at_k(rank: int | None, k: int) -> float:
+    return float(rank is not None and rank <= k)
+
+
+def mrr(rank: int | None) -> float:
+    return 0.0 if rank is None else 1.0 / rank
+
+
+def faithfulness(answer: str, contexts: Sequence[str]) -> float | None:
+    """Share of the answer's content tokens found in the retrieved context (None: nothing retrieved)."""
+    if not contexts:
+        return None
+    content = [t for t in tokens(answer) if t not in _STOP]
+    if not content:
+        return 1.0
+    available = set(tokens(" ".join(contexts)))
+    return sum(t in available for t in content) / len(content)
+
+
+def abstained(answer: str) -> float:
+    return float(bool(ABSTAIN.search(answer)))
