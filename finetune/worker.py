@@ -87,7 +87,7 @@ def run(job_id: str, data_dir: Path) -> int:
             {"base_model": spec["base_model"], "job_id": job_id, "training_file": spec["training_file_id"]},
         )
     except Cancelled:
-        reporter.event("Job cancelled.")
+        reporter.event("Training stopped (cancelled, or the server shut down); checkpoints are kept.")
         return EXIT_CANCELLED
     except DataError as exc:
         write_json(
