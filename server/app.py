@@ -14,6 +14,8 @@ from server.auth import APIKeyMiddleware
 from server.catalog import ModelCatalog
 from server.chat.routes import router as chat_router
 from server.chat.service import ChatService
+from server.comparisons.routes import router as comparisons_router
+from server.comparisons.service import ComparisonService
 from server.embeddings.routes import router as embeddings_router
 from server.embeddings.service import EmbeddingService
 from server.engines.base import Engine
@@ -86,8 +88,11 @@ def build_app(settings: Settings, engine: Engine | None = None, embedder=None) -
         )
         app.state.fine_tuning = fine_tuning
         app.state.profiles = ProfileService(db, catalog, stores)
+        comparisons = ComparisonService(db, files, catalog, app.state.chat, stores)
+        app.state.comparisons = comparisons
         worker.start()
         fine_tuning.start()
+        comparisons.start()
         info = app.state.engine.info
         log.info(
             "serving %s on the %s engine (%s, %s, context %d)",
@@ -100,6 +105,7 @@ def build_app(settings: Settings, engine: Engine | None = None, embedder=None) -
         try:
             yield
         finally:
+            await comparisons.stop()
             await fine_tuning.stop()
             await worker.stop()
             if own_engine:
@@ -117,6 +123,7 @@ def build_app(settings: Settings, engine: Engine | None = None, embedder=None) -
         vector_stores_router,
         fine_tuning_router,
         profiles_router,
+        comparisons_router,
         misc_router,
     )
     for router in routers:

@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from server.catalog import ModelCatalog
 from server.chat.service import ChatService
+from server.comparisons.service import ComparisonService
 from server.embeddings.service import EmbeddingService
 from server.errors import APIError
 from server.files.service import FileService
@@ -50,6 +51,13 @@ def get_profiles(request: Request) -> ProfileService:
 
 
 ProfilesDep = Annotated[ProfileService, Depends(get_profiles)]
+
+
+def get_comparisons(request: Request) -> ComparisonService:
+    return request.app.state.comparisons
+
+
+ComparisonsDep = Annotated[ComparisonService, Depends(get_comparisons)]
 FineTuningDep = Annotated[FineTuningService, Depends(get_fine_tuning)]
 FilesDep = Annotated[FileService, Depends(get_files)]
 VectorStoresDep = Annotated[VectorStoreService, Depends(get_vector_stores)]

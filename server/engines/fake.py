@@ -57,7 +57,9 @@ class FakeEngine(Engine):
         delay: float = 0.0,
         max_queue: int = 1000,
         tokenizer: Any = None,
+        respond: Any = None,
     ) -> None:
+        self.respond = respond  # optional: prompt text -> reply, for tests whose answer depends on the prompt
         self.tokenizer = tokenizer or CharTokenizer()
         self.info = EngineInfo("fake", "fake", "float32", "cpu", max_model_len)
         self.replies: deque[str] = deque(replies or [])
@@ -84,7 +86,12 @@ class FakeEngine(Engine):
         if self.running >= self.max_queue:
             raise EngineOverloaded("fake engine queue is full")
         self.calls.append(FakeCall(list(prompt_ids), params, adapter))
-        reply = self.replies.popleft() if self.replies else self.default_reply
+        if self.replies:
+            reply = self.replies.popleft()
+        elif self.respond is not None:
+            reply = self.respond(self.tokenizer.decode(list(prompt_ids)))
+        else:
+            reply = self.default_reply
         decoder = StreamDecoder(self.tokenizer, params.stop)
         self.running += 1
         done = False

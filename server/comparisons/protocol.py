@@ -1,0 +1,25 @@
+"""Wire types of /v1/comparisons (ours: OpenAI has no equivalent)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from server.chat.protocol import FileSearch
+
+
+class Arm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=64)
+    model: str
+    file_search: FileSearch | None = None
+
+
+class CreateComparison(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    eval_file_id: str
+    arms: list[Arm | str] | None = Field(None, min_length=1, max_length=8)
+    vector_store_id: str | None = None
+    fine_tuned_model: str | None = None
+    max_tokens: int = Field(128, ge=1, le=2048)
+    max_num_results: int = Field(4, ge=1, le=50)
+    concurrency: int = Field(4, ge=1, le=32)

@@ -1,0 +1,171 @@
+"""Comparison runs in the background; answers come from the same chat service every client uses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from evals.dataset import EvalFileError, load_eval
+from evals.runner import run_comparison
+from server.catalog import ModelCatalog
+from server.chat.protocol import ChatCompletionRequest
+from server.chat.service import ChatService
+from server.comparisons.protocol import Arm, CreateComparison
+from server.errors import APIError, bad_request, not_found
+from server.storage.db import Database, dumps, new_id, now
+
+log = logging.getLogger("ragtune.comparisons")
+
+
+class ComparisonService:
+    def __init__(
+        self, db: Database, files: Any, catalog: ModelCatalog, chat: ChatService, stores: Any
+    ) -> None:
+        self.db = db
+        self.files = files
+        self.catalog = catalog
+        self.chat = chat
+        self.stores = stores
+        self._tasks: dict[str, asyncio.Task] = {}
+        with db.transaction() as tx:
+            tx.execute(
+                "CREATE TABLE IF NOT EXISTS comparisons (id TEXT PRIMARY KEY, body TEXT NOT NULL, "
+                "arms TEXT NOT NULL, status TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0, total INTEGER "
+                "NOT NULL DEFAULT 0, error TEXT, report TEXT, created_at INTEGER NOT NULL)"
+            )
+
+    def arms(self, body: CreateComparison) -> list[dict[str, Any]]:
+        if body.arms:
+            arms = [Arm(name=a, model=a) if isinstance(a, str) else a for a in body.arms]
+        elif body.vector_store_id and body.fine_tuned_model:
+            search = {"vector_store_ids": [body.vector_store_id], "max_num_results": body.max_num_results}
+            base = self.catalog.chat_name
+            arms = [
+                Arm(name="base", model=base),
+                Arm(name="rag", model=base, file_search=search),
+                Arm(name="ft", model=body.fine_tuned_model),
+                Arm(name="rag+ft", model=body.fine_tuned_model, file_search=search),
+            ]
+        else:
+            raise bad_request(
+                "Give 'arms', or 'vector_store_id' and 'fine_tuned_model' for the four default arms.", "arms"
+            )
+        if len({a.name for a in arms}) != len(arms):
+            raise bad_request("Arm names must be unique.", "arms")
+        for i, arm in enumerate(arms):
+            try:
+                self.catalog.chat_target(arm.model)
+            except APIError as exc:
+                exc.param = f"arms[{i}].model"
+                raise
+            if arm.file_search:
+                self.stores.ensure_stores(
+                    arm.file_search.vector_store_ids, f"arms[{i}].file_search.vector_store_ids"
+                )
+        return [a.model_dump(exclude_none=True) for a in arms]
+
+    def create(self, body: CreateComparison) -> dict[str, Any]:
+        row = self.db.one("SELECT * FROM files WHERE id = ?", (body.eval_file_id,))
+        if row is None:
+            raise not_found(f"No such file: '{body.eval_file_id}'.", "eval_file_id", "file_not_found")
+        if row["purpose"] != "evals":
+            raise bad_request("Upload eval files with purpose 'evals'.", "eval_file_id", "invalid_file")
+        try:
+            items = load_eval(self.files.path(body.eval_file_id))
+        except EvalFileError as exc:
+            raise bad_request(f"Invalid eval file: {exc}", "eval_file_id", "invalid_file") from exc
+        arms = self.arms(body)
+        comparison_id = new_id("cmp_")
+        with self.db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO comparisons (id, body, arms, status, total, created_at) VALUES (?,?,?,?,?,?)",
+                (comparison_id, body.model_dump_json(), dumps(arms), "queued", len(items) * len(arms), now()),
+            )
+        self._start(comparison_id)
+        return self.get(comparison_id)
+
+    def _start(self, comparison_id: str) -> None:
+        self._tasks[comparison_id] = asyncio.get_running_loop().create_task(self._run(comparison_id))
+
+    def start(self) -> None:
+        """Runs that a restart interrupted are run again (greedy answers: the same report)."""
+        for row in self.db.query("SELECT id FROM comparisons WHERE status IN ('queued', 'running')"):
+            self._start(row["id"])
+
+    async def stop(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def _run(self, comparison_id: str) -> None:
+        row = self.db.one("SELECT * FROM comparisons WHERE id = ?", (comparison_id,))
+        body = CreateComparison.model_validate_json(row["body"])
+        arms = json.loads(row["arms"])
+        self.db.execute("UPDATE comparisons SET status = 'running', done = 0 WHERE id = ?", (comparison_id,))
+        try:
+            items = load_eval(self.files.path(body.eval_file_id))
+
+            async def ask(arm: dict[str, Any], question: str) -> dict[str, Any]:
+                request = ChatCompletionRequest(
+                    model=arm["model"],
+                    temperature=0,
+                    max_tokens=body.max_tokens,
+                    messages=[{"role": "user", "content": question}],
+                    file_search=arm.get("file_search"),
+                )
+                start = time.perf_counter()
+                prepared = await self.chat.prepare(request)
+                answer = await self.chat.complete(prepared)
+                message = answer.choices[0].message
+                return {
+                    "text": message.content,
+                    "latency_ms": (time.perf_counter() - start) * 1000,
+                    "completion_tokens": answer.usage.completion_tokens,
+                    "sources": message.annotations if prepared.file_search else None,
+                }
+
+            def progress(done: int, total: int) -> None:
+                self.db.execute("UPDATE comparisons SET done = ? WHERE id = ?", (done, comparison_id))
+
+            report = await run_comparison(
+                items, arms, ask, k=body.max_num_results, concurrency=body.concurrency, on_progress=progress
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("comparison %s failed", comparison_id)
+            message = exc.message if isinstance(exc, APIError) else str(exc)
+            self.db.execute(
+                "UPDATE comparisons SET status = 'failed', error = ? WHERE id = ?",
+                (dumps({"code": "comparison_failed", "message": message}), comparison_id),
+            )
+            return
+        self.db.execute(
+            "UPDATE comparisons SET status = 'completed', report = ? WHERE id = ?",
+            (dumps(report), comparison_id),
+        )
+
+    def _object(self, row: Any, with_report: bool = True) -> dict[str, Any]:
+        return {
+            "id": row["id"],
+            "object": "comparison",
+            "created_at": row["created_at"],
+            "status": row["status"],
+            "progress": {"done": row["done"], "total": row["total"]},
+            "arms": json.loads(row["arms"]),
+            "error": json.loads(row["error"]) if row["error"] else None,
+            "report": json.loads(row["report"]) if with_report and row["report"] else None,
+        }
+
+    def get(self, comparison_id: str) -> dict[str, Any]:
+        row = self.db.one("SELECT * FROM comparisons WHERE id = ?", (comparison_id,))
+        if row is None:
+            raise not_found(f"No comparison '{comparison_id}'.", "comparison_id", "comparison_not_found")
+        return self._object(row)
+
+    def list(self) -> dict[str, Any]:
+        rows = self.db.query("SELECT * FROM comparisons ORDER BY created_at DESC, rowid DESC")
+        return {"object": "list", "data": [self._object(r, with_report=False) for r in rows]}
