@@ -153,3 +153,24 @@ def test_comparison_errors(client, setup, tmp_path):
     )
     assert "line 2" in error["message"]
     assert_error(client.get(f"{cmp}/cmp_nope"), 404, "comparison_id")
+
+
+def test_html_report(client, setup):
+    store, eval_id = setup
+    created = client.post(
+        "/v1/comparisons",
+        json={
+            "eval_file_id": eval_id,
+            "arms": [
+                {"name": "base", "model": MODEL},
+                {"name": "rag", "model": MODEL, "file_search": {"vector_store_ids": [store]}},
+            ],
+        },
+    ).json()
+    wait(client, created["id"])
+    page = client.get(f"/v1/comparisons/{created['id']}/report.html")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assert html.count('<figure class="chart"') >= 3 and html.count('class="errorbar"') >= 6
+    assert "real difference" in html and "What is the access code of the Zorblax warehouse?" in html
+    assert "<script" not in html  # self-contained, nothing to load or run

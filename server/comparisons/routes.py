@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
 
 from server.comparisons.protocol import CreateComparison
 from server.deps import ComparisonsDep
@@ -18,6 +19,11 @@ async def create_comparison(body: CreateComparison, comparisons: ComparisonsDep)
 @router.get("")
 def list_comparisons(comparisons: ComparisonsDep) -> dict:
     return comparisons.list()
+
+
+@router.get("/{comparison_id}/report.html", response_class=HTMLResponse)
+def comparison_report_page(comparison_id: str, comparisons: ComparisonsDep) -> HTMLResponse:
+    return HTMLResponse(comparisons.report_html(comparison_id))
 
 
 @router.get("/{comparison_id}")

@@ -166,6 +166,19 @@ class ComparisonService:
             raise not_found(f"No comparison '{comparison_id}'.", "comparison_id", "comparison_not_found")
         return self._object(row)
 
+    def report_html(self, comparison_id: str) -> str:
+        from evals.html import render_report
+
+        comparison = self.get(comparison_id)
+        if comparison["report"] is None:
+            raise APIError(
+                409,
+                f"Comparison '{comparison_id}' is {comparison['status']}; its report is not ready.",
+                param="comparison_id",
+                code="report_not_ready",
+            )
+        return render_report(comparison_id, comparison["report"])
+
     def list(self) -> dict[str, Any]:
         rows = self.db.query("SELECT * FROM comparisons ORDER BY created_at DESC, rowid DESC")
         return {"object": "list", "data": [self._object(r, with_report=False) for r in rows]}
