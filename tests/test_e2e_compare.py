@@ -1,0 +1,90 @@
+"""A comparison on the real model through the real server: RAG beats the base model on F1, for real."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import openai
+import pytest
+
+from tests.helpers import MODEL
+
+pytestmark = pytest.mark.slow
+
+CODES = {
+    "Zorblax": "7431",
+    "Quindle": "2958",
+    "Marrow": "6604",
+    "Tessel": "1187",
+    "Brinley": "5521",
+    "Ostrava": "9043",
+    "Pellam": "3376",
+    "Vexford": "8210",
+}
+
+
+def test_rag_beats_base_on_the_real_model(live_server, tmp_path):
+    client = openai.OpenAI(base_url=live_server.api, api_key="unused", max_retries=0, timeout=300)
+    store = client.vector_stores.create(name="compare")
+    file_ids = {}
+    for name, code in CODES.items():  # one short document per warehouse
+        path = tmp_path / f"{name}.md"
+        path.write_text(
+            f"# {name} warehouse\n\nThe {name} warehouse access code is {code}. Keep it private.\n"
+        )
+        file_ids[name] = client.files.create(file=path.open("rb"), purpose="assistants").id
+    batch = client.vector_stores.file_batches.create_and_poll(
+        vector_store_id=store.id, file_ids=list(file_ids.values()), poll_interval_ms=200
+    )
+    assert batch.file_counts.completed == len(CODES)
+    evals = tmp_path / "eval.jsonl"
+    evals.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "question": f"What is the access code of the {name} warehouse?",
+                    "reference": code,
+                    "reference_file_id": file_ids[name],
+                }
+            )
+            for name, code in CODES.items()
+        )
+        + "\n"
+    )
+    eval_file = client.files.create(file=evals.open("rb"), purpose="evals")
+    with httpx.Client(base_url=live_server.api, timeout=60) as http:
+        created = http.post(
+            "/comparisons",
+            json={
+                "eval_file_id": eval_file.id,
+                "max_tokens": 40,
+                "arms": [
+                    {"name": "base", "model": MODEL},
+                    {
+                        "name": "rag",
+                        "model": MODEL,
+                        "file_search": {"vector_store_ids": [store.id], "max_num_results": 1},
+                    },
+                ],
+            },
+        ).json()
+        deadline = time.monotonic() + 600
+        while (body := http.get(f"/comparisons/{created['id']}").json())["status"] not in (
+            "completed",
+            "failed",
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(1)
+        assert body["status"] == "completed", body["error"]
+        page = http.get(f"/comparisons/{created['id']}/report.html")
+    report = body["report"]
+    [f1] = [p for p in report["pairwise"] if p["metric"] == "f1"]
+    assert (f1["a"], f1["b"]) == ("base", "rag")
+    assert f1["ci_high"] < 0, [
+        (r["answers"]["rag"]["text"], [x["filename"] for x in r["answers"]["rag"]["sources"]])
+        for r in report["rows"]
+    ]  # rag - base > 0, CI excludes 0
+    assert report["arms"]["rag"]["metrics"]["hit_at_k"]["mean"] >= 0.75
+    assert page.status_code == 200 and "errorbar" in page.text
