@@ -150,12 +150,14 @@ def models(
 
 
 def _register_subcommands() -> None:
+    from server.cli_compare import compare
     from server.cli_finetune import finetune, jobs
     from server.cli_kb import kb
 
     app.add_typer(kb, name="kb")
     app.add_typer(jobs, name="jobs")
     app.command("finetune")(finetune)
+    app.command("compare")(compare)
 
 
 _register_subcommands()
