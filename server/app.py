@@ -20,6 +20,8 @@ from server.embeddings.routes import router as embeddings_router
 from server.embeddings.service import EmbeddingService
 from server.engines.base import Engine
 from server.errors import install_error_handlers
+from server.feedback.routes import router as feedback_router
+from server.feedback.service import FeedbackService
 from server.files.routes import router as files_router
 from server.files.service import FileService
 from server.fine_tuning.routes import router as fine_tuning_router
@@ -90,6 +92,7 @@ def build_app(settings: Settings, engine: Engine | None = None, embedder=None) -
         app.state.profiles = ProfileService(db, catalog, stores)
         comparisons = ComparisonService(db, files, catalog, app.state.chat, stores)
         app.state.comparisons = comparisons
+        app.state.feedback = FeedbackService(db)
         worker.start()
         fine_tuning.start()
         comparisons.start()
@@ -124,6 +127,7 @@ def build_app(settings: Settings, engine: Engine | None = None, embedder=None) -
         fine_tuning_router,
         profiles_router,
         comparisons_router,
+        feedback_router,
         misc_router,
     )
     for router in routers:

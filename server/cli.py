@@ -151,6 +151,7 @@ def models(
 
 def _register_subcommands() -> None:
     from server.cli_compare import compare
+    from server.cli_feedback import feedback
     from server.cli_finetune import finetune, jobs
     from server.cli_kb import kb
 
@@ -158,6 +159,7 @@ def _register_subcommands() -> None:
     app.add_typer(jobs, name="jobs")
     app.command("finetune")(finetune)
     app.command("compare")(compare)
+    app.add_typer(feedback, name="feedback")
 
 
 _register_subcommands()

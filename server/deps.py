@@ -11,6 +11,7 @@ from server.chat.service import ChatService
 from server.comparisons.service import ComparisonService
 from server.embeddings.service import EmbeddingService
 from server.errors import APIError
+from server.feedback.service import FeedbackService
 from server.files.service import FileService
 from server.fine_tuning.service import FineTuningService
 from server.profiles.service import ProfileService
@@ -58,6 +59,13 @@ def get_comparisons(request: Request) -> ComparisonService:
 
 
 ComparisonsDep = Annotated[ComparisonService, Depends(get_comparisons)]
+
+
+def get_feedback(request: Request) -> FeedbackService:
+    return request.app.state.feedback
+
+
+FeedbackDep = Annotated[FeedbackService, Depends(get_feedback)]
 FineTuningDep = Annotated[FineTuningService, Depends(get_fine_tuning)]
 FilesDep = Annotated[FileService, Depends(get_files)]
 VectorStoresDep = Annotated[VectorStoreService, Depends(get_vector_stores)]

@@ -1,0 +1,1 @@
+"""/v1/feedback: thumbs up/down (with an optional corrected answer) that becomes the next training file."""

@@ -1,0 +1,26 @@
+"""HTTP routes of /v1/feedback."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import PlainTextResponse
+
+from server.deps import FeedbackDep
+from server.feedback.service import CreateFeedback
+
+router = APIRouter(prefix="/v1/feedback")
+
+
+@router.post("")
+def create_feedback(body: CreateFeedback, feedback: FeedbackDep) -> dict:
+    return feedback.create(body)
+
+
+@router.get("")
+def list_feedback(feedback: FeedbackDep) -> dict:
+    return feedback.list()
+
+
+@router.get("/export.jsonl", response_class=PlainTextResponse)
+def export_feedback(feedback: FeedbackDep) -> PlainTextResponse:
+    return PlainTextResponse(feedback.export_jsonl(), media_type="application/jsonl")

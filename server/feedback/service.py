@@ -1,0 +1,73 @@
+"""Feedback on chat answers, stored in SQLite and exported as an OpenAI chat fine-tuning JSONL file."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from server.chat.protocol import ChatMessage
+from server.storage.db import Database, dumps, new_id, now
+
+
+class CreateFeedback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    messages: list[ChatMessage] = Field(min_length=1, description="The conversation the answer replied to.")
+    response: str = Field(description="The answer being rated.")
+    rating: Literal["up", "down"]
+    correction: str | None = Field(None, description="A better answer (makes a thumbs-down trainable).")
+    model: str | None = None
+    completion_id: str | None = None
+    comment: str | None = Field(None, max_length=2000)
+
+
+class FeedbackService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        with db.transaction() as tx:
+            tx.execute(
+                "CREATE TABLE IF NOT EXISTS feedback (id TEXT PRIMARY KEY, body TEXT NOT NULL, "
+                "created_at INTEGER NOT NULL)"
+            )
+
+    def create(self, body: CreateFeedback) -> dict[str, Any]:
+        item = {
+            "id": new_id("fb_"),
+            "object": "feedback",
+            "created_at": now(),
+            **body.model_dump(exclude_none=True),
+        }
+        with self.db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO feedback (id, body, created_at) VALUES (?,?,?)",
+                (item["id"], dumps(item), item["created_at"]),
+            )
+        return item
+
+    def list(self) -> dict[str, Any]:
+        rows = self.db.query("SELECT body FROM feedback ORDER BY created_at, rowid")
+        return {"object": "list", "data": [json.loads(r["body"]) for r in rows]}
+
+    def export_jsonl(self) -> str:
+        """Liked answers as they were, disliked ones with their correction (without one: left out)."""
+        lines = []
+        for item in self.list()["data"]:
+            answer = item.get("correction") if item["rating"] == "down" else item["response"]
+            if not answer:
+                continue
+            messages = [
+                {
+                    "role": m["role"],
+                    "content": m["content"]
+                    if isinstance(m["content"], str)
+                    else "".join(p["text"] for p in m["content"]),
+                }
+                for m in item["messages"]
+            ]
+            lines.append(
+                json.dumps(
+                    {"messages": [*messages, {"role": "assistant", "content": answer}]}, ensure_ascii=False
+                )
+            )
+        return "\n".join(lines) + ("\n" if lines else "")
