@@ -46,6 +46,7 @@ bench: install-dev
 	$(BIN)/python bench/bench_chat.py
 	$(BIN)/python bench/bench_retrieval.py
 	$(BIN)/python bench/bench_finetune.py
+	$(BIN)/python bench/bench_compare.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
