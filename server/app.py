@@ -10,6 +10,8 @@ from pathlib import Path
 from fastapi import FastAPI
 from prometheus_fastapi_instrumentator import Instrumentator
 
+from server.arena.routes import router as arena_router
+from server.arena.service import ArenaService
 from server.auth import APIKeyMiddleware
 from server.catalog import ModelCatalog
 from server.chat.routes import router as chat_router
@@ -93,6 +95,7 @@ def build_app(settings: Settings, engine: Engine | None = None, embedder=None) -
         comparisons = ComparisonService(db, files, catalog, app.state.chat, stores)
         app.state.comparisons = comparisons
         app.state.feedback = FeedbackService(db)
+        app.state.arena = ArenaService(db, catalog, app.state.chat)
         worker.start()
         fine_tuning.start()
         comparisons.start()
@@ -126,6 +129,7 @@ def build_app(settings: Settings, engine: Engine | None = None, embedder=None) -
         vector_stores_router,
         fine_tuning_router,
         profiles_router,
+        arena_router,  # before comparisons: /v1/comparisons/leaderboard is not a comparison id
         comparisons_router,
         feedback_router,
         misc_router,

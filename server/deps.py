@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from server.arena.service import ArenaService
 from server.catalog import ModelCatalog
 from server.chat.service import ChatService
 from server.comparisons.service import ComparisonService
@@ -66,6 +67,13 @@ def get_feedback(request: Request) -> FeedbackService:
 
 
 FeedbackDep = Annotated[FeedbackService, Depends(get_feedback)]
+
+
+def get_arena(request: Request) -> ArenaService:
+    return request.app.state.arena
+
+
+ArenaDep = Annotated[ArenaService, Depends(get_arena)]
 FineTuningDep = Annotated[FineTuningService, Depends(get_fine_tuning)]
 FilesDep = Annotated[FileService, Depends(get_files)]
 VectorStoresDep = Annotated[VectorStoreService, Depends(get_vector_stores)]
