@@ -11,7 +11,7 @@ from evals import metrics as m
 from evals.dataset import EvalItem
 from evals.stats import mean_ci, paired
 
-METRICS = ("exact_match", "f1", "rouge_l", "hit_at_k", "mrr", "faithfulness", "abstained")
+METRICS = ("exact_match", "f1", "rouge_l", "hit_at_k", "mrr", "faithfulness", "abstained", "judge")
 
 
 def score(item: EvalItem, text: str, sources: list[dict], k: int) -> dict[str, float]:

@@ -11,6 +11,8 @@ from evals.report import build_report, score
 
 # ask(arm, question) -> {"text", "sources": list | None, "latency_ms", "completion_tokens"}
 Ask = Callable[[dict[str, Any], str], Awaitable[dict[str, Any]]]
+# judge(question, references, answer) -> 1.0 if a judge model calls the answer correct, else 0.0
+Judge = Callable[[str, list[str], str], Awaitable[float]]
 
 
 async def run_comparison(
@@ -20,6 +22,7 @@ async def run_comparison(
     k: int = 4,
     concurrency: int = 4,
     on_progress: Callable[[int, int], None] | None = None,
+    judge: Judge | None = None,
 ) -> dict:
     """Every (arm, question) answered, scored, and summarised into the report."""
     total, done = len(items) * len(arms), 0
@@ -32,6 +35,11 @@ async def run_comparison(
             result = await ask(arm, items[i].question)
         sources = result.get("sources")
         result["metrics"] = score(items[i], result["text"], sources, k)
+        if judge is not None:
+            async with limit:
+                result["metrics"]["judge"] = await judge(
+                    items[i].question, items[i].references, result["text"]
+                )
         result["sources"] = sources or []
         answers[arm["name"]][i] = result
         done += 1

@@ -43,7 +43,15 @@ def client(make_client):
 
 
 @pytest.fixture
-def setup(client, tmp_path):
+def setup(client):
+    return _setup(client)
+
+
+def _setup(client):
+    import tempfile
+    from pathlib import Path
+
+    tmp_path = Path(tempfile.mkdtemp())
     docs = tmp_path / "codes.md"
     docs.write_text(
         "\n\n".join(
@@ -174,3 +182,34 @@ def test_html_report(client, setup):
     assert html.count('<figure class="chart"') >= 3 and html.count('class="errorbar"') >= 6
     assert "real difference" in html and "What is the access code of the Zorblax warehouse?" in html
     assert "<script" not in html  # self-contained, nothing to load or run
+
+
+def test_llm_as_judge_is_optional(make_client):
+    def respond(prompt: str) -> str:
+        if "Reply with only yes or no" in prompt:
+            return "yes" if re.search(r"Candidate answer: \d+", prompt) else "no"
+        return answer_from_prompt(prompt)
+
+    client = make_client(FakeEngine(respond=respond, max_model_len=4096))
+    store, eval_id = _setup(client)
+    created = client.post(
+        "/v1/comparisons",
+        json={
+            "eval_file_id": eval_id,
+            "judge_model": MODEL,
+            "arms": [
+                {"name": "base", "model": MODEL},
+                {"name": "rag", "model": MODEL, "file_search": {"vector_store_ids": [store]}},
+            ],
+        },
+    ).json()
+    report = wait(client, created["id"])["report"]
+    assert report["arms"]["rag"]["metrics"]["judge"]["mean"] == 1.0
+    assert report["arms"]["base"]["metrics"]["judge"]["mean"] == 0.0
+    assert_error(
+        client.post(
+            "/v1/comparisons", json={"eval_file_id": eval_id, "arms": [MODEL], "judge_model": "nope"}
+        ),
+        404,
+        "judge_model",
+    )

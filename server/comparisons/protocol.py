@@ -23,3 +23,6 @@ class CreateComparison(BaseModel):
     max_tokens: int = Field(128, ge=1, le=2048)
     max_num_results: int = Field(4, ge=1, le=50)
     concurrency: int = Field(4, ge=1, le=32)
+    judge_model: str | None = Field(
+        None, description="Also score answers with this model as a judge (off by default)."
+    )

@@ -78,6 +78,12 @@ class ComparisonService:
         except EvalFileError as exc:
             raise bad_request(f"Invalid eval file: {exc}", "eval_file_id", "invalid_file") from exc
         arms = self.arms(body)
+        if body.judge_model:
+            try:
+                self.catalog.chat_target(body.judge_model)
+            except APIError as exc:
+                exc.param = "judge_model"
+                raise
         comparison_id = new_id("cmp_")
         with self.db.transaction() as tx:
             tx.execute(
@@ -130,8 +136,15 @@ class ComparisonService:
             def progress(done: int, total: int) -> None:
                 self.db.execute("UPDATE comparisons SET done = ? WHERE id = ?", (done, comparison_id))
 
+            judge = self._judge(body.judge_model) if body.judge_model else None
             report = await run_comparison(
-                items, arms, ask, k=body.max_num_results, concurrency=body.concurrency, on_progress=progress
+                items,
+                arms,
+                ask,
+                k=body.max_num_results,
+                concurrency=body.concurrency,
+                on_progress=progress,
+                judge=judge,
             )
         except asyncio.CancelledError:
             raise
@@ -147,6 +160,21 @@ class ComparisonService:
             "UPDATE comparisons SET status = 'completed', report = ? WHERE id = ?",
             (dumps(report), comparison_id),
         )
+
+    def _judge(self, model: str):
+        async def judge(question: str, references: list[str], answer: str) -> float:
+            prompt = (
+                f"You grade answers.\nQuestion: {question}\nReference answer: {' | '.join(references)}\n"
+                f"Candidate answer: {answer}\nIs the candidate answer correct and consistent with the "
+                "reference? Reply with only yes or no."
+            )
+            request = ChatCompletionRequest(
+                model=model, temperature=0, max_tokens=3, messages=[{"role": "user", "content": prompt}]
+            )
+            verdict = await self.chat.complete(await self.chat.prepare(request))
+            return float(verdict.choices[0].message.content.strip().lower().startswith("yes"))
+
+        return judge
 
     def _object(self, row: Any, with_report: bool = True) -> dict[str, Any]:
         return {
