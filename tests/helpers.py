@@ -8,6 +8,17 @@ import time
 import httpx
 
 MODEL = "smollm2-135m-instruct"
+# Invented warehouses and their access codes: facts no model knows, for RAG tests.
+WAREHOUSE_CODES = {
+    "Zorblax": "7431",
+    "Quindle": "2958",
+    "Marrow": "6604",
+    "Tessel": "1187",
+    "Brinley": "5521",
+    "Ostrava": "9043",
+    "Pellam": "3376",
+    "Vexford": "8210",
+}
 CAPITALS = {
     "France": "Paris",
     "Germany": "Berlin",

@@ -10,17 +10,7 @@ import pytest
 
 from server.engines.fake import FakeEngine
 from tests.helpers import MODEL, assert_error
-
-CODES = {
-    "Zorblax": "7431",
-    "Quindle": "2958",
-    "Marrow": "6604",
-    "Tessel": "1187",
-    "Brinley": "5521",
-    "Ostrava": "9043",
-    "Pellam": "3376",
-    "Vexford": "8210",
-}
+from tests.helpers import WAREHOUSE_CODES as CODES
 
 
 def answer_from_prompt(prompt: str) -> str:
@@ -81,6 +71,13 @@ def _setup(client):
     return store, upload(client, evals, "evals")
 
 
+def base_and_rag(store: str) -> list[dict]:
+    return [
+        {"name": "base", "model": MODEL},
+        {"name": "rag", "model": MODEL, "file_search": {"vector_store_ids": [store], "max_num_results": 4}},
+    ]
+
+
 def wait(client, comparison_id):
     for _ in range(600):
         body = client.get(f"/v1/comparisons/{comparison_id}").json()
@@ -96,14 +93,7 @@ def test_rag_beats_base_with_a_ci_that_excludes_zero(client, setup):
         "/v1/comparisons",
         json={
             "eval_file_id": eval_id,
-            "arms": [
-                {"name": "base", "model": MODEL},
-                {
-                    "name": "rag",
-                    "model": MODEL,
-                    "file_search": {"vector_store_ids": [store], "max_num_results": 4},
-                },
-            ],
+            "arms": base_and_rag(store),
         },
     ).json()
     assert created["object"] == "comparison" and created["id"].startswith("cmp_")

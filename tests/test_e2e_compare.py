@@ -13,19 +13,9 @@ import openai
 import pytest
 
 from tests.helpers import MODEL
+from tests.helpers import WAREHOUSE_CODES as CODES
 
 pytestmark = pytest.mark.slow
-
-CODES = {
-    "Zorblax": "7431",
-    "Quindle": "2958",
-    "Marrow": "6604",
-    "Tessel": "1187",
-    "Brinley": "5521",
-    "Ostrava": "9043",
-    "Pellam": "3376",
-    "Vexford": "8210",
-}
 
 
 @pytest.fixture(scope="module")

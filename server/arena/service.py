@@ -38,11 +38,6 @@ class ArenaService:
         self.db = db
         self.catalog = catalog
         self.chat = chat
-        with db.transaction() as tx:
-            tx.execute(
-                "CREATE TABLE IF NOT EXISTS battles (id TEXT PRIMARY KEY, body TEXT NOT NULL, winner TEXT, "
-                "created_at INTEGER NOT NULL)"
-            )
 
     def arms(self) -> list[str]:
         return [c.id for c in self.catalog.cards() if c.kind in ("chat", "profile")]

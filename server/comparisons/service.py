@@ -30,12 +30,6 @@ class ComparisonService:
         self.chat = chat
         self.stores = stores
         self._tasks: dict[str, asyncio.Task] = {}
-        with db.transaction() as tx:
-            tx.execute(
-                "CREATE TABLE IF NOT EXISTS comparisons (id TEXT PRIMARY KEY, body TEXT NOT NULL, "
-                "arms TEXT NOT NULL, status TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0, total INTEGER "
-                "NOT NULL DEFAULT 0, error TEXT, report TEXT, created_at INTEGER NOT NULL)"
-            )
 
     def arms(self, body: CreateComparison) -> list[dict[str, Any]]:
         if body.arms:

@@ -25,11 +25,6 @@ class CreateFeedback(BaseModel):
 class FeedbackService:
     def __init__(self, db: Database) -> None:
         self.db = db
-        with db.transaction() as tx:
-            tx.execute(
-                "CREATE TABLE IF NOT EXISTS feedback (id TEXT PRIMARY KEY, body TEXT NOT NULL, "
-                "created_at INTEGER NOT NULL)"
-            )
 
     def create(self, body: CreateFeedback) -> dict[str, Any]:
         item = {

@@ -16,11 +16,6 @@ class ProfileService:
         self.db = db
         self.catalog = catalog
         self.stores = stores
-        with db.transaction() as tx:
-            tx.execute(
-                "CREATE TABLE IF NOT EXISTS profiles (name TEXT PRIMARY KEY, body TEXT NOT NULL, "
-                "created_at INTEGER NOT NULL)"
-            )
         for row in db.query("SELECT body FROM profiles ORDER BY created_at"):
             profile = json.loads(row["body"])
             catalog.profiles[profile["name"]] = profile
