@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -16,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -320,11 +320,13 @@ class FineTuningService:
         batch = hp["batch_size"] if hp["batch_size"] != "auto" else max(1, min(8, n_examples // 8 or 1))
         multiplier = hp["learning_rate_multiplier"]
         multiplier = 1.0 if multiplier == "auto" else float(multiplier)
-        config = self._config(job)
-        config.n_epochs, config.batch_size = int(epochs), int(batch)
-        config.micro_batch_size = min(config.micro_batch_size, config.batch_size)
-        config.learning_rate = BASE_LEARNING_RATE * multiplier
-        TrainConfig.__post_init__(config)
+        # replace() re-runs TrainConfig's checks (and caps micro_batch_size at batch_size)
+        config = dataclasses.replace(
+            self._config(job),
+            n_epochs=int(epochs),
+            batch_size=int(batch),
+            learning_rate=BASE_LEARNING_RATE * multiplier,
+        )
         return {
             "hyperparameters": {
                 "n_epochs": int(epochs),
@@ -526,4 +528,3 @@ def _wait(process: subprocess.Popen, seconds: float) -> None:
         process.wait(timeout=seconds)
     except subprocess.TimeoutExpired:
         process.kill()
-    time.sleep(0)
