@@ -43,6 +43,10 @@ from server.vector_stores.service import VectorStoreService
 log = logging.getLogger("ragtune")
 
 
+class StartupError(RuntimeError):
+    """The server cannot start as configured (the message says which setting to fix)."""
+
+
 def load_engine(settings: Settings) -> Engine:
     from server.engines import create_engine
     from server.provision import chat_model_path
@@ -97,7 +101,12 @@ def build_app(settings: Settings, engine: Engine | None = None, embedder=None) -
         app.state.feedback = FeedbackService(db)
         app.state.arena = ArenaService(db, catalog, app.state.chat)
         worker.start()
-        fine_tuning.start()
+        for name, path in settings.adapters.items():  # RAGTUNE_LORA_MODULES: adapters trained elsewhere
+            try:
+                await catalog.add_adapter(name, path)
+            except Exception as exc:
+                raise StartupError(f"cannot serve adapter {name!r} from {path}: {exc}") from exc
+        await fine_tuning.start()
         comparisons.start()
         info = app.state.engine.info
         log.info(

@@ -49,9 +49,11 @@ class ModelCatalog:
         self.adapters: dict[str, tuple[str, int]] = {}  # name -> (path, created)
         self.profiles: dict[str, dict[str, Any]] = {}  # name -> profile object (see server/profiles)
 
-    def add_adapter(self, name: str, path: str) -> None:
+    async def add_adapter(self, name: str, path: str) -> None:
         """Serve a LoRA adapter of the base model under `name`, from now on (no restart)."""
-        self.engine.add_adapter(name, path)
+        if name in (self.chat_name, self.embedding_name):
+            raise ValueError(f"adapter name {name!r} is already the name of a served model")
+        await self.engine.add_adapter(name, path)
         self.adapters[name] = (path, int(time.time()))
 
     def cards(self) -> list[ModelCard]:

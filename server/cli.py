@@ -52,9 +52,16 @@ def serve(
 
     from server.app import build_app
 
+    from server.engines import resolve_engine_name
+
     settings = load_settings(
         host=host, port=port, data_dir=data_dir, model=model, model_name=model_name, engine=engine
     )
+    try:
+        resolve_engine_name(settings.engine)
+    except ValueError as exc:
+        err.print(f"[red]RAGTUNE_ENGINE: {exc}[/red]")
+        raise typer.Exit(2) from exc
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     uvicorn.run(
         build_app(settings),

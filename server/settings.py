@@ -46,9 +46,30 @@ class Settings(BaseSettings):
     max_model_len: int | None = Field(
         None, ge=16, description="Context length (prompt + answer); default the model's own maximum."
     )
-    max_batch_size: int = Field(16, ge=1, le=256, description="Sequences decoded together in one batch.")
+    max_batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="Sequences decoded together in one batch; default 16 (transformers), 256 (vLLM).",
+    )
     max_queue: int = Field(
         256, ge=1, description="Requests waiting or running before new ones get 503 + Retry-After."
+    )
+    lora_modules: str | None = Field(
+        None,
+        description="Extra PEFT LoRA adapters to serve, as name=directory pairs separated by commas "
+        "(like vLLM's --lora-modules); fine-tuned models are served without this.",
+    )
+    tensor_parallel_size: int = Field(1, ge=1, le=64, description="vLLM: GPUs one model is split over.")
+    max_loras: int = Field(4, ge=1, le=256, description="vLLM: adapters that can share one batch.")
+    max_lora_rank: Literal[8, 16, 32, 64, 128, 256, 320, 512] = Field(
+        64, description="vLLM: the largest LoRA rank it can serve (memory is reserved for it)."
+    )
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="vLLM on a GPU: share of GPU memory for weights, activations, KV cache."
+    )
+    kv_cache_gib: float | None = Field(
+        None, gt=0, description="vLLM: KV cache size in GiB; default 2 on a CPU, from the share on a GPU."
     )
     default_max_tokens: int | None = Field(
         None, ge=1, description="Answer length when a request names none; default the rest of the context."
@@ -105,6 +126,19 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} has no config.json: not a Hugging Face model directory")
         return str(path.resolve())
 
+    @field_validator("lora_modules")
+    @classmethod
+    def _lora_modules_exist(cls, value: str | None) -> str | None:
+        for name, path in parse_lora_modules(value).items():
+            if not (Path(path).expanduser() / "adapter_config.json").is_file():
+                raise ValueError(f"adapter {name!r}: {path!r} has no adapter_config.json (not a PEFT adapter)")
+        return value
+
+    @property
+    def adapters(self) -> dict[str, str]:
+        """The adapters named by `lora_modules`: {served name: absolute directory}."""
+        return {k: str(Path(v).expanduser().resolve()) for k, v in parse_lora_modules(self.lora_modules).items()}
+
     @model_validator(mode="after")
     def _data_dir_usable(self) -> Settings:
         try:
@@ -140,3 +174,18 @@ class Settings(BaseSettings):
     @property
     def model_cache(self) -> Path:
         return self.models_dir or self.data_dir / "models"
+
+
+def parse_lora_modules(value: str | None) -> dict[str, str]:
+    """'a=/p/a,b=/p/b' -> {'a': '/p/a', 'b': '/p/b'}; raises ValueError naming a malformed pair."""
+    out: dict[str, str] = {}
+    for pair in (value or "").split(","):
+        if not pair.strip():
+            continue
+        name, sep, path = pair.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ValueError(f"{pair.strip()!r} is not name=directory")
+        if name.strip() in out:
+            raise ValueError(f"adapter name {name.strip()!r} is given twice")
+        out[name.strip()] = path.strip()
+    return out

@@ -31,14 +31,19 @@ def _load_plugins() -> None:
 
 
 def _has_vllm_and_gpu() -> bool:
-    if importlib.util.find_spec("vllm") is None:
+    if not _has_vllm():
         return False
     import torch
 
     return torch.cuda.is_available()
 
 
+def _has_vllm() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
 register_engine("transformers", "server.engines.transformers_engine:from_settings")
+register_engine("vllm", "server.engines.vllm_engine:from_settings", _has_vllm)
 
 
 def resolve_engine_name(requested: str) -> str:

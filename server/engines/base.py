@@ -78,8 +78,12 @@ class Engine(ABC):
     ) -> AsyncIterator[Delta]:
         """Stream the answer; closing the iterator early cancels the sequence."""
 
-    def add_adapter(self, name: str, path: str) -> None:
+    async def add_adapter(self, name: str, path: str) -> None:
+        """Serve the PEFT LoRA adapter in `path` as `name` from now on, without a restart."""
         raise NotImplementedError(f"the {self.name} engine does not serve adapters")
+
+    max_lora_rank: int | None = None
+    """The largest LoRA rank this engine can serve (None: no limit)."""
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))

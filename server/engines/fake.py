@@ -74,7 +74,7 @@ class FakeEngine(Engine):
     def enqueue(self, *replies: str) -> None:
         self.replies.extend(replies)
 
-    def add_adapter(self, name: str, path: str) -> None:
+    async def add_adapter(self, name: str, path: str) -> None:
         self.adapters[name] = path
 
     def stats(self) -> dict[str, int]:

@@ -146,7 +146,7 @@ class TransformersEngine(Engine):
         finally:
             seq.cancelled = True  # no-op when finished; otherwise the worker drops it at the next step
 
-    def add_adapter(self, name: str, path: str) -> None:
+    async def add_adapter(self, name: str, path: str) -> None:
         """Load a PEFT LoRA adapter; it is applied per row, so one batch mixes adapters and the base."""
         if name in self._adapters:
             return
@@ -169,7 +169,7 @@ class TransformersEngine(Engine):
         with self._cv:
             self._commands.append(load)
             self._cv.notify()
-        if not done.wait(300):
+        if not await asyncio.to_thread(done.wait, 300):
             raise TimeoutError(f"loading adapter {name!r} timed out")
         if failure:
             raise failure[0]
@@ -398,6 +398,6 @@ def from_settings(settings: Any, model_path: str) -> TransformersEngine:
         dtype=settings.dtype,
         device=settings.device,
         max_model_len=settings.max_model_len,
-        max_batch_size=settings.max_batch_size,
+        max_batch_size=settings.max_batch_size or 16,
         max_queue=settings.max_queue,
     )

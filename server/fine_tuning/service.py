@@ -99,9 +99,16 @@ class FineTuningService:
             **(body.training.model_dump(exclude_none=True) if body.training else {}),
         }
         try:
-            TrainConfig.from_dict({k: v for k, v in options.items() if v is not None})
+            config = TrainConfig.from_dict({k: v for k, v in options.items() if v is not None})
         except ValueError as exc:
             raise bad_request(str(exc), "training") from exc
+        limit = self.catalog.engine.max_lora_rank
+        if limit is not None and config.lora_r > limit:  # refuse now rather than fail to serve it later
+            raise bad_request(
+                f"LoRA rank {config.lora_r} is above the {limit} this server's {self.catalog.engine.name} "
+                "engine can serve (RAGTUNE_MAX_LORA_RANK).",
+                "lora.r",
+            )
         requested = {
             "n_epochs": hp.n_epochs,
             "batch_size": hp.batch_size,
@@ -226,9 +233,9 @@ class FineTuningService:
 
     # ---- the scheduler ----------------------------------------------------------------------------
 
-    def start(self) -> None:
+    async def start(self) -> None:
         for row in self.db.query("SELECT name, path FROM adapters ORDER BY created_at"):
-            self._serve(row["name"], row["path"])
+            await self._serve(row["name"], row["path"])
         with self.db.transaction() as tx:  # a server that died left these mid-way: resume them
             tx.execute("UPDATE fine_tuning_jobs SET status = 'queued' WHERE status = 'running'")
         self._task = asyncio.create_task(self._run(), name="ragtune-fine-tuning")
@@ -267,7 +274,7 @@ class FineTuningService:
             if self._process.poll() is None:
                 return
             self._follow(self._running_job)
-            self._exited(self._running_job, self._process.returncode)
+            await self._exited(self._running_job, self._process.returncode)
             self._process, self._running_job = None, None
         job = self.db.one(
             "SELECT * FROM fine_tuning_jobs WHERE status = 'queued' ORDER BY created_at, rowid LIMIT 1"
@@ -434,7 +441,7 @@ class FineTuningService:
             (job_id, record["created_at"], record.get("level", "info"), record["message"], dumps(data), kind),
         )
 
-    def _exited(self, job_id: str | None, code: int) -> None:
+    async def _exited(self, job_id: str | None, code: int) -> None:
         if job_id is None:
             return
         job = self._row(job_id)
@@ -442,7 +449,7 @@ class FineTuningService:
         if job["status"] == "cancelled":
             return
         if code == 0 and (run_dir / "result.json").is_file():
-            self._succeed(job, json.loads((run_dir / "result.json").read_text()))
+            await self._succeed(job, json.loads((run_dir / "result.json").read_text()))
         elif code == 2 and (run_dir / "error.json").is_file():
             self._fail(job_id, json.loads((run_dir / "error.json").read_text()))
         else:  # crashed or killed: back to the queue, to resume from its last checkpoint
@@ -452,9 +459,9 @@ class FineTuningService:
                 "UPDATE fine_tuning_jobs SET status = 'queued' WHERE id = ? AND status = 'running'", (job_id,)
             )
 
-    def _succeed(self, job: Any, result: dict[str, Any]) -> None:
+    async def _succeed(self, job: Any, result: dict[str, Any]) -> None:
         name = model_name(job["model"], job["suffix"], job["id"])
-        self._serve(name, result["adapter_dir"])
+        await self._serve(name, result["adapter_dir"])
         with self.db.transaction() as tx:
             tx.execute(
                 "INSERT OR REPLACE INTO adapters (name, job_id, base, path, created_at) VALUES (?,?,?,?,?)",
@@ -475,9 +482,9 @@ class FineTuningService:
         )
         self._event(job["id"], "The job has successfully completed.")
 
-    def _serve(self, name: str, path: str) -> None:
+    async def _serve(self, name: str, path: str) -> None:
         try:
-            self.catalog.add_adapter(name, path)
+            await self.catalog.add_adapter(name, path)
         except Exception as exc:  # a missing or broken adapter must not stop the server
             log.error("cannot serve adapter %s from %s: %s", name, path, exc)
 

