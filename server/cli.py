@@ -51,7 +51,6 @@ def serve(
     import uvicorn
 
     from server.app import build_app
-
     from server.engines import resolve_engine_name
 
     settings = load_settings(

@@ -131,13 +131,17 @@ class Settings(BaseSettings):
     def _lora_modules_exist(cls, value: str | None) -> str | None:
         for name, path in parse_lora_modules(value).items():
             if not (Path(path).expanduser() / "adapter_config.json").is_file():
-                raise ValueError(f"adapter {name!r}: {path!r} has no adapter_config.json (not a PEFT adapter)")
+                raise ValueError(
+                    f"adapter {name!r}: {path!r} has no adapter_config.json (not a PEFT adapter)"
+                )
         return value
 
     @property
     def adapters(self) -> dict[str, str]:
         """The adapters named by `lora_modules`: {served name: absolute directory}."""
-        return {k: str(Path(v).expanduser().resolve()) for k, v in parse_lora_modules(self.lora_modules).items()}
+        return {
+            k: str(Path(v).expanduser().resolve()) for k, v in parse_lora_modules(self.lora_modules).items()
+        }
 
     @model_validator(mode="after")
     def _data_dir_usable(self) -> Settings:

