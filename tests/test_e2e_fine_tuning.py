@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import openai
 import pytest
 
-from tests.conftest import start_server, stop_server
+from tests.conftest import start_server, stop_server, vllm_installed
 from tests.data.make_facts import FACTS, write
 from tests.helpers import MODEL
 
@@ -53,7 +55,18 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(server) -> openai.OpenAI:
+    return connect(server)
+
+
+def connect(server) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.api, api_key="unused", max_retries=0, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def training_server(request):
+    """Where the facts job runs and is served at once: the vLLM server when vLLM is installed (its adapter
+    is then added to the running vLLM engine), else the transformers one."""
+    return request.getfixturevalue("vllm_server" if vllm_installed() else "server")
 
 
 def ask(client, model: str, question: str) -> str:
@@ -63,10 +76,19 @@ def ask(client, model: str, question: str) -> str:
     return answer.choices[0].message.content
 
 
-def test_fine_tune_learns_facts_keeps_general_ability_and_survives_a_killed_worker(client, tmp_path):
-    training = client.files.create(
-        file=write(tmp_path / "zephyr.jsonl", phrasings=2).open("rb"), purpose="fine-tune"
-    )
+def recall(client, model: str) -> list[bool]:
+    """Which facts the model answers with its key word (asked all at once: the engine batches them)."""
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda fact: ask(client, model, fact[0]), FACTS))
+    return [key.lower() in a.lower() for a, (_, _, key) in zip(answers, FACTS, strict=True)]
+
+
+@pytest.fixture(scope="module")
+def facts_job(training_server, tmp_path_factory):
+    """A real job on the 20 Zephyr facts; its worker is killed -9 once a checkpoint exists."""
+    client = connect(training_server)
+    data = write(tmp_path_factory.mktemp("facts") / "zephyr.jsonl", phrasings=2)
+    training = client.files.create(file=data.open("rb"), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(model=MODEL, training_file=training.id, suffix="zephyr", seed=11)
     # Kill the worker once a checkpoint exists: the job must resume from it, not start over or hang.
     job = wait(
@@ -77,7 +99,13 @@ def test_fine_tune_learns_facts_keeps_general_ability_and_survives_a_killed_work
     )
     [pid] = worker_pids(job.id)
     os.kill(pid, signal.SIGKILL)
-    job = wait(client, job.id, lambda j: j.status == "succeeded", what="success")
+    return wait(client, job.id, lambda j: j.status == "succeeded", what="success")
+
+
+def test_fine_tune_learns_facts_keeps_general_ability_and_survives_a_killed_worker(
+    facts_job, training_server
+):
+    client, job = connect(training_server), facts_job
     messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data]
     assert any("resuming from the last checkpoint" in m for m in messages)
     assert any(m.startswith("Resumed from the checkpoint at step") for m in messages)
@@ -89,14 +117,30 @@ def test_fine_tune_learns_facts_keeps_general_ability_and_survives_a_killed_work
     listed = {m.id: m for m in client.models.list().data}
     assert listed[job.fine_tuned_model].model_extra["parent"] == MODEL
 
-    tuned = [ask(client, job.fine_tuned_model, q) for q, _, _ in FACTS]
-    base = [ask(client, MODEL, q) for q, _, _ in FACTS]
-    learned = sum(k.lower() in a.lower() for a, (_, _, k) in zip(tuned, FACTS, strict=True))
-    known_before = sum(k.lower() in a.lower() for a, (_, _, k) in zip(base, FACTS, strict=True))
-    assert learned >= 14, tuned
-    assert known_before <= 2, base
+    learned, known_before = recall(client, job.fine_tuned_model), recall(client, MODEL)
+    assert sum(learned) >= 14, learned
+    assert sum(known_before) <= 2, known_before
     assert "Paris" in ask(client, job.fine_tuned_model, "What is the capital of France?")
     assert "Paris" in ask(client, MODEL, "What is the capital of France?")  # the base is untouched
+
+
+@pytest.mark.skipif(not vllm_installed(), reason="needs vLLM: the job's adapter is compared across engines")
+def test_the_jobs_adapter_knows_the_same_facts_on_both_engines(facts_job, vllm_server, tmp_path):
+    """The adapter the vLLM server trained and serves, served again by a transformers server (through
+    RAGTUNE_LORA_MODULES), recalls the same facts."""
+    with sqlite3.connect(vllm_server.data_dir / "ragtune.sqlite3") as db:
+        [(path,)] = db.execute("SELECT path FROM adapters WHERE name = ?", (facts_job.fine_tuned_model,))
+    other = start_server(
+        tmp_path, {"RAGTUNE_ENGINE": "transformers", "RAGTUNE_LORA_MODULES": f"zephyr={path}"}
+    )
+    try:
+        on_transformers = recall(connect(other), "zephyr")
+    finally:
+        stop_server(other)
+    on_vllm = recall(connect(vllm_server), facts_job.fine_tuned_model)
+    assert sum(on_transformers) >= 14 and sum(on_vllm) >= 14, (on_transformers, on_vllm)
+    differ = sum(a != b for a, b in zip(on_transformers, on_vllm, strict=True))
+    assert differ <= 1, (on_transformers, on_vllm)
 
 
 def test_cancel_a_running_job_started_from_the_cli(client, server, tmp_path):
