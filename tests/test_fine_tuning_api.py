@@ -164,3 +164,18 @@ def upload_raw(client, tmp_path):
     path.write_text("a,b\n")
     with open(path, "rb") as f:
         return client.post("/v1/files", data={"purpose": "fine-tune"}, files={"file": ("train.csv", f)})
+
+
+def test_rank_above_what_the_engine_serves_is_refused_at_creation(make_client, smol_tokenizer, tmp_path):
+    engine = FakeEngine(tokenizer=smol_tokenizer, max_model_len=2048)
+    engine.max_lora_rank = 16  # as a vLLM engine started with RAGTUNE_MAX_LORA_RANK=16
+    client = make_client(engine, max_training_jobs=0)
+    facts = upload(client, write(tmp_path / "facts.jsonl"))["id"]
+    jobs = "/v1/fine_tuning/jobs"
+    error = assert_error(
+        client.post(jobs, json={"model": MODEL, "training_file": facts, "lora": {"r": 32}}), 400, "lora.r"
+    )
+    assert "RAGTUNE_MAX_LORA_RANK" in error["message"]
+    assert (
+        client.post(jobs, json={"model": MODEL, "training_file": facts, "lora": {"r": 16}}).status_code == 200
+    )

@@ -75,3 +75,27 @@ def test_cli_help_lists_commands():
     out = subprocess.run([str(ragtune), "--help"], capture_output=True, text=True, timeout=60).stdout
     for command in ("serve", "chat", "models"):
         assert command in out
+
+
+def test_lora_modules(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "adapter_config.json").write_text("{}")
+    s = Settings(data_dir=tmp_path, lora_modules=f"first={tmp_path / 'a'}, second = {tmp_path / 'b'}")
+    assert s.adapters == {"first": str(tmp_path / "a"), "second": str(tmp_path / "b")}
+    assert Settings(data_dir=tmp_path).adapters == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("just-a-path", "is not name=directory"),
+        ("a=", "is not name=directory"),
+        ("a={d},a={d}", "given twice"),
+        ("a=/no/such/adapter", "no adapter_config.json"),
+    ],
+)
+def test_bad_lora_modules(tmp_path, value, message):
+    (tmp_path / "adapter_config.json").write_text("{}")
+    with pytest.raises(ValidationError, match=message):
+        Settings(data_dir=tmp_path, lora_modules=value.format(d=tmp_path))

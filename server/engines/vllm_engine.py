@@ -103,7 +103,7 @@ class VLLMEngine(Engine):
         if kv_cache_gib is not None:
             args["kv_cache_memory_bytes"] = int(kv_cache_gib * (1 << 30))
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self._scheduled = (0, 0)
+        self._init_state(max_queue, max_lora_rank)
         self.llm = AsyncLLM.from_engine_args(
             AsyncEngineArgs(**args), stat_loggers=[_scheduler_counts_logger(self)]
         )
@@ -122,11 +122,14 @@ class VLLMEngine(Engine):
                 "max_lora_rank": max_lora_rank,
             },
         )
+
+    def _init_state(self, max_queue: int, max_lora_rank: int) -> None:
         self.max_queue = max_queue
         self.max_lora_rank = max_lora_rank
         self._loras: dict[str, Any] = {}  # served name -> LoRARequest
         self._lora_ids = itertools.count(1)
         self._inflight = 0
+        self._scheduled = (0, 0)  # the scheduler's (running, waiting), from the stat logger
 
     # ---- public interface -------------------------------------------------------------------------
 
