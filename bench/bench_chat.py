@@ -158,6 +158,9 @@ class RawVLLM:
         from transformers import AutoTokenizer
         from vllm import LLM
 
+        from server.engines.vllm_engine import use_every_core_on_small_cpus
+
+        use_every_core_on_small_cpus()  # the same CPU threads as the server's vLLM engine
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.llm = LLM(
             model=str(model_dir),

@@ -33,6 +33,15 @@ DEFAULT_CPU_KV_CACHE_GIB = 2.0
 _FINISH: dict[str | None, FinishReason] = {"stop": "stop", "length": "length", "abort": "abort"}
 
 
+def use_every_core_on_small_cpus() -> None:
+    """vLLM on a CPU keeps one core for the server process and binds its worker's threads to the rest.
+    With few cores that halves the compute: on the 2-core development CPU, letting the worker use both
+    served 1.3-1.6x more tokens/s through ragtune's server (bench_chat, concurrency 1 to 32). Up to 4 cores
+    is a judgment; set VLLM_CPU_NUM_OF_RESERVED_CPU yourself to choose otherwise."""
+    if (os.cpu_count() or 1) <= 4:
+        os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+
+
 class AdapterError(ValueError):
     """An adapter directory this engine cannot serve (missing files, rank over the limit)."""
 
@@ -83,8 +92,10 @@ class VLLMEngine(Engine):
         on_gpu = torch.cuda.is_available()
         if dtype == "auto":
             dtype = "auto" if on_gpu else "float32"
-        if kv_cache_gib is None and not on_gpu:
-            kv_cache_gib = DEFAULT_CPU_KV_CACHE_GIB
+        if not on_gpu:
+            use_every_core_on_small_cpus()
+            if kv_cache_gib is None:
+                kv_cache_gib = DEFAULT_CPU_KV_CACHE_GIB
         args: dict[str, Any] = {
             "model": model_path,
             "tokenizer": model_path,
