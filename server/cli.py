@@ -57,10 +57,19 @@ def serve(
         host=host, port=port, data_dir=data_dir, model=model, model_name=model_name, engine=engine
     )
     try:
-        resolve_engine_name(settings.engine)
+        engine_name = resolve_engine_name(settings.engine)
     except ValueError as exc:
         err.print(f"[red]RAGTUNE_ENGINE: {exc}[/red]")
         raise typer.Exit(2) from exc
+    if engine_name == "vllm":  # what vLLM would refuse only after its ~30 s start
+        from server.engines.vllm_engine import AdapterError, check_adapter
+
+        for name, path in settings.adapters.items():
+            try:
+                check_adapter(name, path, settings.max_lora_rank if settings.max_loras else 0)
+            except AdapterError as exc:
+                err.print(f"[red]RAGTUNE_LORA_MODULES: {exc}[/red]")
+                raise typer.Exit(2) from exc
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     uvicorn.run(
         build_app(settings),

@@ -61,7 +61,13 @@ class Settings(BaseSettings):
         "(like vLLM's --lora-modules); fine-tuned models are served without this.",
     )
     tensor_parallel_size: int = Field(1, ge=1, le=64, description="vLLM: GPUs one model is split over.")
-    max_loras: int = Field(4, ge=1, le=256, description="vLLM: adapters that can share one batch.")
+    max_loras: int = Field(
+        4,
+        ge=0,
+        le=256,
+        description="vLLM: adapters that can share one batch; 0 runs vLLM without LoRA (faster base model, "
+        "no adapters or fine-tuned models served).",
+    )
     max_lora_rank: Literal[8, 16, 32, 64, 128, 256, 320, 512] = Field(
         64, description="vLLM: the largest LoRA rank it can serve (memory is reserved for it)."
     )
@@ -130,10 +136,14 @@ class Settings(BaseSettings):
     @classmethod
     def _lora_modules_exist(cls, value: str | None) -> str | None:
         for name, path in parse_lora_modules(value).items():
-            if not (Path(path).expanduser() / "adapter_config.json").is_file():
+            directory = Path(path).expanduser()
+            if not (directory / "adapter_config.json").is_file():
                 raise ValueError(
                     f"adapter {name!r}: {path!r} has no adapter_config.json (not a PEFT adapter)"
                 )
+            weights = ("adapter_model.safetensors", "adapter_model.bin")
+            if not any((directory / w).is_file() for w in weights):
+                raise ValueError(f"adapter {name!r}: {path!r} has no adapter_model.safetensors")
         return value
 
     @property

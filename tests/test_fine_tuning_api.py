@@ -179,3 +179,12 @@ def test_rank_above_what_the_engine_serves_is_refused_at_creation(make_client, s
     assert (
         client.post(jobs, json={"model": MODEL, "training_file": facts, "lora": {"r": 16}}).status_code == 200
     )
+
+
+def test_no_job_when_the_engine_serves_no_adapters(make_client, smol_tokenizer, tmp_path):
+    engine = FakeEngine(tokenizer=smol_tokenizer, max_model_len=2048)
+    engine.max_lora_rank = 0  # as vLLM started with RAGTUNE_MAX_LORAS=0
+    client = make_client(engine, max_training_jobs=0)
+    facts = upload(client, write(tmp_path / "facts.jsonl"))["id"]
+    response = client.post("/v1/fine_tuning/jobs", json={"model": MODEL, "training_file": facts})
+    assert "RAGTUNE_MAX_LORAS" in assert_error(response, 400, "model", "model_not_supported")["message"]

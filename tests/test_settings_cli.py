@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -77,10 +80,16 @@ def test_cli_help_lists_commands():
         assert command in out
 
 
+def fake_adapter(directory: Path, rank: int = 8) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "adapter_config.json").write_text(json.dumps({"r": rank}))
+    (directory / "adapter_model.safetensors").write_bytes(b"")
+    return directory
+
+
 def test_lora_modules(tmp_path):
     for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "adapter_config.json").write_text("{}")
+        fake_adapter(tmp_path / name)
     s = Settings(data_dir=tmp_path, lora_modules=f"first={tmp_path / 'a'}, second = {tmp_path / 'b'}")
     assert s.adapters == {"first": str(tmp_path / "a"), "second": str(tmp_path / "b")}
     assert Settings(data_dir=tmp_path).adapters == {}
@@ -93,9 +102,27 @@ def test_lora_modules(tmp_path):
         ("a=", "is not name=directory"),
         ("a={d},a={d}", "given twice"),
         ("a=/no/such/adapter", "no adapter_config.json"),
+        ("a={d}/config-only", "no adapter_model.safetensors"),
     ],
 )
 def test_bad_lora_modules(tmp_path, value, message):
-    (tmp_path / "adapter_config.json").write_text("{}")
+    fake_adapter(tmp_path)
+    (tmp_path / "config-only").mkdir()
+    (tmp_path / "config-only" / "adapter_config.json").write_text("{}")
     with pytest.raises(ValidationError, match=message):
         Settings(data_dir=tmp_path, lora_modules=value.format(d=tmp_path))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vLLM installed")
+def test_vllm_refuses_an_adapter_above_its_rank_before_starting(tmp_path):
+    adapter = fake_adapter(tmp_path / "wide", rank=128)
+    ragtune = Path(sys.executable).parent / "ragtune"
+    env = {
+        **os.environ,
+        "RAGTUNE_ENGINE": "vllm",
+        "RAGTUNE_LORA_MODULES": f"wide={adapter}",
+        "RAGTUNE_DATA_DIR": str(tmp_path / "data"),
+    }
+    result = subprocess.run([str(ragtune), "serve"], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 2
+    assert "RAGTUNE_MAX_LORA_RANK" in result.stderr and "Traceback" not in result.stderr

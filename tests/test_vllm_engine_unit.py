@@ -170,3 +170,11 @@ def test_stats_split_running_and_waiting_from_the_scheduler():
     assert eng.stats() == {"running": 2, "waiting": 3}
     eng._scheduled = (0, 9)  # stale scheduler numbers never exceed what vLLM still holds
     assert eng.stats() == {"running": 0, "waiting": 5}
+
+
+def test_without_lora_no_adapter_is_taken(tmp_path):
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 8}))
+    eng = engine([("x", [1])], max_lora_rank=0)  # RAGTUNE_MAX_LORAS=0
+    with pytest.raises(AdapterError, match="RAGTUNE_MAX_LORAS=0"):
+        asyncio.run(eng.add_adapter("a", str(tmp_path)))
+    assert eng.llm.loras == []

@@ -96,14 +96,14 @@ class VLLMEngine(Engine):
             use_every_core_on_small_cpus()
             if kv_cache_gib is None:
                 kv_cache_gib = DEFAULT_CPU_KV_CACHE_GIB
+        lora = max_loras > 0
         args: dict[str, Any] = {
             "model": model_path,
             "tokenizer": model_path,
             "dtype": dtype,
             "max_model_len": max_model_len,
-            "enable_lora": True,
-            "max_loras": max_loras,
-            "max_lora_rank": max_lora_rank,
+            "enable_lora": lora,
+            **({"max_loras": max_loras, "max_lora_rank": max_lora_rank} if lora else {}),
             "tensor_parallel_size": tensor_parallel_size,
             "gpu_memory_utilization": gpu_memory_utilization,
             "seed": seed,
@@ -114,7 +114,7 @@ class VLLMEngine(Engine):
         if kv_cache_gib is not None:
             args["kv_cache_memory_bytes"] = int(kv_cache_gib * (1 << 30))
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self._init_state(max_queue, max_lora_rank)
+        self._init_state(max_queue, max_lora_rank if lora else 0)
         self.llm = AsyncLLM.from_engine_args(
             AsyncEngineArgs(**args), stat_loggers=[_scheduler_counts_logger(self)]
         )
@@ -200,12 +200,7 @@ class VLLMEngine(Engine):
 
         if name in self._loras:
             return
-        rank = adapter_rank(path)
-        if rank > self.max_lora_rank:
-            raise AdapterError(
-                f"adapter {name!r} has LoRA rank {rank}, above this server's limit of {self.max_lora_rank}; "
-                "restart with a larger RAGTUNE_MAX_LORA_RANK to serve it"
-            )
+        check_adapter(name, path, self.max_lora_rank)
         request = LoRARequest(name, next(self._lora_ids), str(path))
         await self.llm.add_lora(request)  # loads it now, so a broken adapter fails here, not mid-chat
         self._loras[name] = request
@@ -220,6 +215,20 @@ class VLLMEngine(Engine):
 
     async def close(self) -> None:
         self.llm.shutdown()
+
+
+def check_adapter(name: str, path: str | Path, max_lora_rank: int) -> None:
+    """Raise AdapterError when a vLLM engine with this rank limit (0 = LoRA off) cannot serve the adapter."""
+    if max_lora_rank == 0:
+        raise AdapterError(
+            f"cannot serve adapter {name!r}: this vLLM engine runs without LoRA (RAGTUNE_MAX_LORAS=0)"
+        )
+    rank = adapter_rank(path)
+    if rank > max_lora_rank:
+        raise AdapterError(
+            f"adapter {name!r} has LoRA rank {rank}, above this server's limit of {max_lora_rank}; "
+            "restart with a larger RAGTUNE_MAX_LORA_RANK to serve it"
+        )
 
 
 def adapter_rank(path: str | Path) -> int:

@@ -103,6 +103,13 @@ class FineTuningService:
         except ValueError as exc:
             raise bad_request(str(exc), "training") from exc
         limit = self.catalog.engine.max_lora_rank
+        if limit == 0:
+            raise bad_request(
+                "This server's engine serves no adapters (vLLM with RAGTUNE_MAX_LORAS=0), so a fine-tuned "
+                "model could not be served; restart with RAGTUNE_MAX_LORAS of 1 or more.",
+                "model",
+                "model_not_supported",
+            )
         if limit is not None and config.lora_r > limit:  # refuse now rather than fail to serve it later
             raise bad_request(
                 f"LoRA rank {config.lora_r} is above the {limit} this server's {self.catalog.engine.name} "
