@@ -50,7 +50,7 @@ class Settings(BaseSettings):
         None,
         ge=1,
         le=1024,
-        description="Sequences decoded together in one batch; default 16 (transformers), 256 (vLLM).",
+        description="Sequences decoded together in one batch; default 16 (transformers), vLLM's own (vLLM).",
     )
     max_queue: int = Field(
         256, ge=1, description="Requests waiting or running before new ones get 503 + Retry-After."
