@@ -15,7 +15,7 @@ import pytest
 
 from tests.adapters import CODEWORDS, QUESTION
 from tests.conftest import vllm_installed
-from tests.helpers import CAPITALS, MODEL, long_story, wait_until_idle
+from tests.helpers import CAPITALS, MODEL, WAREHOUSE_CODES, long_story, wait_until_idle
 
 pytestmark = pytest.mark.slow
 
@@ -153,6 +153,29 @@ def test_concurrent_requests(client, server):
         assert city in answer
     metrics = httpx.get(f"{server.base_url}/metrics").text
     assert f'ragtune_chat_requests_total{{finish_reason="stop",model="{MODEL}"}}' in metrics
+
+
+def test_answers_from_a_knowledge_base_with_citations(client, tmp_path):
+    lines = [f"The {name} warehouse access code is {code}." for name, code in WAREHOUSE_CODES.items()]
+    doc = tmp_path / "warehouses.md"
+    doc.write_text("# Warehouse access codes\n\n" + "\n\n".join(lines) + "\n")
+    store = client.vector_stores.create(name="conformance")
+    with doc.open("rb") as f:
+        attached = client.vector_stores.files.upload_and_poll(vector_store_id=store.id, file=f)
+    assert attached.status == "completed", attached.last_error
+    kwargs = {
+        "model": MODEL,
+        "temperature": 0,
+        "max_tokens": 40,
+        "messages": [{"role": "user", "content": "What is the Zorblax warehouse access code?"}],
+        "extra_body": {"file_search": {"vector_store_ids": [store.id], "max_num_results": 1}},
+    }
+    answer = client.chat.completions.create(**kwargs)
+    message = answer.choices[0].message.model_dump()
+    assert "7431" in message["content"]
+    assert message["annotations"][0]["file_id"] == attached.id
+    finals = [c for c in client.chat.completions.create(stream=True, **kwargs) if c.choices[0].finish_reason]
+    assert finals[0].choices[0].delta.model_dump()["annotations"][0]["file_id"] == attached.id
 
 
 def test_chinese_answer_has_whole_characters(client):
