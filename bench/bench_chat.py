@@ -70,6 +70,14 @@ def prompt_for(i: int) -> list[dict]:
     return [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}]
 
 
+def chat_texts(tokenizer, concurrency: int, offset: int) -> list[str]:
+    """The round's prompts rendered with the chat template, as the server renders them."""
+    return [
+        tokenizer.apply_chat_template(prompt_for(offset + i), tokenize=False, add_generation_prompt=True)
+        for i in range(concurrency)
+    ]
+
+
 async def one_request(http: httpx.AsyncClient, model: str, i: int, max_tokens: int) -> dict:
     body = {
         "model": model,
@@ -135,12 +143,7 @@ class RawPeer:
             )
 
     def round(self, concurrency: int, offset: int, max_tokens: int) -> dict:
-        texts = [
-            self.tokenizer.apply_chat_template(
-                prompt_for(offset + i), tokenize=False, add_generation_prompt=True
-            )
-            for i in range(concurrency)
-        ]
+        texts = chat_texts(self.tokenizer, concurrency, offset)
         inputs = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         start = time.perf_counter()
         self._generate(inputs, 1)
@@ -181,12 +184,10 @@ class RawVLLM:
     def round(self, concurrency: int, offset: int, max_tokens: int) -> dict:
         from vllm.inputs.engine import tokens_input
 
-        prompts = []
-        for i in range(concurrency):
-            text = self.tokenizer.apply_chat_template(
-                prompt_for(offset + i), tokenize=False, add_generation_prompt=True
-            )
-            prompts.append(tokens_input(self.tokenizer.encode(text, add_special_tokens=False)))
+        prompts = [
+            tokens_input(self.tokenizer.encode(text, add_special_tokens=False))
+            for text in chat_texts(self.tokenizer, concurrency, offset)
+        ]
         start = time.perf_counter()
         self._generate(prompts, 1)
         ttft = time.perf_counter() - start
