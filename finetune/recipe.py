@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import torch
 
+from common.atomic import atomic_dir, atomic_write_json
 from finetune.config import TrainConfig
 from finetune.data import Conversation, Example, Message, load_dataset, tokenize
 from finetune.general import REHEARSAL_PROMPTS, RETENTION_QUESTIONS, is_correct
@@ -149,10 +150,7 @@ class LoRARecipe:
             if cached.get("prompts") == prompts:
                 return cached["answers"]
         answers = generate(self.model, self.tokenizer, prompts, max_new_tokens)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"prompts": prompts, "answers": answers}, ensure_ascii=False))
-        tmp.replace(path)
+        atomic_write_json(path, {"prompts": prompts, "answers": answers}, indent=None)
         return answers
 
     # ---- training ---------------------------------------------------------------------------------
@@ -286,26 +284,23 @@ class LoRARecipe:
         """Adapter + optimizer + scheduler + RNG + progress, written to a temporary dir and renamed."""
         p = self.progress
         final = self.run_dir / "checkpoints" / f"step-{p.step:06d}"
-        tmp = final.with_name(f".{final.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save_pretrained(tmp)
-        torch.save(
-            {
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "rng": torch.get_rng_state(),
-            },
-            tmp / "trainer_state.pt",
-        )
         state = {
             **p.__dict__,
             "retention": self.metrics.get("retention"),
             "train_loss": self.metrics.get("train_loss"),
             "valid_loss": self.metrics.get("valid_loss"),
         }
-        (tmp / "progress.json").write_text(json.dumps(state))
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+        with atomic_dir(final, replace=True) as tmp:
+            self.model.save_pretrained(tmp)
+            torch.save(
+                {
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "rng": torch.get_rng_state(),
+                },
+                tmp / "trainer_state.pt",
+            )
+            (tmp / "progress.json").write_text(json.dumps(state))
         self.reporter.event(
             f"Checkpoint at step {p.step}",
             {"step": p.step, "epoch": p.epoch, "path": str(final), "metrics": state},
@@ -346,15 +341,14 @@ class LoRARecipe:
 
     def save(self, adapter_dir: Path, extra: dict[str, Any]) -> None:
         """The servable adapter and everything needed to reproduce it, written atomically."""
-        tmp = adapter_dir.with_name(f".{adapter_dir.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save_pretrained(tmp)
-        (tmp / "training_config.json").write_text(json.dumps({**self.config.to_dict(), **extra}, indent=2))
-        (tmp / "metrics.json").write_text(json.dumps(self.metrics, indent=2))
-        if self.tokenizer.chat_template:
-            (tmp / "chat_template.jinja").write_text(self.tokenizer.chat_template)
-        shutil.rmtree(adapter_dir, ignore_errors=True)
-        tmp.rename(adapter_dir)
+        with atomic_dir(adapter_dir, replace=True) as tmp:
+            self.model.save_pretrained(tmp)
+            (tmp / "training_config.json").write_text(
+                json.dumps({**self.config.to_dict(), **extra}, indent=2)
+            )
+            (tmp / "metrics.json").write_text(json.dumps(self.metrics, indent=2))
+            if self.tokenizer.chat_template:
+                (tmp / "chat_template.jinja").write_text(self.tokenizer.chat_template)
 
     def cleanup(self) -> None:
         shutil.rmtree(self.run_dir / "checkpoints", ignore_errors=True)

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common.atomic import atomic_write_json
+
 EXIT_OK, EXIT_BAD_DATA, EXIT_CANCELLED = 0, 2, 3
 
 
@@ -53,9 +55,7 @@ def die_with_parent() -> None:
 
 
 def write_json(path: Path, value: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, ensure_ascii=False, indent=2))
-    tmp.replace(path)
+    atomic_write_json(path, value)
 
 
 def run(job_id: str, data_dir: Path) -> int:

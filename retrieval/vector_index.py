@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import faiss
 import numpy as np
+
+from common.atomic import atomic_path
 
 
 class VectorIndex:
@@ -52,12 +53,8 @@ class VectorIndex:
 
     def save(self, path: Path) -> None:
         """Write to a temporary name and rename, so a crash leaves the old file or the new one."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        faiss.write_index(self.index, str(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            faiss.write_index(self.index, str(tmp))
 
     @classmethod
     def load(cls, path: Path) -> VectorIndex:

@@ -10,10 +10,9 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
+from common.atomic import atomic_dir
 from server.settings import DEFAULT_EMBEDDING_MODEL, DEFAULT_MODEL, Settings
 
 log = logging.getLogger("ragtune.provision")
@@ -72,17 +71,10 @@ def convert_gguf(gguf: Path, target: Path) -> None:
     if unexpected or [k for k in missing if "lm_head" not in k]:
         raise ProvisionError(f"GGUF conversion mismatch: missing={missing} unexpected={unexpected}")
     plain.tie_weights()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    with atomic_dir(target, replace=True) as tmp:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / _COMPLETE).write_text(gguf.name + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def embedding_model_path(settings: Settings) -> Path:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from server.deps import CatalogDep
+from server.catalog import ModelCatalog
 
 router = APIRouter()
+
+
+def get_catalog(request: Request) -> ModelCatalog:
+    return request.app.state.services.catalog
+
+
+CatalogDep = Annotated[ModelCatalog, Depends(get_catalog)]
 
 
 @router.get("/v1/models")

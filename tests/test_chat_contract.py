@@ -273,7 +273,7 @@ def test_engine_failure_is_a_clean_500(tmp_path, embedder):
 
 
 def test_adapters_are_models_and_reach_the_engine(client, fake_engine):
-    catalog = client.app.state.catalog
+    catalog = client.app.state.services.catalog
     client.portal.call(catalog.add_adapter, "ft:smollm2-135m-instruct:zephyr:abc12345", "/adapters/x")
     models = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
     ft = models["ft:smollm2-135m-instruct:zephyr:abc12345"]

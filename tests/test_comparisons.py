@@ -121,7 +121,9 @@ def test_rag_beats_base_with_a_ci_that_excludes_zero(client, setup):
 
 def test_four_default_arms(client, setup):
     store, eval_id = setup
-    client.portal.call(client.app.state.catalog.add_adapter, "ft:smollm2-135m-instruct:t:00000000", "/a")
+    client.portal.call(
+        client.app.state.services.catalog.add_adapter, "ft:smollm2-135m-instruct:t:00000000", "/a"
+    )
     created = client.post(
         "/v1/comparisons",
         json={

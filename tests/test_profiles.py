@@ -28,7 +28,9 @@ def store_id(client, tmp_path):
 
 
 def test_profile_is_a_model_with_its_defaults(client, fake_engine, store_id):
-    client.portal.call(client.app.state.catalog.add_adapter, "ft:smollm2-135m-instruct:x:12345678", "/a")
+    client.portal.call(
+        client.app.state.services.catalog.add_adapter, "ft:smollm2-135m-instruct:x:12345678", "/a"
+    )
     created = client.post(
         "/v1/profiles",
         json={

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from server.arena.service import CreateBattle, Vote
-from server.deps import ArenaDep
+from server.arena.service import ArenaService, CreateBattle, Vote
 
 router = APIRouter()
+
+
+def get_arena(request: Request) -> ArenaService:
+    return request.app.state.services.arena
+
+
+ArenaDep = Annotated[ArenaService, Depends(get_arena)]
 PAGE = Path(__file__).resolve().parents[1] / "web" / "arena.html"
 
 
@@ -22,11 +29,6 @@ async def create_battle(body: CreateBattle, arena: ArenaDep) -> dict:
 @router.post("/v1/arena/battles/{battle_id}/vote")
 def vote(battle_id: str, body: Vote, arena: ArenaDep) -> dict:
     return arena.vote(battle_id, body)
-
-
-@router.get("/v1/comparisons/leaderboard")
-def leaderboard(arena: ArenaDep) -> dict:
-    return arena.leaderboard()
 
 
 @router.get("/arena", response_class=HTMLResponse, include_in_schema=False)

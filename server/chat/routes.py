@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from server.chat.protocol import ChatCompletion, ChatCompletionRequest
-from server.deps import ChatServiceDep
+from server.chat.service import ChatService
 from server.disconnect import unless_disconnected
 
 router = APIRouter()
 
 
+def get_chat(request: Request) -> ChatService:
+    return request.app.state.services.chat
+
+
+ChatDep = Annotated[ChatService, Depends(get_chat)]
+
+
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(
-    request: ChatCompletionRequest, chat: ChatServiceDep, http: Request
+    request: ChatCompletionRequest, chat: ChatDep, http: Request
 ) -> ChatCompletion | StreamingResponse:
     prepared = await chat.prepare(request)
     if request.stream:

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
+from server.arena.routes import ArenaDep
 from server.comparisons.protocol import CreateComparison
-from server.deps import ComparisonsDep
+from server.comparisons.service import ComparisonService
 
 router = APIRouter(prefix="/v1/comparisons")
+
+
+def get_comparisons(request: Request) -> ComparisonService:
+    return request.app.state.services.comparisons
+
+
+ComparisonsDep = Annotated[ComparisonService, Depends(get_comparisons)]
 
 
 @router.post("")
@@ -19,6 +29,13 @@ async def create_comparison(body: CreateComparison, comparisons: ComparisonsDep)
 @router.get("")
 def list_comparisons(comparisons: ComparisonsDep) -> dict:
     return comparisons.list()
+
+
+# Declared before `/{comparison_id}` in this same file, so "leaderboard" is never taken for an id.
+@router.get("/leaderboard")
+def leaderboard(arena: ArenaDep) -> dict:
+    """The arena's Elo leaderboard over every voted battle."""
+    return arena.leaderboard()
 
 
 @router.get("/{comparison_id}/report.html", response_class=HTMLResponse)

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from server.deps import EmbeddingServiceDep
+from fastapi import APIRouter, Depends, Request
+
 from server.embeddings.protocol import EmbeddingRequest, EmbeddingResponse
+from server.embeddings.service import EmbeddingService
 
 router = APIRouter()
 
 
+def get_embeddings(request: Request) -> EmbeddingService:
+    return request.app.state.services.embeddings
+
+
+EmbeddingsDep = Annotated[EmbeddingService, Depends(get_embeddings)]
+
+
 @router.post("/v1/embeddings")
-async def create_embeddings(request: EmbeddingRequest, embeddings: EmbeddingServiceDep) -> EmbeddingResponse:
+async def create_embeddings(request: EmbeddingRequest, embeddings: EmbeddingsDep) -> EmbeddingResponse:
     return await embeddings.create(request)

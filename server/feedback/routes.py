@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 
-from server.deps import FeedbackDep
-from server.feedback.service import CreateFeedback
+from server.feedback.service import CreateFeedback, FeedbackService
 
 router = APIRouter(prefix="/v1/feedback")
+
+
+def get_feedback(request: Request) -> FeedbackService:
+    return request.app.state.services.feedback
+
+
+FeedbackDep = Annotated[FeedbackService, Depends(get_feedback)]
 
 
 @router.post("")

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 
-from server.deps import FilesDep
+from server.files.service import FileService
 
 router = APIRouter()
+
+
+def get_files(request: Request) -> FileService:
+    return request.app.state.services.files
+
+
+FilesDep = Annotated[FileService, Depends(get_files)]
 
 
 @router.post("/v1/files")

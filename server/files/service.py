@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +56,19 @@ def file_object(row: Any) -> dict[str, Any]:
 
 
 class FileService:
-    def __init__(self, db: Database, directory: Path, max_bytes: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        directory: Path,
+        max_bytes: int,
+        on_delete: Sequence[Callable[[str], None]] = (),
+    ) -> None:
+        """`on_delete` hooks run with a file's id before it is deleted (e.g. detach it from knowledge
+        bases); an exception in one aborts the delete."""
         self.db = db
         self.directory = directory
         self.max_bytes = max_bytes
-        self.on_delete: list[Callable[[str], None]] = []  # e.g. detach from knowledge bases
+        self.on_delete = tuple(on_delete)
         directory.mkdir(parents=True, exist_ok=True)
         self._remove_orphans()
 

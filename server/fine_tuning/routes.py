@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 
-from server.deps import FineTuningDep
 from server.fine_tuning.protocol import CreateJob
+from server.fine_tuning.service import FineTuningService
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs")
+
+
+def get_fine_tuning(request: Request) -> FineTuningService:
+    return request.app.state.services.fine_tuning
+
+
+FineTuningDep = Annotated[FineTuningService, Depends(get_fine_tuning)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 
 

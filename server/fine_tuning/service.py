@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from common.atomic import atomic_write_json
 from finetune.config import TrainConfig
 from finetune.data import DataError, describe, load_dataset, tokenize
 from server.catalog import ModelCatalog
@@ -240,9 +241,13 @@ class FineTuningService:
 
     # ---- the scheduler ----------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def serve_registered(self) -> None:
+        """Serve the adapter of every job that succeeded (a broken one is logged and skipped)."""
         for row in self.db.query("SELECT name, path FROM adapters ORDER BY created_at"):
             await self._serve(row["name"], row["path"])
+
+    async def start(self) -> None:
+        """Re-queue jobs a dead server left running, then start scheduling."""
         with self.db.transaction() as tx:  # a server that died left these mid-way: resume them
             tx.execute("UPDATE fine_tuning_jobs SET status = 'queued' WHERE status = 'running'")
         self._task = asyncio.create_task(self._run(), name="ragtune-fine-tuning")
@@ -370,9 +375,7 @@ class FineTuningService:
             "adapter_dir": str(self.adapters / job_id),
             "config": json.loads(job["config"]),
         }
-        tmp = run_dir / "job.json.tmp"
-        tmp.write_text(json.dumps(spec, indent=2))
-        tmp.replace(run_dir / "job.json")
+        atomic_write_json(run_dir / "job.json", spec)
         with self.db.transaction() as tx:
             tx.execute(
                 "UPDATE fine_tuning_jobs SET status = 'running', attempts = ? WHERE id = ?",

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from server.deps import ProfilesDep
+from fastapi import APIRouter, Depends, Request
+
 from server.profiles.protocol import CreateProfile
+from server.profiles.service import ProfileService
 
 router = APIRouter(prefix="/v1/profiles")
+
+
+def get_profiles(request: Request) -> ProfileService:
+    return request.app.state.services.profiles
+
+
+ProfilesDep = Annotated[ProfileService, Depends(get_profiles)]
 
 
 @router.post("")

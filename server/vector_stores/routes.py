@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
-from server.deps import VectorStoresDep
 from server.vector_stores.protocol import (
     AttachFile,
     CreateFileBatch,
@@ -17,8 +16,16 @@ from server.vector_stores.protocol import (
     UpdateFileAttributes,
     UpdateVectorStore,
 )
+from server.vector_stores.service import VectorStoreService
 
 router = APIRouter(prefix="/v1/vector_stores")
+
+
+def get_vector_stores(request: Request) -> VectorStoreService:
+    return request.app.state.services.vector_stores
+
+
+VectorStoresDep = Annotated[VectorStoreService, Depends(get_vector_stores)]
 
 
 @dataclass

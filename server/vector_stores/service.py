@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,15 +57,22 @@ class SearchHit:
 
 
 class VectorStoreService:
-    def __init__(self, db: Database, files: FileService, indexes: IndexRegistry, embedder: Any) -> None:
+    def __init__(
+        self,
+        db: Database,
+        files: FileService,
+        indexes: IndexRegistry,
+        embedder: Any,
+        wake: Callable[[], None] | None = None,
+    ) -> None:
+        """`wake` is called when there is new ingestion work (the ingestion worker's `wake`)."""
         self.db = db
         self.files = files
         self.indexes = indexes
         self.embedder = embedder
         self.window = max(16, int(embedder.max_seq_length) - 2)  # [CLS] and [SEP]
-        self.wake: Any = None  # set by the ingestion worker: called when there is new work
+        self.wake = wake
         self._touched: dict[str, int] = {}
-        files.on_delete.append(self.detach_everywhere)
 
     # ---- vector stores ----------------------------------------------------------------------------
 
@@ -293,40 +301,8 @@ class VectorStoreService:
     def detach(self, store_id: str, file_id: str) -> dict[str, Any]:
         self._store_row(store_id)
         row = self._vs_file_row(store_id, file_id)
-        self._detach(store_id, file_id, row["sha256"])
+        detach(self.db, self.indexes, store_id, file_id, row["sha256"])
         return {"id": file_id, "object": "vector_store.file.deleted", "deleted": True}
-
-    def _detach(self, store_id: str, file_id: str, sha256: str) -> None:
-        """Remove the file from the store; its chunks go too unless another "
-        "attached file has the same bytes."""
-        with self.db.transaction() as tx:
-            tx.execute(
-                "DELETE FROM vector_store_files WHERE vector_store_id = ? AND file_id = ?",
-                (store_id, file_id),
-            )
-            twin = tx.execute(
-                "SELECT 1 FROM vector_store_files WHERE vector_store_id = ? AND sha256 = ? LIMIT 1",
-                (store_id, sha256),
-            ).fetchone()
-            ids = (
-                []
-                if twin
-                else [
-                    r["id"]
-                    for r in tx.execute(
-                        "SELECT id FROM chunks WHERE vector_store_id = ? AND sha256 = ?", (store_id, sha256)
-                    )
-                ]
-            )
-            if ids:
-                tx.execute("DELETE FROM chunks WHERE vector_store_id = ? AND sha256 = ?", (store_id, sha256))
-        self.indexes.remove(store_id, ids)
-
-    def detach_everywhere(self, file_id: str) -> None:
-        for row in self.db.query(
-            "SELECT vector_store_id, sha256 FROM vector_store_files WHERE file_id = ?", (file_id,)
-        ):
-            self._detach(row["vector_store_id"], file_id, row["sha256"])
 
     def file_content(self, store_id: str, file_id: str) -> dict[str, Any]:
         row = self._vs_file_row(store_id, file_id)
@@ -545,3 +521,37 @@ class VectorStoreService:
                     param=param,
                     code="vector_store_not_found",
                 )
+
+
+def detach(db: Database, indexes: IndexRegistry, store_id: str, file_id: str, sha256: str) -> None:
+    """Remove a file from a store; its chunks go too unless another attached file has the same bytes."""
+    with db.transaction() as tx:
+        tx.execute(
+            "DELETE FROM vector_store_files WHERE vector_store_id = ? AND file_id = ?",
+            (store_id, file_id),
+        )
+        twin = tx.execute(
+            "SELECT 1 FROM vector_store_files WHERE vector_store_id = ? AND sha256 = ? LIMIT 1",
+            (store_id, sha256),
+        ).fetchone()
+        ids = (
+            []
+            if twin
+            else [
+                r["id"]
+                for r in tx.execute(
+                    "SELECT id FROM chunks WHERE vector_store_id = ? AND sha256 = ?", (store_id, sha256)
+                )
+            ]
+        )
+        if ids:
+            tx.execute("DELETE FROM chunks WHERE vector_store_id = ? AND sha256 = ?", (store_id, sha256))
+    indexes.remove(store_id, ids)
+
+
+def detach_everywhere(db: Database, indexes: IndexRegistry, file_id: str) -> None:
+    """Remove a file from every store it is attached to (a hook of FileService.delete)."""
+    for row in db.query(
+        "SELECT vector_store_id, sha256 FROM vector_store_files WHERE file_id = ?", (file_id,)
+    ):
+        detach(db, indexes, row["vector_store_id"], file_id, row["sha256"])

@@ -11,7 +11,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from ingest.detect import SUPPORTED_EXTENSIONS
-from server.client import DEFAULT_BASE_URL, PROGRESS_COLUMNS, ApiKey, BaseUrl, connect, err, out
+from server.cli.client import DEFAULT_BASE_URL, PROGRESS_COLUMNS, ApiKey, BaseUrl, connect, err, out
 
 kb = typer.Typer(
     help="Knowledge bases (vector stores): create, add documents, search, list.", no_args_is_help=True

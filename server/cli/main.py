@@ -1,4 +1,4 @@
-"""The `ragtune` command: serve, chat, models."""
+"""`ragtune serve`, `ragtune chat`, `ragtune models`; the sub-command families register at the end."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from server.client import DEFAULT_BASE_URL, make_client, server_up
+from server.cli.client import DEFAULT_BASE_URL, make_client, server_up
 from server.settings import Settings
 
 app = typer.Typer(
@@ -121,16 +121,16 @@ def chat(
 async def _chat_in_process(
     settings: Settings, messages: list[dict], model: str | None, max_tokens: int, temperature: float
 ) -> str:
-    from server.app import load_engine
-    from server.catalog import ModelCatalog
+    """One answer from services built as `ragtune serve` builds them (profiles and fine-tuned models of
+    the data directory included), without HTTP and without starting the background workers."""
     from server.chat.protocol import ChatCompletionRequest
-    from server.chat.service import ChatService
     from server.errors import APIError
-    from server.metrics import Metrics
+    from server.state import init_services, load_embedder, load_engine
 
     engine = load_engine(settings)
+    services = init_services(settings, engine, load_embedder(settings))
     try:
-        service = ChatService(ModelCatalog(settings.served_model_name, engine, None), Metrics())
+        await services.serve_adapters()
         request = ChatCompletionRequest(
             model=model or settings.served_model_name,
             messages=messages,
@@ -138,12 +138,14 @@ async def _chat_in_process(
             temperature=temperature,
         )
         try:
-            answer = await service.complete(await service.prepare(request))
+            chat = services.chat
+            answer = await chat.complete(await chat.prepare(request))
         except APIError as exc:
             err.print(f"[red]error:[/red] {exc.message}")
             raise typer.Exit(1) from None
         return answer.choices[0].message.content
     finally:
+        services.db.close()
         await engine.close()
 
 
@@ -165,10 +167,10 @@ def models(
 
 
 def _register_subcommands() -> None:
-    from server.cli_compare import compare
-    from server.cli_feedback import feedback
-    from server.cli_finetune import finetune, jobs
-    from server.cli_kb import kb
+    from server.cli.compare import compare
+    from server.cli.feedback import feedback
+    from server.cli.finetune import finetune, jobs
+    from server.cli.kb import kb
 
     app.add_typer(kb, name="kb")
     app.add_typer(jobs, name="jobs")

@@ -8,7 +8,7 @@ from typing import Annotated
 import httpx
 import typer
 
-from server.client import DEFAULT_BASE_URL, ApiKey, BaseUrl, connect, out
+from server.cli.client import DEFAULT_BASE_URL, ApiKey, BaseUrl, connect, out
 
 feedback = typer.Typer(help="Thumbs up/down feedback on answers.", no_args_is_help=True)
 

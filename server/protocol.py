@@ -1,0 +1,95 @@
+"""Wire types every endpoint family shares: OpenAI's list page, its cursor pagination, deletion receipts.
+
+OpenAI's list endpoints (files, vector stores, vector store files, fine-tuning jobs, events,
+checkpoints) answer `{"object": "list", "data": [...], "first_id", "last_id", "has_more"}` and take
+`limit`, `order` (`asc`/`desc` by creation), `after` and `before` (an item id: the page starts after it,
+or ends before it). One model and one dependency serve every list route of ragtune, ours included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from fastapi import Query
+from pydantic import BaseModel, ConfigDict
+
+T = TypeVar("T")
+Order = Literal["asc", "desc"]
+
+
+class WireModel(BaseModel):
+    """A response object: extra fields pass through, so an extension added later is never dropped."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ListPage(BaseModel, Generic[T]):
+    """One page of a list (OpenAI's shape). `first_id`/`last_id` are the page's ends, `None` when empty;
+    `has_more` says whether a page follows in the requested order."""
+
+    object: Literal["list"] = "list"
+    data: list[T]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool = False
+
+
+class DeletedObject(BaseModel):
+    """The receipt of a delete (`{"id", "object": "<type>.deleted" or "<type>", "deleted": true}`)."""
+
+    id: str
+    object: str
+    deleted: bool = True
+
+
+@dataclass(frozen=True)
+class Page:
+    """Cursor pagination parameters: at most `limit` items, `order` by creation (`desc` = newest first),
+    starting after the id `after` and/or ending before the id `before`."""
+
+    limit: int = 20
+    order: Order = "desc"
+    after: str | None = None
+    before: str | None = None
+
+
+def pagination(limit: int = 20, max_limit: int = 100, order: Order = "desc") -> Callable[..., Page]:
+    """A FastAPI dependency reading `limit`, `order`, `after`, `before` from the query string, with the
+    given defaults (OpenAI's are 20 of at most 100, newest first; its files list allows 10,000).
+    A `limit` outside [1, max_limit] or an unknown `order` is a 400 naming the parameter."""
+
+    def dependency(
+        limit: Annotated[int, Query(ge=1, le=max_limit)] = limit,
+        order: Order = order,
+        after: str | None = None,
+        before: str | None = None,
+    ) -> Page:
+        return Page(limit, order, after, before)
+
+    return dependency
+
+
+def paginate(items: Sequence[T], page: Page, id_of: Callable[[T], str] | None = None) -> ListPage[T]:
+    """Cut one page out of `items` given oldest first. An `after` id that is not in the list gives an
+    empty page (the cursor is past the end); a `before` id that is not in it is ignored."""
+    key = id_of or _id
+    rows = list(items)[::-1] if page.order == "desc" else list(items)
+    if page.after is not None:
+        ids = [key(r) for r in rows]
+        rows = rows[ids.index(page.after) + 1 :] if page.after in ids else []
+    if page.before is not None:
+        ids = [key(r) for r in rows]
+        rows = rows[: ids.index(page.before)] if page.before in ids else rows
+    data = rows[: page.limit]
+    return ListPage[Any](
+        data=data,
+        first_id=key(data[0]) if data else None,
+        last_id=key(data[-1]) if data else None,
+        has_more=len(rows) > page.limit,
+    )
+
+
+def _id(item: Any) -> str:
+    return item["id"] if isinstance(item, dict) else item.id

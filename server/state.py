@@ -1,0 +1,150 @@
+"""Wiring in one place: every service of a server built from the settings, the engine and the embedder.
+
+`build_app`'s lifespan and `ragtune chat --local` both call `init_services`; nothing else constructs
+services. Every link between services is a constructor argument (no attribute set afterwards).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from server.arena.service import ArenaService
+from server.catalog import ModelCatalog
+from server.chat.service import ChatService
+from server.comparisons.service import ComparisonService
+from server.embeddings.service import EmbeddingService
+from server.engines.base import Engine
+from server.feedback.service import FeedbackService
+from server.files.service import FileService
+from server.fine_tuning.service import FineTuningService
+from server.metrics import Metrics
+from server.profiles.service import ProfileService
+from server.settings import Settings
+from server.storage.db import Database
+from server.vector_stores.indexes import IndexRegistry
+from server.vector_stores.ingestion import IngestionWorker
+from server.vector_stores.service import VectorStoreService, detach_everywhere
+
+log = logging.getLogger("ragtune")
+
+
+class StartupError(RuntimeError):
+    """The server cannot start as configured (the message says which setting to fix)."""
+
+
+def load_engine(settings: Settings) -> Engine:
+    """The chat engine the settings name (`RAGTUNE_ENGINE`), on the configured or embedded model."""
+    from server.engines import create_engine
+    from server.provision import chat_model_path
+
+    return create_engine(settings, str(chat_model_path(settings)))
+
+
+def load_embedder(settings: Settings) -> Any:
+    """The embedding model the settings name (`RAGTUNE_EMBEDDING_MODEL`), loaded offline."""
+    from retrieval.embedder import Embedder
+    from server.provision import embedding_model_path
+
+    return Embedder(embedding_model_path(settings))
+
+
+@dataclass
+class Services:
+    """Everything a running server holds; the routes reach these through `app.state.services`."""
+
+    settings: Settings
+    metrics: Metrics
+    engine: Engine
+    embedder: Any
+    db: Database
+    catalog: ModelCatalog
+    files: FileService
+    indexes: IndexRegistry
+    ingestion: IngestionWorker
+    vector_stores: VectorStoreService
+    chat: ChatService
+    embeddings: EmbeddingService
+    fine_tuning: FineTuningService
+    profiles: ProfileService
+    comparisons: ComparisonService
+    feedback: FeedbackService
+    arena: ArenaService
+
+    async def start(self) -> None:
+        """Serve the adapters (`RAGTUNE_LORA_MODULES`, then those of finished jobs) and start the
+        background workers (ingestion, fine-tuning scheduler, comparisons).
+
+        Raises StartupError when an adapter named in `RAGTUNE_LORA_MODULES` cannot be served."""
+        self.ingestion.start()
+        await self.serve_adapters()
+        await self.fine_tuning.start()
+        self.comparisons.start()
+
+    async def serve_adapters(self) -> None:
+        """Serve the adapters of `RAGTUNE_LORA_MODULES` (trained elsewhere; StartupError when one cannot
+        be served), then those of fine-tuning jobs that succeeded (a broken one is logged, not fatal)."""
+        for name, path in self.settings.adapters.items():
+            try:
+                await self.catalog.add_adapter(name, path)
+            except Exception as exc:
+                raise StartupError(f"cannot serve adapter {name!r} from {path}: {exc}") from exc
+        await self.fine_tuning.serve_registered()
+
+    async def stop(self) -> None:
+        """Stop the background workers (a running training job is re-queued for the next start) and
+        close the database. The engine is the caller's to close: it may have been passed in."""
+        await self.comparisons.stop()
+        await self.fine_tuning.stop()
+        await self.ingestion.stop()
+        self.db.close()
+
+
+def init_services(
+    settings: Settings, engine: Engine, embedder: Any, metrics: Metrics | None = None
+) -> Services:
+    """Build every service over one data directory (`settings.data_dir`), in dependency order.
+
+    Opens (and migrates) the SQLite metadata store; starts nothing: call `Services.start()`."""
+    metrics = metrics or Metrics()
+    data = settings.data_dir
+    db = Database(data / "ragtune.sqlite3")
+    catalog = ModelCatalog(settings.served_model_name, engine, settings.served_embedding_name)
+    indexes = IndexRegistry(db, data / "indexes", embedder.dimension)
+    files = FileService(
+        db, data / "files", settings.max_upload_bytes, on_delete=[partial(detach_everywhere, db, indexes)]
+    )
+    ingestion = IngestionWorker(db, files, indexes, embedder)
+    vector_stores = VectorStoreService(db, files, indexes, embedder, wake=ingestion.wake)
+    chat = ChatService(
+        catalog,
+        metrics,
+        settings.default_max_tokens,
+        vector_stores,
+        settings.rag_max_results,
+        settings.rag_score_threshold,
+    )
+    metrics.watch_engine(engine.stats)
+    model_dir = Path(getattr(engine.info, "model_path", "") or data)
+    return Services(
+        settings=settings,
+        metrics=metrics,
+        engine=engine,
+        embedder=embedder,
+        db=db,
+        catalog=catalog,
+        files=files,
+        indexes=indexes,
+        ingestion=ingestion,
+        vector_stores=vector_stores,
+        chat=chat,
+        embeddings=EmbeddingService(embedder, settings.served_embedding_name),
+        fine_tuning=FineTuningService(db, data, files, catalog, model_dir, settings.max_training_jobs),
+        profiles=ProfileService(db, catalog, vector_stores),
+        comparisons=ComparisonService(db, files, catalog, chat, vector_stores),
+        feedback=FeedbackService(db),
+        arena=ArenaService(db, catalog, chat),
+    )
