@@ -142,6 +142,24 @@ class FileService:
             raise not_found(f"No such file: '{file_id}'.", "file_id", "file_not_found")
         return row
 
+    def require(self, file_id: str, purposes: Sequence[str], param: str) -> Any:
+        """The row of an uploaded file that one of `purposes` may use.
+
+        Raises APIError 404 `file_not_found` (unknown id) or 400 `invalid_file` (another purpose), both
+        naming `param` (the request field that held the id, e.g. `training_file` or `file_ids`)."""
+        row = self.db.one("SELECT * FROM files WHERE id = ?", (file_id,))
+        if row is None:
+            raise not_found(f"No such file: '{file_id}'.", param, "file_not_found")
+        if row["purpose"] not in purposes:
+            wanted = " or ".join(f"'{p}'" for p in purposes)
+            raise bad_request(
+                f"File '{file_id}' was uploaded with purpose '{row['purpose']}'; this needs a file uploaded "
+                f"with purpose {wanted}.",
+                param,
+                "invalid_file",
+            )
+        return row
+
     def get(self, file_id: str) -> dict[str, Any]:
         return file_object(self.row(file_id))
 
