@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from server.cli.client import DEFAULT_BASE_URL, make_client, server_up
 from server.settings import Settings
@@ -38,6 +39,17 @@ def load_settings(**overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
+def check_data_dir(settings: Settings) -> None:
+    """Refuse a data directory written by a newer ragtune (exit 2), before any model loads."""
+    from server.storage.migrations import SchemaTooNew, check_schema
+
+    try:
+        check_schema(settings.data_dir / "ragtune.sqlite3")
+    except SchemaTooNew as exc:
+        err.print(f"[red]RAGTUNE_DATA_DIR: {escape(str(exc))}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (RAGTUNE_HOST).")] = None,
@@ -56,6 +68,7 @@ def serve(
     settings = load_settings(
         host=host, port=port, data_dir=data_dir, model=model, model_name=model_name, engine=engine
     )
+    check_data_dir(settings)
     try:
         engine_name = resolve_engine_name(settings.engine)
     except ValueError as exc:
@@ -115,7 +128,9 @@ def chat(
         return
     if not local:
         err.print(f"[dim]no server at {base_url}; answering in-process[/dim]")
-    print(asyncio.run(_chat_in_process(load_settings(), messages, model, max_tokens, temperature)))
+    settings = load_settings()
+    check_data_dir(settings)
+    print(asyncio.run(_chat_in_process(settings, messages, model, max_tokens, temperature)))
 
 
 async def _chat_in_process(
