@@ -45,6 +45,7 @@ from server.settings import Settings  # noqa: E402
 from server.storage.db import Database  # noqa: E402
 from server.vector_stores.indexes import IndexRegistry  # noqa: E402
 from server.vector_stores.ingestion import insert_chunks  # noqa: E402
+from server.vector_stores.protocol import SearchQuery  # noqa: E402
 
 FIRST = (
     "Ada Alan Grace Linus Ken Barbara Edsger Donald Margaret John Frances Niklaus Dennis Radia Tim Vint "
@@ -130,7 +131,7 @@ def ragtune_side(workdir: Path, embedder: Embedder, texts: list[str], vectors: n
     db = Database(workdir / "ragtune.sqlite3")
     indexes = IndexRegistry(db, workdir / "indexes", embedder.dimension)
     stores = VectorStoreService(db, FileService(db, workdir / "files", 1 << 30), indexes, embedder)
-    store_id = stores.create(CreateVectorStore(name="bench"))["id"]
+    store_id = stores.create(CreateVectorStore(name="bench")).id
     chunks = [Chunk(text=t, index=i, page=None, tokens=0, metadata={}) for i, t in enumerate(texts)]
     start = time.perf_counter()
     indexes.get(store_id)
@@ -178,7 +179,7 @@ def run_size(n: int, base_texts, base_vectors, queries, embedder, rng) -> dict:
         for question, target in queries:
             for name, ranker in (("ragtune_hybrid", "hybrid"), ("ragtune_dense", "dense")):
                 start = time.perf_counter()
-                hits = stores.search_hits(store_id, question, 10, ranker=ranker)
+                hits = stores.search([store_id], SearchQuery(question, 10, ranker=ranker))
                 lat[name].append(time.perf_counter() - start)
                 found[name] += chunk_of[target] in {h.chunk_id for h in hits}
             start = time.perf_counter()

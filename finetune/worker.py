@@ -1,8 +1,9 @@
 """`python -m finetune.worker <job-id> --data-dir DIR`: train one job in its own process.
 
-The server writes `<data>/fine_tuning/<job-id>/job.json`; this process appends its progress to
-`events.jsonl` beside it and, on success, writes the adapter and `result.json`. It exits 0 on success,
-2 when the data is invalid (`error.json`), 3 when cancelled (SIGTERM), and dies with its parent.
+The server writes `<data>/fine_tuning/<job-id>/job.json` (paths, and `config`: `TrainConfig.to_dict()` as
+the job row holds it); this process appends its progress to `events.jsonl` beside it and, on success,
+writes the adapter and `result.json`. It exits 0 on success, 2 when the data is invalid (`error.json`),
+3 when cancelled (SIGTERM), and dies with its parent.
 Started again after a crash, it resumes from the job's last checkpoint.
 """
 

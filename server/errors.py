@@ -78,7 +78,9 @@ _TYPE_TAGS = ("str", "int", "float", "bool", "list", "dict", "none", "literal")
 
 
 def _is_type_tag(part: str) -> bool:
-    return part in _TYPE_TAGS or "[" in part or part.startswith("function-")
+    """A member of a union that pydantic puts in an error's location (`str`, `Arm`, `list[...]`), not a
+    field: OpenAI's field names are lower-case, model class names are not."""
+    return part in _TYPE_TAGS or "[" in part or part.startswith("function-") or part[:1].isupper()
 
 
 def _param_of(loc: tuple[Any, ...]) -> str | None:

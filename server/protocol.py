@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict
@@ -60,11 +60,13 @@ def pagination(limit: int = 20, max_limit: int = 100, order: Order = "desc") -> 
     given defaults (OpenAI's are 20 of at most 100, newest first; its files list allows 10,000).
     A `limit` outside [1, max_limit] or an unknown `order` is a 400 naming the parameter."""
 
+    # Defaults, not annotations, carry the bounds: this module's annotations are strings (PEP 563),
+    # resolved later in module scope, where `max_limit` does not exist.
     def dependency(
-        limit: Annotated[int, Query(ge=1, le=max_limit)] = limit,
-        order: Order = order,
-        after: str | None = None,
-        before: str | None = None,
+        limit: int = Query(limit, ge=1, le=max_limit),
+        order: Order = Query(order),
+        after: str | None = Query(None),
+        before: str | None = Query(None),
     ) -> Page:
         return Page(limit, order, after, before)
 
@@ -93,3 +95,27 @@ def paginate(items: Sequence[T], page: Page, id_of: Callable[[T], str] | None = 
 
 def _id(item: Any) -> str:
     return item["id"] if isinstance(item, dict) else item.id
+
+
+# ---- the small routes (server/routes.py) ------------------------------------------------------------
+
+
+class Model(WireModel):
+    """OpenAI's model object, plus ragtune's `parent`/`root` (as vLLM serves them for LoRA adapters) and
+    `kind` (`chat`, `profile` or `embedding`)."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "ragtune"
+    parent: str | None = None
+    root: str | None = None
+    kind: str
+
+
+class Health(WireModel):
+    """`GET /health`: the engine's name, the served model, and the engine's queue (`running`, `waiting`)."""
+
+    status: Literal["ok"] = "ok"
+    engine: str
+    model: str

@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from server.catalog import ModelCatalog
+from server.protocol import Health, ListPage, Model
 
 router = APIRouter()
 
@@ -21,24 +22,20 @@ CatalogDep = Annotated[ModelCatalog, Depends(get_catalog)]
 
 
 @router.get("/v1/models")
-async def list_models(catalog: CatalogDep) -> dict:
-    return {"object": "list", "data": [card.wire() for card in catalog.cards()]}
+async def list_models(catalog: CatalogDep) -> ListPage[Model]:
+    cards = [card.wire() for card in catalog.cards()]
+    return ListPage[Model](data=cards, first_id=cards[0]["id"], last_id=cards[-1]["id"])
 
 
 @router.get("/v1/models/{model_id:path}")
-async def retrieve_model(model_id: str, catalog: CatalogDep) -> dict:
-    return catalog.card(model_id).wire()
+async def retrieve_model(model_id: str, catalog: CatalogDep) -> Model:
+    return Model(**catalog.card(model_id).wire())
 
 
 @router.get("/health")
-async def health(request: Request) -> dict:
-    engine = request.app.state.catalog.engine
-    return {
-        "status": "ok",
-        "engine": engine.info.name,
-        "model": request.app.state.catalog.chat_name,
-        **engine.stats(),
-    }
+async def health(catalog: CatalogDep) -> Health:
+    engine = catalog.engine
+    return Health(engine=engine.info.name, model=catalog.chat_name, **engine.stats())
 
 
 @router.get("/metrics")

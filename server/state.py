@@ -20,6 +20,7 @@ from server.embeddings.service import EmbeddingService
 from server.engines.base import Engine
 from server.feedback.service import FeedbackService
 from server.files.service import FileService
+from server.fine_tuning.scheduler import FineTuningScheduler
 from server.fine_tuning.service import FineTuningService
 from server.metrics import Metrics
 from server.profiles.service import ProfileService
@@ -27,7 +28,8 @@ from server.settings import Settings
 from server.storage.db import Database
 from server.vector_stores.indexes import IndexRegistry
 from server.vector_stores.ingestion import IngestionWorker
-from server.vector_stores.service import VectorStoreService, detach_everywhere
+from server.vector_stores.service import VectorStoreService
+from server.vector_stores.store import detach_everywhere
 
 log = logging.getLogger("ragtune")
 
@@ -69,6 +71,7 @@ class Services:
     chat: ChatService
     embeddings: EmbeddingService
     fine_tuning: FineTuningService
+    fine_tuning_scheduler: FineTuningScheduler
     profiles: ProfileService
     comparisons: ComparisonService
     feedback: FeedbackService
@@ -81,7 +84,7 @@ class Services:
         Raises StartupError when an adapter named in `RAGTUNE_LORA_MODULES` cannot be served."""
         self.ingestion.start()
         await self.serve_adapters()
-        await self.fine_tuning.start()
+        await self.fine_tuning_scheduler.start()
         self.comparisons.start()
 
     async def serve_adapters(self) -> None:
@@ -92,13 +95,13 @@ class Services:
                 await self.catalog.add_adapter(name, path)
             except Exception as exc:
                 raise StartupError(f"cannot serve adapter {name!r} from {path}: {exc}") from exc
-        await self.fine_tuning.serve_registered()
+        await self.fine_tuning_scheduler.serve_registered()
 
     async def stop(self) -> None:
         """Stop the background workers (a running training job is re-queued for the next start) and
         close the database. The engine is the caller's to close: it may have been passed in."""
         await self.comparisons.stop()
-        await self.fine_tuning.stop()
+        await self.fine_tuning_scheduler.stop()
         await self.ingestion.stop()
         self.db.close()
 
@@ -129,6 +132,7 @@ def init_services(
     )
     metrics.watch_engine(engine.stats)
     model_dir = Path(getattr(engine.info, "model_path", "") or data)
+    scheduler = FineTuningScheduler(db, data, files, catalog, model_dir, settings.max_training_jobs)
     return Services(
         settings=settings,
         metrics=metrics,
@@ -142,7 +146,8 @@ def init_services(
         vector_stores=vector_stores,
         chat=chat,
         embeddings=EmbeddingService(embedder, settings.served_embedding_name),
-        fine_tuning=FineTuningService(db, data, files, catalog, model_dir, settings.max_training_jobs),
+        fine_tuning=FineTuningService(db, files, catalog, scheduler),
+        fine_tuning_scheduler=scheduler,
         profiles=ProfileService(db, catalog, vector_stores),
         comparisons=ComparisonService(db, files, catalog, chat, vector_stores),
         feedback=FeedbackService(db),

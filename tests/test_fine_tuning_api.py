@@ -56,6 +56,8 @@ def test_job_lifecycle_until_queued_then_cancel(client, facts):
     assert client.get(f"/v1/fine_tuning/jobs/{job['id']}/checkpoints").json() == {
         "object": "list",
         "data": [],
+        "first_id": None,
+        "last_id": None,
         "has_more": False,
     }
 

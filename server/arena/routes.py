@@ -1,4 +1,6 @@
-"""HTTP routes of the arena: battles, votes, the leaderboard, and the page a person votes on."""
+"""HTTP routes of the arena: battles, votes, and the page a person votes on.
+
+The leaderboard is served under `/v1/comparisons/leaderboard` by server/comparisons/routes.py."""
 
 from __future__ import annotations
 
@@ -8,9 +10,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from server.arena.service import ArenaService, CreateBattle, Vote
+from server.arena.protocol import Battle, CreateBattle, Vote, VoteResult
+from server.arena.service import ArenaService
 
 router = APIRouter()
+PAGE = Path(__file__).resolve().parents[1] / "web" / "arena.html"
 
 
 def get_arena(request: Request) -> ArenaService:
@@ -18,17 +22,16 @@ def get_arena(request: Request) -> ArenaService:
 
 
 ArenaDep = Annotated[ArenaService, Depends(get_arena)]
-PAGE = Path(__file__).resolve().parents[1] / "web" / "arena.html"
 
 
 @router.post("/v1/arena/battles")
-async def create_battle(body: CreateBattle, arena: ArenaDep) -> dict:
-    return await arena.battle(body)
+async def create_battle(body: CreateBattle, arena: ArenaDep) -> Battle:
+    return Battle(**await arena.battle(body))
 
 
 @router.post("/v1/arena/battles/{battle_id}/vote")
-def vote(battle_id: str, body: Vote, arena: ArenaDep) -> dict:
-    return arena.vote(battle_id, body)
+def vote(battle_id: str, body: Vote, arena: ArenaDep) -> VoteResult:
+    return VoteResult(**arena.vote(battle_id, body))
 
 
 @router.get("/arena", response_class=HTMLResponse, include_in_schema=False)

@@ -6,11 +6,11 @@ import asyncio
 import json
 import random
 import time
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
+from server.arena.protocol import CreateBattle, Vote
 from server.catalog import ModelCatalog
 from server.chat.protocol import ChatCompletionRequest
 from server.chat.service import ChatService
@@ -19,18 +19,6 @@ from server.storage.db import Database, dumps, new_id, now
 
 ELO_K, ELO_BASE, BOOTSTRAP = 32.0, 1000.0, 200
 SCORES = {"a": 1.0, "b": 0.0, "tie": 0.5, "both_bad": 0.5}
-
-
-class CreateBattle(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    question: str = Field(min_length=1, max_length=8000)
-    arms: list[str] | None = Field(None, min_length=2, description="Draw from these; default every chat arm.")
-    max_tokens: int = Field(256, ge=1, le=2048)
-
-
-class Vote(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    winner: Literal["a", "b", "tie", "both_bad"]
 
 
 class ArenaService:

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from server.vector_stores.protocol import RankingOptions, check_filters
+
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
@@ -33,19 +35,23 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class FileSearchRankingOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    ranker: str | None = None
-    score_threshold: float | None = Field(None, ge=0.0, le=1.0)
-
-
 class FileSearch(BaseModel):
-    """Extension: retrieve from these knowledge bases and answer with citations (names from OpenAI's tool)."""
+    """Extension: retrieve from these knowledge bases and answer with citations (the fields of OpenAI's
+    file_search tool). `max_num_results` defaults to the server's `rag_max_results`, and
+    `ranking_options.score_threshold` to its `rag_score_threshold`; `filters` narrows the files by their
+    attributes as in `/v1/vector_stores/{id}/search`."""
 
     model_config = ConfigDict(extra="allow")
     vector_store_ids: list[str] = Field(min_length=1, max_length=16)
     max_num_results: int | None = Field(None, ge=1, le=50)
-    ranking_options: FileSearchRankingOptions | None = None
+    ranking_options: RankingOptions | None = None
+    filters: dict[str, Any] | None = None
+
+    _filters = field_validator("filters")(check_filters)
+
+    @property
+    def ranker(self) -> str | None:
+        return self.ranking_options.ranker if self.ranking_options else None
 
 
 class ChatCompletionRequest(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.vector_stores.service import SearchHit
+from server.vector_stores.protocol import SearchHit
 
 INSTRUCTION = (
     "Answer the question using only the numbered sources below. Cite the sources you use like [1]. "

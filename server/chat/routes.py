@@ -21,7 +21,21 @@ def get_chat(request: Request) -> ChatService:
 ChatDep = Annotated[ChatService, Depends(get_chat)]
 
 
-@router.post("/v1/chat/completions", response_model=None)
+# The answer is a ChatCompletion, or with `stream` an SSE stream of ChatCompletionChunk events ending in
+# `data: [DONE]`; `responses` documents both without re-validating what the service already built.
+STREAM_DOC = "Server-sent events: `data: <ChatCompletionChunk JSON>` lines, then `data: [DONE]`."
+
+
+@router.post(
+    "/v1/chat/completions",
+    response_model=None,
+    responses={
+        200: {
+            "model": ChatCompletion,
+            "content": {"text/event-stream": {"schema": {"type": "string", "description": STREAM_DOC}}},
+        }
+    },
+)
 async def create_chat_completion(
     request: ChatCompletionRequest, chat: ChatDep, http: Request
 ) -> ChatCompletion | StreamingResponse:

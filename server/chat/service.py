@@ -29,7 +29,7 @@ from server.chat.rag import annotations, rag_messages
 from server.engines.base import Delta, EngineOverloaded, SamplingParams
 from server.errors import APIError, bad_request, overloaded
 from server.metrics import Metrics
-from server.vector_stores.service import SearchHit, VectorStoreService
+from server.vector_stores.protocol import KnowledgeSearch, SearchHit, SearchQuery
 
 
 @dataclass
@@ -60,7 +60,7 @@ class ChatService:
         catalog: ModelCatalog,
         metrics: Metrics,
         default_max_tokens: int | None = None,
-        knowledge: VectorStoreService | None = None,
+        knowledge: KnowledgeSearch | None = None,
         rag_max_results: int = 4,
         rag_score_threshold: float = 0.0,
     ) -> None:
@@ -100,7 +100,6 @@ class ChatService:
             return [], None
         if self.knowledge is None:
             raise bad_request("Knowledge bases are not enabled on this server.", "file_search")
-        self.knowledge.ensure_stores(search.vector_store_ids, "file_search.vector_store_ids")
         questions = [m["content"] for m in messages if m["role"] == "user"]
         if not questions or not questions[-1].strip():
             raise bad_request("file_search needs a user message to search for.", "messages")
@@ -108,13 +107,15 @@ class ChatService:
         threshold = self.rag_score_threshold
         if options and options.score_threshold is not None:
             threshold = options.score_threshold
-        sources = await asyncio.to_thread(
-            self.knowledge.search_many,
-            search.vector_store_ids,
+        query = SearchQuery(
             questions[-1],
             search.max_num_results or self.rag_max_results,
+            search.filters,
+            search.ranker,
             threshold,
-            options.ranker if options else None,
+        )
+        sources = await asyncio.to_thread(
+            self.knowledge.search, search.vector_store_ids, query, "file_search"
         )
         report = FileSearchReport(vector_store_ids=search.vector_store_ids, query=questions[-1], results=0)
         return sources, report

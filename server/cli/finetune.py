@@ -4,25 +4,39 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import Progress
 from rich.table import Table
 
+from finetune.config import BOUNDS, TrainConfig, request_fields
 from server.cli.client import DEFAULT_BASE_URL, PROGRESS_COLUMNS, ApiKey, BaseUrl, connect, err, out
 
 jobs = typer.Typer(help="Fine-tuning jobs: list them, read their events.", no_args_is_help=True)
+
+
+def setting(name: str, help: str, default: str = "auto") -> Any:
+    """A typer option for the job setting `name`, refused outside its bound in `finetune.config.BOUNDS`
+    (the server's own, so a bad value fails here rather than after the upload)."""
+    bound = BOUNDS[name]
+
+    def check(value: float | None) -> float | None:
+        if value is not None and not bound.contains(value):
+            raise typer.BadParameter(f"must be {bound.describe()}")
+        return value
+
+    return typer.Option(help=f"{help} ({bound.describe()}; default {default}).", callback=check)
 
 
 def finetune(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Training data (JSONL or JSON).")],
     model: Annotated[str | None, typer.Option(help="Base model; default the server's.")] = None,
     suffix: Annotated[str | None, typer.Option(help="Name part of the fine-tuned model.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="n_epochs (default auto).")] = None,
-    lr_mult: Annotated[float | None, typer.Option(help="learning_rate_multiplier (default auto).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="batch_size (default auto).")] = None,
-    rank: Annotated[int | None, typer.Option(help="LoRA rank.")] = None,
+    epochs: Annotated[int | None, setting("n_epochs", "Passes over the data")] = None,
+    lr_mult: Annotated[float | None, setting("learning_rate_multiplier", "Scales the learning rate")] = None,
+    batch_size: Annotated[int | None, setting("batch_size", "Examples per step")] = None,
+    rank: Annotated[int | None, setting("lora_r", "LoRA rank", str(TrainConfig.lora_r))] = None,
     validation_file: Annotated[Path | None, typer.Option(exists=True, dir_okay=False)] = None,
     follow: Annotated[bool, typer.Option("--follow/--no-follow", help="Show progress until it ends.")] = True,
     base_url: BaseUrl = DEFAULT_BASE_URL,
@@ -32,15 +46,10 @@ def finetune(
     import openai
 
     client = connect(base_url, api_key)
-    hyperparameters = {
-        k: v
-        for k, v in {
-            "n_epochs": epochs,
-            "learning_rate_multiplier": lr_mult,
-            "batch_size": batch_size,
-        }.items()
-        if v is not None
-    }
+    fields = request_fields(
+        {"n_epochs": epochs, "learning_rate_multiplier": lr_mult, "batch_size": batch_size, "lora_r": rank}
+    )
+    extensions = {k: v for k, v in fields.items() if k != "hyperparameters"}
     try:
         with open(file, "rb") as f:
             training = client.files.create(file=(file.name, f), purpose="fine-tune")
@@ -53,8 +62,8 @@ def finetune(
             training_file=training.id,
             validation_file=validation,
             suffix=suffix,
-            hyperparameters=hyperparameters or None,
-            extra_body={"lora": {"r": rank}} if rank else None,
+            hyperparameters=fields.get("hyperparameters"),
+            extra_body=extensions or None,
         )
     except openai.APIStatusError as exc:
         err.print(f"[red]error:[/red] {exc.body.get('message') if isinstance(exc.body, dict) else exc}")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.chat.protocol import FileSearch
+from server.protocol import WireModel
 
 
 class Arm(BaseModel):
@@ -26,3 +29,30 @@ class CreateComparison(BaseModel):
     judge_model: str | None = Field(
         None, description="Also score answers with this model as a judge (off by default)."
     )
+
+
+class Progress(BaseModel):
+    """Answers done out of `total` (questions × arms)."""
+
+    done: int
+    total: int
+
+
+class ComparisonError(BaseModel):
+    code: str
+    message: str
+
+
+class Comparison(WireModel):
+    """A comparison run: `status` is `queued`, `running`, `completed` or `failed`; `report` (the metrics
+    per arm, paired differences with intervals, and every answer; see evals/report.py) is set once it
+    completed, and left out of list pages."""
+
+    id: str
+    object: Literal["comparison"] = "comparison"
+    created_at: int
+    status: Literal["queued", "running", "completed", "failed"]
+    progress: Progress
+    arms: list[dict[str, Any]]
+    error: ComparisonError | None = None
+    report: dict[str, Any] | None = None

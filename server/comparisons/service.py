@@ -56,17 +56,12 @@ class ComparisonService:
                 exc.param = f"arms[{i}].model"
                 raise
             if arm.file_search:
-                self.stores.ensure_stores(
-                    arm.file_search.vector_store_ids, f"arms[{i}].file_search.vector_store_ids"
-                )
+                where = f"arms[{i}].file_search"
+                self.stores.check(arm.file_search.vector_store_ids, arm.file_search.ranker, where)
         return [a.model_dump(exclude_none=True) for a in arms]
 
     def create(self, body: CreateComparison) -> dict[str, Any]:
-        row = self.db.one("SELECT * FROM files WHERE id = ?", (body.eval_file_id,))
-        if row is None:
-            raise not_found(f"No such file: '{body.eval_file_id}'.", "eval_file_id", "file_not_found")
-        if row["purpose"] != "evals":
-            raise bad_request("Upload eval files with purpose 'evals'.", "eval_file_id", "invalid_file")
+        self.files.require(body.eval_file_id, ("evals",), "eval_file_id")
         try:
             items = load_eval(self.files.path(body.eval_file_id))
         except EvalFileError as exc:
@@ -201,6 +196,7 @@ class ComparisonService:
             )
         return render_report(comparison_id, comparison["report"])
 
-    def list(self) -> dict[str, Any]:
-        rows = self.db.query("SELECT * FROM comparisons ORDER BY created_at DESC, rowid DESC")
-        return {"object": "list", "data": [self._object(r, with_report=False) for r in rows]}
+    def all(self) -> list[dict[str, Any]]:
+        """Every comparison without its report, oldest first."""
+        rows = self.db.query("SELECT * FROM comparisons ORDER BY created_at, rowid")
+        return [self._object(r, with_report=False) for r in rows]

@@ -68,7 +68,9 @@ class Engine(ABC):
     """
 
     name: str = "engine"
-    supports_adapters: bool = False
+    max_lora_rank: int | None = 0
+    """The largest LoRA rank `add_adapter` accepts: 0 = this engine serves no adapters (the default, as
+    `add_adapter` is optional), None = any rank."""
     tokenizer: Any
     info: EngineInfo
 
@@ -81,9 +83,6 @@ class Engine(ABC):
     async def add_adapter(self, name: str, path: str) -> None:
         """Serve the PEFT LoRA adapter in `path` as `name` from now on, without a restart."""
         raise NotImplementedError(f"the {self.name} engine does not serve adapters")
-
-    max_lora_rank: int | None = None
-    """The largest LoRA rank this engine can serve (None: no limit)."""
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))

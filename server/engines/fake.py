@@ -48,7 +48,7 @@ class FakeCall:
 
 class FakeEngine(Engine):
     name = "fake"
-    supports_adapters = True
+    max_lora_rank: int | None = None  # tests set a limit to play a vLLM engine
 
     def __init__(
         self,

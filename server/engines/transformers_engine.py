@@ -56,6 +56,7 @@ class _Batch:
 
 class TransformersEngine(Engine):
     name = "transformers"
+    max_lora_rank = None  # PEFT applies an adapter of any rank
 
     def __init__(
         self,

@@ -66,7 +66,6 @@ def _scheduler_counts_logger(engine: VLLMEngine) -> Any:
 
 class VLLMEngine(Engine):
     name = "vllm"
-    supports_adapters = True
 
     def __init__(
         self,

@@ -3,23 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from server.chat.protocol import ChatMessage
+from server.feedback.protocol import CreateFeedback
 from server.storage.db import Database, dumps, new_id, now
-
-
-class CreateFeedback(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    messages: list[ChatMessage] = Field(min_length=1, description="The conversation the answer replied to.")
-    response: str = Field(description="The answer being rated.")
-    rating: Literal["up", "down"]
-    correction: str | None = Field(None, description="A better answer (makes a thumbs-down trainable).")
-    model: str | None = None
-    completion_id: str | None = None
-    comment: str | None = Field(None, max_length=2000)
 
 
 class FeedbackService:
@@ -40,14 +27,15 @@ class FeedbackService:
             )
         return item
 
-    def list(self) -> dict[str, Any]:
+    def all(self) -> list[dict[str, Any]]:
+        """Every feedback item, oldest first."""
         rows = self.db.query("SELECT body FROM feedback ORDER BY created_at, rowid")
-        return {"object": "list", "data": [json.loads(r["body"]) for r in rows]}
+        return [json.loads(r["body"]) for r in rows]
 
     def export_jsonl(self) -> str:
         """Liked answers as they were, disliked ones with their correction (without one: left out)."""
         lines = []
-        for item in self.list()["data"]:
+        for item in self.all():
             answer = item.get("correction") if item["rating"] == "down" else item["response"]
             if not answer:
                 continue

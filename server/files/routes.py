@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse
 
+from server.files.protocol import FileObject
 from server.files.service import FileService
+from server.protocol import DeletedObject, ListPage, Page, pagination
 
 router = APIRouter()
 
@@ -17,37 +19,36 @@ def get_files(request: Request) -> FileService:
 
 
 FilesDep = Annotated[FileService, Depends(get_files)]
+# OpenAI's files list returns up to 10,000 files by default.
+PageDep = Annotated[Page, Depends(pagination(limit=10_000, max_limit=10_000))]
 
 
 @router.post("/v1/files")
 async def upload_file(
     files: FilesDep, file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()]
-) -> dict:
+) -> FileObject:
     return await files.create(file, purpose)
 
 
 @router.get("/v1/files")
-async def list_files(
-    files: FilesDep,
-    purpose: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 10_000,
-    order: Literal["asc", "desc"] = "desc",
-    after: str | None = None,
-) -> dict:
-    return files.list(purpose, limit, order, after)
+async def list_files(files: FilesDep, page: PageDep, purpose: str | None = None) -> ListPage[FileObject]:
+    return files.list(purpose, page)
 
 
 @router.get("/v1/files/{file_id}")
-async def retrieve_file(file_id: str, files: FilesDep) -> dict:
+async def retrieve_file(file_id: str, files: FilesDep) -> FileObject:
     return files.get(file_id)
 
 
 @router.delete("/v1/files/{file_id}")
-def delete_file(file_id: str, files: FilesDep) -> dict:  # sync: runs in the threadpool
+def delete_file(file_id: str, files: FilesDep) -> DeletedObject:  # sync: runs in the threadpool
     return files.delete(file_id)
 
 
-@router.get("/v1/files/{file_id}/content")
+BYTES = {"description": "The uploaded bytes, as uploaded.", "content": {"application/octet-stream": {}}}
+
+
+@router.get("/v1/files/{file_id}/content", response_class=FileResponse, responses={200: BYTES})
 async def file_content(file_id: str, files: FilesDep) -> FileResponse:
     row = files.row(file_id)
     return FileResponse(files.path(file_id), media_type="application/octet-stream", filename=row["filename"])

@@ -14,6 +14,8 @@ from fastapi import UploadFile
 from ingest.detect import SUPPORTED_EXTENSIONS, detect_file
 from ingest.types import UnsupportedFileType
 from server.errors import APIError, bad_request, not_found
+from server.files.protocol import FileObject
+from server.protocol import DeletedObject, ListPage, Page, paginate
 from server.storage.db import Database, new_id, now
 
 log = logging.getLogger("ragtune.files")
@@ -41,18 +43,14 @@ def check_filename(name: str | None) -> str:
     return name
 
 
-def file_object(row: Any) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "object": "file",
-        "bytes": row["bytes"],
-        "created_at": row["created_at"],
-        "filename": row["filename"],
-        "purpose": row["purpose"],
-        "status": "processed",
-        "expires_at": None,
-        "status_details": None,
-    }
+def file_object(row: Any) -> FileObject:
+    return FileObject(
+        id=row["id"],
+        bytes=row["bytes"],
+        created_at=row["created_at"],
+        filename=row["filename"],
+        purpose=row["purpose"],
+    )
 
 
 class FileService:
@@ -75,7 +73,7 @@ class FileService:
     def path(self, file_id: str) -> Path:
         return self.directory / file_id
 
-    async def create(self, upload: UploadFile, purpose: str) -> dict[str, Any]:
+    async def create(self, upload: UploadFile, purpose: str) -> FileObject:
         if purpose not in PURPOSES:
             raise bad_request(
                 f"Invalid purpose {purpose!r}; expected one of {', '.join(PURPOSES)}.", "purpose"
@@ -160,25 +158,28 @@ class FileService:
             )
         return row
 
-    def get(self, file_id: str) -> dict[str, Any]:
+    def get(self, file_id: str) -> FileObject:
+        """Raises 404 `file_id` for an unknown id."""
         return file_object(self.row(file_id))
 
-    def list(self, purpose: str | None, limit: int, order: str, after: str | None) -> dict[str, Any]:
+    def list(self, purpose: str | None, page: Page) -> ListPage[FileObject]:
+        """Uploaded files, of one purpose if given."""
         sql, params = "SELECT * FROM files", []
         if purpose:
             sql += " WHERE purpose = ?"
             params.append(purpose)
-        rows = [file_object(r) for r in self.db.query(sql + " ORDER BY created_at, rowid", params)]
-        return paginate(rows, limit, order, after)
+        return paginate(
+            [file_object(r) for r in self.db.query(sql + " ORDER BY created_at, rowid", params)], page
+        )
 
-    def delete(self, file_id: str) -> dict[str, Any]:
+    def delete(self, file_id: str) -> DeletedObject:
         self.row(file_id)
         for hook in self.on_delete:
             hook(file_id)
         with self.db.transaction() as tx:
             tx.execute("DELETE FROM files WHERE id = ?", (file_id,))
         self.path(file_id).unlink(missing_ok=True)
-        return {"id": file_id, "object": "file", "deleted": True}
+        return DeletedObject(id=file_id, object="file")
 
     def _remove_orphans(self) -> None:
         """Bytes without a row (a crash between rename and insert) and stale partial uploads."""
@@ -187,25 +188,3 @@ class FileService:
             if path.name not in known:
                 log.info("removing orphaned upload %s", path.name)
                 path.unlink(missing_ok=True)
-
-
-def paginate(
-    rows: list[dict[str, Any]], limit: int, order: str, after: str | None, before: str | None = None
-) -> dict[str, Any]:
-    """OpenAI cursor pagination over rows sorted oldest first."""
-    if order == "desc":
-        rows = rows[::-1]
-    ids = [r["id"] for r in rows]
-    if after is not None:
-        rows = rows[ids.index(after) + 1 :] if after in ids else []
-    if before is not None:
-        cut = [r["id"] for r in rows]
-        rows = rows[: cut.index(before)] if before in cut else rows
-    page = rows[:limit]
-    return {
-        "object": "list",
-        "data": page,
-        "first_id": page[0]["id"] if page else None,
-        "last_id": page[-1]["id"] if page else None,
-        "has_more": len(rows) > limit,
-    }

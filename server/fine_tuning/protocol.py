@@ -1,13 +1,32 @@
-"""Wire types of /v1/fine_tuning/jobs (OpenAI shapes, plus the `lora` and `training` extensions)."""
+"""Wire types of /v1/fine_tuning/jobs (OpenAI shapes, plus the `lora` and `training` extensions).
+
+Every numeric limit comes from `finetune.config.BOUNDS`, the table `TrainConfig` checks itself against,
+so a limit is written once; the field names are those of `finetune.config.REQUEST_FIELDS`.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Tag, field_validator
+
+from finetune.config import BOUNDS
+from server.protocol import WireModel
 
 Auto = Literal["auto"]
+JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
+
+
+def _limits(setting: str) -> dict[str, float]:
+    return BOUNDS[setting].pydantic()
+
+
+# The number's branch of `int | "auto"` is tagged with its plain type name, so that a refused value is
+# reported on the field itself (`hyperparameters.n_epochs`), as server/errors.py drops type tags.
+Epochs = Annotated[int, Field(**_limits("n_epochs")), Tag("int")]
+BatchSize = Annotated[int, Field(**_limits("batch_size")), Tag("int")]
+Multiplier = Annotated[float, Field(**_limits("learning_rate_multiplier")), Tag("float")]
 
 
 class _Body(BaseModel):
@@ -15,30 +34,12 @@ class _Body(BaseModel):
 
 
 class Hyperparameters(_Body):
-    n_epochs: int | Auto = Field("auto")
-    batch_size: int | Auto = Field("auto")
-    learning_rate_multiplier: float | Auto = Field("auto")
+    """OpenAI's hyper-parameters; `auto` is resolved from the training file's size
+    (`finetune.config.resolve_auto`)."""
 
-    @field_validator("n_epochs")
-    @classmethod
-    def _epochs(cls, v: int | str) -> int | str:
-        if v != "auto" and not 1 <= int(v) <= 50:
-            raise ValueError("n_epochs must be between 1 and 50")
-        return v
-
-    @field_validator("batch_size")
-    @classmethod
-    def _batch(cls, v: int | str) -> int | str:
-        if v != "auto" and not 1 <= int(v) <= 256:
-            raise ValueError("batch_size must be between 1 and 256")
-        return v
-
-    @field_validator("learning_rate_multiplier")
-    @classmethod
-    def _lr(cls, v: float | str) -> float | str:
-        if v != "auto" and not 0 < float(v) <= 10:
-            raise ValueError("learning_rate_multiplier must be in (0, 10]")
-        return v
+    n_epochs: Epochs | Auto = "auto"
+    batch_size: BatchSize | Auto = "auto"
+    learning_rate_multiplier: Multiplier | Auto = "auto"
 
 
 class Supervised(_Body):
@@ -51,31 +52,35 @@ class Method(_Body):
 
 
 class LoraOptions(_Body):
-    """Extension: the LoRA adapter's shape."""
+    """Extension: the LoRA adapter's shape (TrainConfig's `lora_r`, `lora_alpha`, `lora_dropout`,
+    `target_modules`)."""
 
-    r: int | None = Field(None, ge=1, le=256)
-    alpha: int | None = Field(None, ge=1, le=1024)
-    dropout: float | None = Field(None, ge=0, lt=1)
-    target_modules: list[str] | None = Field(None, min_length=1)
+    r: int | None = Field(None, **_limits("lora_r"))
+    alpha: int | None = Field(None, **_limits("lora_alpha"))
+    dropout: float | None = Field(None, **_limits("lora_dropout"))
+    target_modules: list[str] | None = Field(None, **_limits("target_modules"))
 
 
 class TrainingOptions(_Body):
-    """Extension: what the loss covers and how general ability is protected."""
+    """Extension: what the loss covers and how general ability is protected (TrainConfig's fields of the
+    same names)."""
 
     train_on_prompts: bool | None = None
-    rehearsal_ratio: float | None = Field(None, ge=0, le=4)
-    min_retention: float | None = Field(None, ge=0, le=1)
-    max_length: int | None = Field(None, ge=16, le=32768)
-    micro_batch_size: int | None = Field(None, ge=1, le=256)
+    rehearsal_ratio: float | None = Field(None, **_limits("rehearsal_ratio"))
+    min_retention: float | None = Field(None, **_limits("min_retention"))
+    max_length: int | None = Field(None, **_limits("max_length"))
+    micro_batch_size: int | None = Field(None, **_limits("micro_batch_size"))
     gradient_checkpointing: bool | None = None
 
 
 class CreateJob(_Body):
+    """`POST /v1/fine_tuning/jobs`."""
+
     model: str
     training_file: str
     validation_file: str | None = None
     suffix: str | None = Field(None, max_length=64)
-    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    seed: int | None = Field(None, **_limits("seed"))
     hyperparameters: Hyperparameters | None = None
     method: Method | None = None
     lora: LoraOptions | None = None
@@ -96,5 +101,88 @@ class CreateJob(_Body):
         return self.hyperparameters or Hyperparameters()
 
 
+# ---- responses ------------------------------------------------------------------------------------
+
+
+class JobHyperparameters(WireModel):
+    """The hyper-parameters a job echoes: what the client asked for until the training file is
+    validated, the numbers `auto` became after."""
+
+    n_epochs: int | Auto
+    batch_size: int | Auto
+    learning_rate_multiplier: float | Auto
+
+
+class JobSupervised(WireModel):
+    hyperparameters: JobHyperparameters
+
+
+class JobMethod(WireModel):
+    type: Literal["supervised"] = "supervised"
+    supervised: JobSupervised
+
+
+class JobError(WireModel):
+    """Why a job failed: `code` (e.g. `invalid_json`, `server_error`), `message`, and `param` (for a bad
+    training record, its line number)."""
+
+    code: str
+    message: str
+    param: str | None = None
+
+
+class FineTuningJob(WireModel):
+    """OpenAI's fine-tuning job object, plus ragtune's `training_config` (every setting of the run,
+    `TrainConfig.to_dict()`) and `metrics` (loss, retention, …; set when it succeeded)."""
+
+    object: Literal["fine_tuning.job"] = "fine_tuning.job"
+    id: str
+    model: str
+    created_at: int
+    finished_at: int | None = None
+    fine_tuned_model: str | None = None
+    organization_id: str = "ragtune"
+    result_files: list[str] = []
+    status: JobStatus
+    validation_file: str | None = None
+    training_file: str
+    hyperparameters: JobHyperparameters
+    method: JobMethod
+    trained_tokens: int | None = None
+    error: JobError | None = None
+    seed: int
+    estimated_finish: int | None = None
+    integrations: list[Any] = []
+    suffix: str | None = None
+    metadata: dict[str, str] | None = None
+    training_config: dict[str, Any]
+    metrics: dict[str, Any] | None = None
+
+
+class FineTuningJobEvent(WireModel):
+    """One line of a job's log; `type` `metrics` events carry the step's numbers in `data`."""
+
+    object: Literal["fine_tuning.job.event"] = "fine_tuning.job.event"
+    id: str
+    created_at: int
+    level: str
+    message: str
+    data: dict[str, Any] | None = None
+    type: str = "message"
+
+
+class FineTuningJobCheckpoint(WireModel):
+    """A resumable checkpoint, named as the model it would be (`<fine-tuned model>:ckpt-step-<n>`)."""
+
+    object: Literal["fine_tuning.job.checkpoint"] = "fine_tuning.job.checkpoint"
+    id: str
+    created_at: int
+    fine_tuned_model_checkpoint: str
+    fine_tuning_job_id: str
+    metrics: dict[str, Any]
+    step_number: int
+
+
 def job_error(code: str, message: str, param: str | None = None) -> dict[str, Any]:
+    """A job's `error` object (`JobError`) as stored in its row."""
     return {"code": code, "message": message, "param": param}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 
-from server.fine_tuning.protocol import CreateJob
+from server.fine_tuning.protocol import CreateJob, FineTuningJob, FineTuningJobCheckpoint, FineTuningJobEvent
 from server.fine_tuning.service import FineTuningService
+from server.protocol import ListPage, Page, pagination
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs")
 
@@ -17,34 +18,37 @@ def get_fine_tuning(request: Request) -> FineTuningService:
 
 
 FineTuningDep = Annotated[FineTuningService, Depends(get_fine_tuning)]
-Limit = Annotated[int, Query(ge=1, le=100)]
+PageDep = Annotated[Page, Depends(pagination(limit=20))]
+CheckpointPageDep = Annotated[Page, Depends(pagination(limit=10))]
 
 
 @router.post("")
-def create_job(body: CreateJob, jobs: FineTuningDep) -> dict:
+def create_job(body: CreateJob, jobs: FineTuningDep) -> FineTuningJob:
     return jobs.create(body)
 
 
 @router.get("")
-def list_jobs(jobs: FineTuningDep, after: str | None = None, limit: Limit = 20) -> dict:
-    return jobs.list(after, limit)
+def list_jobs(jobs: FineTuningDep, page: PageDep) -> ListPage[FineTuningJob]:
+    return jobs.list(page)
 
 
 @router.get("/{job_id}")
-def retrieve_job(job_id: str, jobs: FineTuningDep) -> dict:
+def retrieve_job(job_id: str, jobs: FineTuningDep) -> FineTuningJob:
     return jobs.get(job_id)
 
 
 @router.post("/{job_id}/cancel")
-def cancel_job(job_id: str, jobs: FineTuningDep) -> dict:
+def cancel_job(job_id: str, jobs: FineTuningDep) -> FineTuningJob:
     return jobs.cancel(job_id)
 
 
 @router.get("/{job_id}/events")
-def list_events(job_id: str, jobs: FineTuningDep, after: str | None = None, limit: Limit = 20) -> dict:
-    return jobs.events(job_id, after, limit)
+def list_events(job_id: str, jobs: FineTuningDep, page: PageDep) -> ListPage[FineTuningJobEvent]:
+    return jobs.events(job_id, page)
 
 
 @router.get("/{job_id}/checkpoints")
-def list_checkpoints(job_id: str, jobs: FineTuningDep, after: str | None = None, limit: Limit = 10) -> dict:
-    return jobs.checkpoints(job_id, after, limit)
+def list_checkpoints(
+    job_id: str, jobs: FineTuningDep, page: CheckpointPageDep
+) -> ListPage[FineTuningJobCheckpoint]:
+    return jobs.checkpoints(job_id, page)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.chat.protocol import FileSearch
+from server.protocol import WireModel
 
 
 class CreateProfile(BaseModel):
@@ -18,3 +21,13 @@ class CreateProfile(BaseModel):
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     max_tokens: int | None = Field(None, ge=1)
     description: str | None = Field(None, max_length=512)
+
+
+class Profile(WireModel):
+    """A stored profile: the request's fields plus `object` and `created_at` (unix seconds). Its `name`
+    is its id: it is listed in `/v1/models` with `kind: "profile"`."""
+
+    object: Literal["profile"] = "profile"
+    name: str
+    model: str
+    created_at: int

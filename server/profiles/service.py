@@ -30,7 +30,7 @@ class ProfileService:
         if target.profile is not None:
             raise APIError(400, "A profile must name a model or adapter, not another profile.", param="model")
         if body.file_search:
-            self.stores.ensure_stores(body.file_search.vector_store_ids, "file_search.vector_store_ids")
+            self.stores.check(body.file_search.vector_store_ids, body.file_search.ranker, "file_search")
         profile = {"object": "profile", **body.model_dump(exclude_none=True), "created_at": now()}
         with self.db.transaction() as tx:
             tx.execute(
@@ -45,8 +45,9 @@ class ProfileService:
             raise not_found(f"No profile named '{name}'.", "name", "profile_not_found")
         return self.catalog.profiles[name]
 
-    def list(self) -> dict[str, Any]:
-        return {"object": "list", "data": list(self.catalog.profiles.values())}
+    def all(self) -> list[dict[str, Any]]:
+        """Every profile, oldest first."""
+        return list(self.catalog.profiles.values())
 
     def delete(self, name: str) -> dict[str, Any]:
         self.get(name)

@@ -1,12 +1,16 @@
-"""Wire types of /v1/vector_stores (OpenAI shapes)."""
+"""Wire types of /v1/vector_stores (OpenAI shapes), and the one search call's query and hit types that
+chat RAG and comparisons share with `/v1/vector_stores/{id}/search`."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from retrieval import filters as filter_grammar
+from server.protocol import WireModel
 
 AttributeValue = str | float | bool
 
@@ -87,9 +91,21 @@ class CreateFileBatch(_Body):
     _attrs = field_validator("attributes")(check_attributes)
 
 
+def check_filters(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An attribute filter in the grammar of retrieval/filters.py (ValueError names what is wrong)."""
+    if value is not None:
+        filter_grammar.validate(value)
+    return value
+
+
 class RankingOptions(_Body):
+    """OpenAI's `ranking_options`, for `/search` and chat's `file_search` alike. `ranker`: `auto`
+    (= `hybrid`, also `default-2024-11-15`), `dense` or `bm25`; it is checked by the search, which knows
+    where in the request it sits. `score_threshold` (0..1): `None` leaves the caller's default (0 for
+    `/search`, the server's `rag_score_threshold` for chat)."""
+
     ranker: str | None = None
-    score_threshold: float = Field(0.0, ge=0.0, le=1.0)
+    score_threshold: float | None = Field(None, ge=0.0, le=1.0)
 
 
 class SearchRequest(_Body):
@@ -99,12 +115,7 @@ class SearchRequest(_Body):
     ranking_options: RankingOptions | None = None
     rewrite_query: bool = False
 
-    @field_validator("filters")
-    @classmethod
-    def _filters(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            filter_grammar.validate(value)
-        return value
+    _filters = field_validator("filters")(check_filters)
 
     @field_validator("query")
     @classmethod
@@ -118,5 +129,156 @@ class SearchRequest(_Body):
     def text(self) -> str:
         return self.query if isinstance(self.query, str) else " ".join(self.query)
 
+    def as_query(self) -> SearchQuery:
+        """The search this body asks for (score threshold 0 unless given)."""
+        options = self.ranking_options or RankingOptions()
+        return SearchQuery(
+            self.text, self.max_num_results, self.filters, options.ranker, options.score_threshold or 0.0
+        )
 
-Order = Literal["asc", "desc"]
+
+# ---- the one search call ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """One search over one or more stores: at most `max_num_results` chunks for `text`, each scoring at
+    least `score_threshold` (0..1), from completed files whose attributes pass `filters` (the grammar of
+    retrieval/filters.py; `None`: every file), ranked by `ranker` (`None`/`auto`/`hybrid`, `dense`,
+    `bm25`)."""
+
+    text: str
+    max_num_results: int = 10
+    filters: dict[str, Any] | None = None
+    ranker: str | None = None
+    score_threshold: float = 0.0
+
+
+@dataclass
+class SearchHit:
+    """One retrieved chunk (`chunk_id`, its `text` and 1-based `page` if the document has pages), with
+    the file it is attributed to and that file's attributes in the store `vector_store_id`."""
+
+    chunk_id: int
+    file_id: str
+    filename: str
+    score: float
+    text: str
+    page: int | None
+    attributes: dict[str, Any]
+    vector_store_id: str
+
+    def wire(self) -> dict[str, Any]:
+        """OpenAI's search result, plus where the text is (`chunk_id`, `page`, `vector_store_id`)."""
+        return {
+            "file_id": self.file_id,
+            "filename": self.filename,
+            "score": round(self.score, 6),
+            "attributes": self.attributes,
+            "content": [{"type": "text", "text": self.text}],
+            "chunk_id": str(self.chunk_id),
+            "page": self.page,
+            "vector_store_id": self.vector_store_id,
+        }
+
+
+class KnowledgeSearch(Protocol):
+    """What chat RAG needs of the knowledge bases (VectorStoreService implements it)."""
+
+    def search(self, store_ids: Sequence[str], query: SearchQuery, param: str = "") -> list[SearchHit]:
+        """Blocking: call it from a thread. See VectorStoreService.search."""
+        ...
+
+
+# ---- responses --------------------------------------------------------------------------------------
+
+
+class FileCounts(BaseModel):
+    in_progress: int
+    completed: int
+    failed: int
+    cancelled: int
+    total: int
+
+
+class VectorStore(WireModel):
+    """A knowledge base. `usage_bytes` counts its chunks' text and vectors; `status` is `in_progress`
+    while a file is being ingested, else `completed`; times are unix seconds."""
+
+    id: str
+    object: Literal["vector_store"] = "vector_store"
+    created_at: int
+    name: str | None = None
+    usage_bytes: int
+    file_counts: FileCounts
+    status: Literal["expired", "in_progress", "completed"]
+    expires_after: dict[str, Any] | None = None
+    expires_at: int | None = None
+    last_active_at: int | None = None
+    metadata: dict[str, str] | None = None
+
+
+class LastError(WireModel):
+    """Why ingesting a file failed: `code` is `server_error`, `unsupported_file` or `invalid_file`."""
+
+    code: str
+    message: str
+
+
+class VectorStoreFile(WireModel):
+    """A file attached to a store; its `id` is the file's id. `status`: `in_progress`, `completed`,
+    `failed` (see `last_error`) or `cancelled`."""
+
+    id: str
+    object: Literal["vector_store.file"] = "vector_store.file"
+    usage_bytes: int
+    created_at: int
+    vector_store_id: str
+    status: Literal["in_progress", "completed", "failed", "cancelled"]
+    last_error: LastError | None = None
+    chunking_strategy: dict[str, Any] | None = None
+    # Any: a number must come back as it was stored (pydantic's union would make 3 into 3.0).
+    attributes: dict[str, Any] | None = None
+
+
+class VectorStoreFileBatch(WireModel):
+    id: str
+    object: Literal["vector_store.files_batch"] = "vector_store.files_batch"
+    created_at: int
+    vector_store_id: str
+    status: Literal["in_progress", "completed", "failed", "cancelled"]
+    file_counts: FileCounts
+
+
+class TextContent(BaseModel):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class VectorStoreSearchResult(WireModel):
+    """One hit of `/search` (see SearchHit.wire: `chunk_id`, `page`, `vector_store_id` ride along)."""
+
+    file_id: str
+    filename: str
+    score: float
+    attributes: dict[str, Any] | None = None
+    content: list[TextContent]
+
+
+class VectorStoreSearchResultsPage(WireModel):
+    """OpenAI's `vector_store.search_results.page`: every hit on one page (`has_more` is always false)."""
+
+    object: Literal["vector_store.search_results.page"] = "vector_store.search_results.page"
+    search_query: str
+    data: list[VectorStoreSearchResult]
+    has_more: bool = False
+    next_page: str | None = None
+
+
+class VectorStoreFileContentPage(WireModel):
+    """A stored file's chunks in order, as text parts on one page."""
+
+    object: Literal["vector_store.file_content.page"] = "vector_store.file_content.page"
+    data: list[TextContent]
+    has_more: bool = False
+    next_page: str | None = None
