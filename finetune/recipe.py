@@ -9,6 +9,7 @@ correctly that the tuned model still answers correctly); if an epoch drops reten
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -144,7 +145,9 @@ class LoRARecipe:
     def _general_answers(self, name: str, prompts: list[str], max_new_tokens: int) -> list[str]:
         """Greedy base-model answers, cached per base model (they do not depend on the job)."""
         stamp = (self.model_dir / "config.json").stat().st_mtime_ns
-        path = self.cache_dir / f"{name}-{abs(hash((str(self.model_dir.resolve()), stamp))) % 10**12}.json"
+        # hashlib, not hash(): str hashes are salted per process, and the cache must outlive the worker.
+        key = hashlib.sha256(f"{self.model_dir.resolve()}\0{stamp}".encode()).hexdigest()[:16]
+        path = self.cache_dir / f"{name}-{key}.json"
         if path.is_file():
             cached = json.loads(path.read_text())
             if cached.get("prompts") == prompts:

@@ -31,6 +31,7 @@ class FileReporter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.stop = False
+        self.writing = False  # an event line is being written: a signal must not tear it
 
     def event(self, message: str, data: dict[str, Any] | None = None, kind: str = "message") -> None:
         record = {
@@ -40,10 +41,14 @@ class FileReporter:
             "data": data or {},
             "type": kind,
         }
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        self.writing = True
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            self.writing = False
 
     def stop_requested(self) -> bool:
         return self.stop
@@ -68,19 +73,31 @@ def run(job_id: str, data_dir: Path) -> int:
     run_dir = data_dir / "fine_tuning" / job_id
     spec = json.loads((run_dir / "job.json").read_text())
     reporter = FileReporter(run_dir / "events.jsonl")
-    signal.signal(signal.SIGTERM, lambda *_: setattr(reporter, "stop", True))
+
+    def on_sigterm(*_: Any) -> None:
+        """Stop now. Between optimizer steps the recipe would notice the flag, but loading the model,
+        generating the base model's answers or measuring retention can take minutes without a step, and a
+        cancelled job must stop at once. So Cancelled is raised where the signal lands, except while an
+        event line is being written (it must stay whole); checkpoints and the adapter are written
+        atomically, so an interrupted write leaves the previous one."""
+        reporter.stop = True
+        if not reporter.writing:
+            signal.signal(signal.SIGTERM, lambda *_: setattr(reporter, "stop", True))  # raise once only
+            raise Cancelled
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     device = pick_device("auto")
-    recipe = LoRARecipe(
-        TrainConfig.from_dict(spec["config"]),
-        Path(spec["model_dir"]),
-        Path(spec["training_file"]),
-        run_dir,
-        reporter,
-        Path(spec["validation_file"]) if spec.get("validation_file") else None,
-        cache_dir=data_dir / "fine_tuning" / "cache",
-        dtype=pick_dtype("auto", device),
-    )
     try:
+        recipe = LoRARecipe(
+            TrainConfig.from_dict(spec["config"]),
+            Path(spec["model_dir"]),
+            Path(spec["training_file"]),
+            run_dir,
+            reporter,
+            Path(spec["validation_file"]) if spec.get("validation_file") else None,
+            cache_dir=data_dir / "fine_tuning" / "cache",
+            dtype=pick_dtype("auto", device),
+        )
         recipe.setup()
         metrics = recipe.train()
         recipe.save(
