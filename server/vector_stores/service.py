@@ -278,18 +278,20 @@ class VectorStoreService:
         thread). The stores' rankings are interleaved rank by rank (scores of different stores' indexes
         are not comparable). The one search of `/search`, chat RAG and comparisons; errors as in `check`."""
         ranker = self.check(store_ids, query.ranker, param)
-        rankings = [self._search_store(s, query, ranker) for s in store_ids]
+        vector = self.embedder.embed([query.text])[0]  # once, whatever the number of stores
+        rankings = [self._search_store(s, query, ranker, vector) for s in store_ids]
         merged = [(rank, n, hit) for n, hits in enumerate(rankings) for rank, hit in enumerate(hits)]
         return [hit for _, _, hit in sorted(merged, key=lambda t: (t[0], t[1]))][: query.max_num_results]
 
-    def _search_store(self, store_id: str, query: SearchQuery, ranker: str) -> list[SearchHit]:
+    def _search_store(
+        self, store_id: str, query: SearchQuery, ranker: str, vector: np.ndarray
+    ) -> list[SearchHit]:
         files = self._searchable_files(store_id, query.filters)
         if not files:
             return []
         allowed = None
         if query.filters is not None:
             allowed = np.array(self.tables.chunk_ids(store_id, list(files)), dtype=np.int64)
-        vector = self.embedder.embed([query.text])[0]
         found = self.indexes.get(store_id).search(
             vector, terms(query.text), query.max_num_results, ranker, allowed
         )
