@@ -23,7 +23,7 @@ import torch
 
 from common.atomic import atomic_dir, atomic_write_json
 from finetune.config import TrainConfig
-from finetune.data import Conversation, Example, Message, load_dataset, tokenize
+from finetune.data import Conversation, DataError, Example, Message, load_dataset, tokenize
 from finetune.general import REHEARSAL_PROMPTS, RETENTION_QUESTIONS, is_correct
 
 log = logging.getLogger("ragtune.finetune")
@@ -86,6 +86,7 @@ class LoRARecipe:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=self.dtype)
+        self._check_targets()  # before minutes of base-model generation, not after
         self.examples, stats = tokenize(
             load_dataset(self.training_file), self.tokenizer, cfg.max_length, cfg.train_on_prompts
         )
@@ -127,6 +128,22 @@ class LoRARecipe:
             self.optimizer, int(cfg.warmup_ratio * self.total_steps), self.total_steps
         )
         self._resume()
+
+    def _check_targets(self) -> None:
+        """Every `target_modules` name must end the name of a linear layer of the model (PEFT's rule).
+        Raises DataError `invalid_hyperparameters` naming the unknown ones and the model's own."""
+        linear = {
+            name.rsplit(".", 1)[-1]
+            for name, module in self.model.named_modules()
+            if isinstance(module, torch.nn.Linear)
+        }
+        unknown = [m for m in self.config.target_modules if m not in linear]
+        if unknown:
+            raise DataError(
+                "invalid_hyperparameters",
+                f"lora.target_modules {unknown} are not linear layers of this model; "
+                f"its linear layers are {sorted(linear)}.",
+            )
 
     def _rehearsal(self, n_user: int) -> list[Example]:
         """The base model's own answers to general prompts, as training examples (self-distillation)."""

@@ -5,8 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from server.arena.routes import router as arena_router
@@ -15,7 +19,7 @@ from server.chat.routes import router as chat_router
 from server.comparisons.routes import router as comparisons_router
 from server.embeddings.routes import router as embeddings_router
 from server.engines.base import Engine
-from server.errors import install_error_handlers
+from server.errors import UnexpectedErrorMiddleware, document_errors, install_error_handlers
 from server.feedback.routes import router as feedback_router
 from server.files.routes import router as files_router
 from server.fine_tuning.routes import router as fine_tuning_router
@@ -30,6 +34,7 @@ from server.vector_stores.routes import router as vector_stores_router
 __all__ = ["StartupError", "build_app", "load_embedder", "load_engine"]
 
 log = logging.getLogger("ragtune")
+SWAGGER_UI = Path(__file__).resolve().parent / "web" / "swagger-ui"
 
 ROUTERS = (
     chat_router,
@@ -74,7 +79,27 @@ def build_app(settings: Settings, engine: Engine | None = None, embedder=None) -
             if own_engine:
                 await services.engine.close()
 
-    app = FastAPI(title="ragtune", version="0.1.0", lifespan=lifespan)
+    # /docs is served from vendored Swagger UI files (server/web/swagger-ui): FastAPI's default page
+    # loads them from a CDN, which shows a blank page on an offline machine. ReDoc has no local copy.
+    app = FastAPI(title="ragtune", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.mount("/static/swagger-ui", StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="ragtune API",
+            swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/swagger-ui/favicon-32x32.png",
+        )
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app)
@@ -84,4 +109,6 @@ def build_app(settings: Settings, engine: Engine | None = None, embedder=None) -
     app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
     if settings.api_keys:
         app.add_middleware(APIKeyMiddleware, keys=settings.api_keys)
+    # Added last, so it is the outermost of ours: every unexpected error ends here as a clean 500.
+    app.add_middleware(UnexpectedErrorMiddleware)
     return app

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("ragtune")
 
@@ -97,6 +98,11 @@ def _param_of(loc: tuple[Any, ...]) -> str | None:
 def validation_error(exc: RequestValidationError) -> APIError:
     errors = exc.errors()
     first = errors[0] if errors else {}
+    # A union field reports one error per member (`content` as a string, then as a list of parts): the
+    # deepest error under the same field names what is wrong (`messages[0].content[1].type`).
+    head = _param_of(tuple(first.get("loc", ()))) or ""
+    same_field = [e for e in errors if (_param_of(tuple(e.get("loc", ()))) or "").startswith(head)]
+    first = max(same_field, key=lambda e: len(_param_of(tuple(e.get("loc", ()))) or ""), default=first)
     if first.get("type") == "json_invalid":
         return bad_request(f"The body is not valid JSON: {first.get('ctx', {}).get('error', 'parse error')}")
     param = _param_of(tuple(first.get("loc", ())))
@@ -108,6 +114,8 @@ def validation_error(exc: RequestValidationError) -> APIError:
     if first.get("type", "").startswith("model_attributes") or msg.startswith(
         "Input should be a valid dictionary"
     ):
+        if param:
+            return bad_request(f"Invalid value for '{param}': it must be a JSON object.", param=param)
         return bad_request("The body must be a JSON object.", param=param)
     return bad_request(
         f"Invalid value for '{param}': {msg}" if param else msg, param=param, code="invalid_value"
@@ -137,9 +145,76 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return Response(status_code=499)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("internal error on %s %s", request.method, request.url.path)
-        return APIError(
-            500, "The server had an error while processing your request.", type="server_error"
-        ).response()
+
+INTERNAL_ERROR = "The server had an error while processing your request."
+
+
+class UnexpectedErrorMiddleware:
+    """Turns an unexpected exception into OpenAI's 500 body and keeps the connection usable.
+
+    Not an `exception_handler(Exception)`: Starlette hands that one to its ServerErrorMiddleware, which
+    answers and then re-raises, and uvicorn then drops the kept-alive socket without `Connection: close`,
+    so the client's next request on it fails too. Here the exception ends in this middleware (the trace
+    goes to the log only). If the response had already started there is no clean answer left: the
+    exception goes on, and the server closes the connection, as it must for a truncated response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception:
+            log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            response = APIError(500, INTERNAL_ERROR, type="server_error").response()
+            await response(scope, receive, send)
+
+
+ERROR_SCHEMA = {
+    "title": "ErrorResponse",
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+"""OpenAI's error body, as `/openapi.json` documents it."""
+
+
+def document_errors(schema: dict) -> dict:
+    """Rewrite FastAPI's generated OpenAPI document so it says what the server answers: a request that
+    fails validation is a 400 with OpenAI's error body (`validation_error`), never FastAPI's 422
+    `HTTPValidationError`. Returns `schema`, changed in place."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["ErrorResponse"] = ERROR_SCHEMA
+    for key in ("HTTPValidationError", "ValidationError"):
+        components.pop(key, None)
+    body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if responses.pop("422", None) is not None or "requestBody" in operation:
+                responses.setdefault("400", {"description": "Invalid request", "content": body})
+    return schema

@@ -74,17 +74,24 @@ def pagination(limit: int = 20, max_limit: int = 100, order: Order = "desc") -> 
 
 
 def paginate(items: Sequence[T], page: Page, id_of: Callable[[T], str] | None = None) -> ListPage[T]:
-    """Cut one page out of `items` given oldest first. An `after` id that is not in the list gives an
-    empty page (the cursor is past the end); a `before` id that is not in it is ignored."""
+    """Cut one page out of `items` given oldest first, in `page.order`.
+
+    Cursors as OpenAI's (and Stripe's `ending_before`): `after` gives the `limit` items right after that
+    id, `before` the `limit` items right before it (the page adjacent to the cursor), both in the page's
+    order; `has_more` says whether more items lie beyond the page in the direction it was cut. An `after`
+    id that is not in the list gives an empty page (the cursor is past the end); a `before` id that is
+    not in it is ignored."""
     key = id_of or _id
     rows = list(items)[::-1] if page.order == "desc" else list(items)
     if page.after is not None:
         ids = [key(r) for r in rows]
         rows = rows[ids.index(page.after) + 1 :] if page.after in ids else []
-    if page.before is not None:
-        ids = [key(r) for r in rows]
-        rows = rows[: ids.index(page.before)] if page.before in ids else rows
-    data = rows[: page.limit]
+    ids = [key(r) for r in rows]
+    if page.before is not None and page.before in ids:
+        rows = rows[: ids.index(page.before)]
+        data = rows[-page.limit :]
+    else:
+        data = rows[: page.limit]
     return ListPage[Any](
         data=data,
         first_id=key(data[0]) if data else None,

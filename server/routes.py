@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from server.catalog import ModelCatalog
-from server.protocol import Health, ListPage, Model
+from server.protocol import Health, ListPage, Model, Page, paginate, pagination
 
 router = APIRouter()
 
@@ -19,12 +19,14 @@ def get_catalog(request: Request) -> ModelCatalog:
 
 
 CatalogDep = Annotated[ModelCatalog, Depends(get_catalog)]
+# OpenAI's model list has no pages; ours takes the common cursors, and by default gives every model in the
+# catalog's order (base model, adapters, profiles, embedder).
+ModelsPage = Annotated[Page, Depends(pagination(limit=10_000, max_limit=10_000, order="asc"))]
 
 
 @router.get("/v1/models")
-async def list_models(catalog: CatalogDep) -> ListPage[Model]:
-    cards = [card.wire() for card in catalog.cards()]
-    return ListPage[Model](data=cards, first_id=cards[0]["id"], last_id=cards[-1]["id"])
+async def list_models(catalog: CatalogDep, page: ModelsPage) -> ListPage[Model]:
+    return paginate([card.wire() for card in catalog.cards()], page)
 
 
 @router.get("/v1/models/{model_id:path}")

@@ -11,6 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
+DEFAULT_MODEL_MAX_TOKENS = 512
+"""The embedded default model's answer length when a request names none: a 135M model left to the rest of
+its context can repeat itself for minutes on a CPU; 512 tokens come back in seconds."""
 
 
 class Settings(BaseSettings):
@@ -78,7 +81,14 @@ class Settings(BaseSettings):
         None, gt=0, description="vLLM: KV cache size in GiB; default 2 on a CPU, from the share on a GPU."
     )
     default_max_tokens: int | None = Field(
-        None, ge=1, description="Answer length when a request names none; default the rest of the context."
+        None,
+        ge=1,
+        description=f"Answer length when a request names none; default {DEFAULT_MODEL_MAX_TOKENS} for the "
+        "embedded default model, the rest of the context for any other.",
+    )
+    batch_invariant: bool = Field(
+        False,
+        description="Same greedy/seeded text whatever else shares the batch; slower.",
     )
 
     embedding_model: str = Field(
@@ -152,6 +162,12 @@ class Settings(BaseSettings):
         return {
             k: str(Path(v).expanduser().resolve()) for k, v in parse_lora_modules(self.lora_modules).items()
         }
+
+    @model_validator(mode="after")
+    def _default_answer_length(self) -> Settings:
+        if self.default_max_tokens is None and self.model == DEFAULT_MODEL:
+            self.default_max_tokens = DEFAULT_MODEL_MAX_TOKENS
+        return self
 
     @model_validator(mode="after")
     def _data_dir_usable(self) -> Settings:

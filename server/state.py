@@ -145,7 +145,7 @@ def init_services(
         ingestion=ingestion,
         vector_stores=vector_stores,
         chat=chat,
-        embeddings=EmbeddingService(embedder, settings.served_embedding_name),
+        embeddings=EmbeddingService(embedder, settings.served_embedding_name, catalog),
         fine_tuning=FineTuningService(db, files, catalog, scheduler),
         fine_tuning_scheduler=scheduler,
         profiles=ProfileService(db, catalog, vector_stores),

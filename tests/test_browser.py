@@ -108,3 +108,15 @@ def test_arena_page_battle_and_vote(server, browser):
     page.wait_for_function("document.getElementById('reveal').textContent.includes('A was')")
     page.wait_for_function("document.querySelectorAll('#leaderboard tbody tr').length === 2")
     assert errors == []
+
+
+def test_api_docs_render_offline(server, browser):
+    """/docs draws every operation from the vendored Swagger UI; no request leaves 127.0.0.1."""
+    page, errors = open_page(browser, f"{server}/docs")
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(server) else None)
+    page.wait_for_selector(".opblock", timeout=30_000)
+    assert page.locator(".opblock").count() >= 25
+    assert page.get_by_text("/v1/chat/completions").count() >= 1
+    assert outside == [] and errors == []
+    page.close()

@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from server.app import build_app
+from server.engines.base import Delta
 from server.engines.fake import FakeEngine
 from server.settings import Settings
 from tests.helpers import assert_error, chat, sse_events, stream_chat
@@ -158,12 +159,20 @@ def test_unknown_fields_are_ignored(client):
         ({"max_tokens": -1}, 400, "max_tokens", None),
         ({"max_tokens": 0}, 400, "max_tokens", None),
         ({"temperature": 3}, 400, "temperature", None),
-        ({"top_p": 0}, 400, "top_p", None),
+        ({"top_p": 1.5}, 400, "top_p", None),
         ({"n": 0}, 400, "n", None),
         ({"stop": ["a", "b", "c", "d", "e"]}, 400, "stop", None),
         ({"messages": [{"role": "user", "content": "x" * 600}]}, 400, "messages", "context_length_exceeded"),
         ({"max_tokens": 10_000}, 400, "max_tokens", "context_length_exceeded"),
         ({"tools": [{"type": "function", "function": {"name": "f"}}]}, 400, "tools", None),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "auto"},
+            400,
+            "tools",
+            None,
+        ),
+        ({"functions": [{"name": "f", "parameters": {}}]}, 400, "functions", "unsupported_parameter"),
+        ({"function_call": {"name": "f"}}, 400, "function_call", "unsupported_parameter"),
         ({"response_format": {"type": "json_object"}}, 400, "response_format", None),
         ({"model": "all-minilm-l6-v2"}, 400, "model", "model_not_supported"),
     ],
@@ -282,3 +291,355 @@ def test_adapters_are_models_and_reach_the_engine(client, fake_engine):
     chat(client, model="ft:smollm2-135m-instruct:zephyr:abc12345")
     chat(client)
     assert [c.adapter for c in fake_engine.calls] == ["ft:smollm2-135m-instruct:zephyr:abc12345", None]
+
+
+# ---- issue 11: every numeric field bounded, nullable fields, extensions, wire shapes ---------------------
+
+INT64_MAX = 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"seed": INT64_MAX + 1}, "seed"),
+        ({"seed": -(2**63) - 1}, "seed"),
+        ({"seed": 2**64}, "seed"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"temperature": 2.01}, "temperature"),
+        ({"top_p": -0.1}, "top_p"),
+        ({"n": 17}, "n"),
+        ({"presence_penalty": 2.5}, "presence_penalty"),
+        ({"frequency_penalty": -2.5}, "frequency_penalty"),
+        ({"logit_bias": {"65": 101}}, "logit_bias"),
+        ({"logit_bias": {"65": -100.5}}, "logit_bias"),
+        ({"logit_bias": {"hello": 1}}, "logit_bias"),
+        ({"logit_bias": {"-1": 1}}, "logit_bias"),
+        ({"logit_bias": {str(0x110000): 1}}, "logit_bias"),
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"logprobs": True, "top_logprobs": -1}, "top_logprobs"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"logprobs": False, "top_logprobs": 2}, "top_logprobs"),
+        ({"top_k": -2}, "top_k"),
+        ({"min_p": 1.5}, "min_p"),
+        ({"min_p": -0.5}, "min_p"),
+        ({"repetition_penalty": 0}, "repetition_penalty"),
+        ({"repetition_penalty": 2.5}, "repetition_penalty"),
+        ({"max_completion_tokens": 0}, "max_completion_tokens"),
+    ],
+)
+def test_out_of_range_values_are_400_naming_the_field(client, fake_engine, body, param):
+    assert_error(chat(client, **body), 400, param)
+    assert fake_engine.calls == []
+
+
+def post_raw(client, raw: str):
+    """POST a body as written: Python's JSON reader accepts NaN, Infinity and lone surrogates."""
+    return client.post("/v1/chat/completions", content=raw, headers={"content-type": "application/json"})
+
+
+RAW_HEAD = '{"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "Hi"}]'
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_400(client, literal):
+    for field in ("temperature", "top_p", "presence_penalty", "min_p", "repetition_penalty"):
+        assert_error(post_raw(client, f'{RAW_HEAD}, "{field}": {literal}}}'), 400, field)
+    assert_error(post_raw(client, f'{RAW_HEAD}, "logit_bias": {{"65": {literal}}}}}'), 400)
+
+
+def test_seed_extremes_wrap_per_choice(client, fake_engine):
+    assert chat(client, seed=INT64_MAX, n=3).status_code == 200
+    assert [c.params.seed for c in fake_engine.calls] == [INT64_MAX, 0, 1]
+    assert chat(client, seed=-(2**63), n=2).status_code == 200
+    assert [c.params.seed for c in fake_engine.calls[3:]] == [0, 1]
+    assert chat(client, seed=-1).status_code == 200
+    assert fake_engine.calls[-1].params.seed == INT64_MAX
+
+
+def test_tiny_temperature_and_top_p_zero_are_greedy(client, fake_engine):
+    assert chat(client, temperature=1e-40, max_tokens=3).status_code == 200
+    assert chat(client, top_p=0, max_tokens=3).status_code == 200
+    tiny, zero_p = fake_engine.calls
+    assert tiny.params.temperature == 1e-40 and tiny.params.greedy
+    assert zero_p.params.top_p == 0.0 and zero_p.params.greedy
+
+
+NULLABLE = (
+    "n",
+    "stream",
+    "temperature",
+    "top_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "stop",
+    "seed",
+    "max_tokens",
+    "max_completion_tokens",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "user",
+    "stream_options",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "functions",
+    "function_call",
+    "ignore_eos",
+    "top_k",
+    "min_p",
+    "repetition_penalty",
+    "continue_final_message",
+    "add_generation_prompt",
+    "file_search",
+    "audio",
+    "modalities",
+    "metadata",
+)
+
+
+def test_explicit_null_means_the_default(client, fake_engine):
+    chat(client)
+    for field in NULLABLE:
+        response = chat(client, **{field: None})
+        assert response.status_code == 200, (field, response.text)
+        assert response.json()["object"] == "chat.completion"
+    everything = chat(client, **dict.fromkeys(NULLABLE))
+    assert everything.status_code == 200, everything.text
+    default = fake_engine.calls[0]
+    assert all(call.params == default.params for call in fake_engine.calls)
+    assert all(call.prompt == default.prompt for call in fake_engine.calls)
+
+
+def test_tool_choice_none_answers_in_text(client, fake_engine):
+    fake_engine.enqueue("A poem.", "Another.")
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    body = chat(client, tools=tools, tool_choice="none").json()
+    assert body["choices"][0]["message"]["content"] == "A poem."
+    functions = [{"name": "get_weather", "parameters": {"type": "object"}}]
+    body = chat(client, functions=functions, function_call="none").json()
+    assert body["choices"][0]["message"]["content"] == "Another."
+    assert chat(client, tools=[]).status_code == 200
+
+
+def test_refusal_parts_in_assistant_history(client, fake_engine):
+    messages = [
+        {"role": "user", "content": "Do something bad."},
+        {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't help with that."}]},
+        {"role": "user", "content": [{"type": "text", "text": "OK, something good."}]},
+    ]
+    assert chat(client, messages=messages).status_code == 200
+    assert "<assistant>I can't help with that.\n" in fake_engine.calls[0].prompt
+    user_refusal = [{"role": "user", "content": [{"type": "refusal", "refusal": "no"}]}]
+    assert_error(chat(client, messages=user_refusal), 400, "messages[0].content[0].type")
+
+
+@pytest.mark.parametrize(
+    "part",
+    [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
+        {"type": "file", "file": {"file_id": "file-abc"}},
+    ],
+)
+def test_media_parts_get_a_text_only_400(client, fake_engine, part):
+    messages = [{"role": "user", "content": [{"type": "text", "text": "What is this?"}, part]}]
+    error = assert_error(chat(client, messages=messages), 400, "messages[0].content[1].type")
+    assert "text only" in error["message"]
+    assert "valid string" not in error["message"]
+    assert fake_engine.calls == []
+
+
+def test_malformed_content_parts(client):
+    bad_type = [{"role": "user", "content": [{"type": "video", "text": "x"}]}]
+    assert_error(chat(client, messages=bad_type), 400, "messages[0].content[0].type")
+    no_text = [{"role": "user", "content": [{"type": "text"}]}]
+    assert_error(chat(client, messages=no_text), 400, "messages[0].content[0].text")
+    surrogate = '{"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "a\\ud800b"}]}'
+    assert_error(post_raw(client, surrogate), 400, "messages[0].content")
+
+
+def test_logit_bias_reaches_the_engine(client, fake_engine):
+    assert chat(client, logit_bias={}).status_code == 200  # LangChain sends an empty one
+    assert chat(client, logit_bias={"66": 5.5, "65": -100, "0065": 3}).status_code == 200
+    empty, biased = fake_engine.calls
+    assert empty.params.logit_bias == ()
+    assert biased.params.logit_bias == ((65, 3.0), (66, 5.5))  # one entry per token id, the last wins
+
+
+def test_vllm_sampling_extensions_reach_the_engine(client, fake_engine):
+    chat(client, top_k=5, min_p=0.1, repetition_penalty=1.3)
+    chat(client, top_k=-1)
+    chat(client, top_k=INT64_MAX)
+    chat(client)
+    custom, all_k, huge_k, default = fake_engine.calls
+    assert (custom.params.top_k, custom.params.min_p, custom.params.repetition_penalty) == (5, 0.1, 1.3)
+    assert all_k.params.top_k == 0 and huge_k.params.top_k == 0  # both mean "every token"
+    assert (default.params.top_k, default.params.min_p, default.params.repetition_penalty) == (0, 0.0, 1.0)
+    assert default.params.logprobs is None
+
+
+def test_logprobs_non_stream_shape(client, fake_engine):
+    fake_engine.enqueue("Hé")
+    body = chat(client, logprobs=True, top_logprobs=2).json()
+    assert fake_engine.calls[0].params.logprobs == 2
+    logprobs = body["choices"][0]["logprobs"]
+    assert logprobs == {
+        "content": [
+            {
+                "token": "H",
+                "logprob": -0.5,
+                "bytes": [72],
+                "top_logprobs": [
+                    {"token": "H", "logprob": -0.5, "bytes": [72]},
+                    {"token": "I", "logprob": -1.5, "bytes": [73]},
+                ],
+            },
+            {
+                "token": "é",
+                "logprob": -0.5,
+                "bytes": [195, 169],
+                "top_logprobs": [
+                    {"token": "é", "logprob": -0.5, "bytes": [195, 169]},
+                    {"token": "ê", "logprob": -1.5, "bytes": [195, 170]},
+                ],
+            },
+        ],
+        "refusal": None,
+    }
+    fake_engine.enqueue("ab")
+    body = chat(client, logprobs=True).json()
+    assert fake_engine.calls[1].params.logprobs == 0
+    assert [t["top_logprobs"] for t in body["choices"][0]["logprobs"]["content"]] == [[], []]
+    assert chat(client, logprobs=False).json()["choices"][0]["logprobs"] is None
+
+
+def test_logprobs_stream_every_chunk_carries_its_tokens(client, fake_engine):
+    fake_engine.enqueue("Paris")
+    status, events = stream_chat(client, logprobs=True, top_logprobs=1)
+    assert status == 200 and events[-1] == "[DONE]"
+    tokens = []
+    for chunk in events[:-1]:
+        for choice in chunk["choices"]:
+            content = choice["delta"].get("content")
+            if content:
+                entries = choice["logprobs"]["content"]
+                assert "".join(e["token"] for e in entries) == content
+                assert all(len(e["top_logprobs"]) == 1 for e in entries)
+                tokens += entries
+    assert "".join(t["token"] for t in tokens) == "Paris"
+    status, events = stream_chat(client)
+    assert all(c["choices"][0]["logprobs"] is None for c in events[:-1] if c["choices"])
+
+
+def test_continue_final_message(client, fake_engine):
+    messages = [
+        {"role": "user", "content": "What is the capital of France?"},
+        {"role": "assistant", "content": "The capital of France is"},
+    ]
+    fake_engine.enqueue(" Paris.")
+    body = chat(client, messages=messages, continue_final_message=True, add_generation_prompt=False).json()
+    assert body["choices"][0]["message"]["content"] == " Paris."
+    assert fake_engine.calls[0].prompt.endswith("<assistant>The capital of France is")
+    chat(client, messages=messages, continue_final_message=True)  # add_generation_prompt follows it
+    assert fake_engine.calls[1].prompt == fake_engine.calls[0].prompt
+    chat(client, messages=messages, add_generation_prompt=False)
+    assert fake_engine.calls[2].prompt.endswith("<assistant>The capital of France is\n")
+    both = chat(client, messages=messages, continue_final_message=True, add_generation_prompt=True)
+    assert_error(both, 400, "continue_final_message")
+    assert_error(chat(client, continue_final_message=True), 400, "messages")
+
+
+def test_default_answer_length(tmp_path, make_client):
+    assert Settings(data_dir=tmp_path).default_max_tokens == 512
+    assert Settings(data_dir=tmp_path, default_max_tokens=64).default_max_tokens == 64
+    engine = FakeEngine(max_model_len=8192)
+    chat(make_client(engine))
+    assert engine.calls[0].params.max_tokens == 512
+    assert Settings(data_dir=tmp_path, batch_invariant=True).batch_invariant is True
+    assert Settings(data_dir=tmp_path).batch_invariant is False
+
+
+def test_response_finish_reasons_are_openais():
+    from server.chat.protocol import Choice, ChunkChoice
+
+    assert Choice.model_json_schema()["properties"]["finish_reason"]["enum"] == ["stop", "length"]
+    chunk_reason = ChunkChoice.model_json_schema()["properties"]["finish_reason"]["anyOf"][0]
+    assert chunk_reason["enum"] == ["stop", "length"]
+
+
+class MidStreamFailure(FakeEngine):
+    """Fails after the first delta of every request whose prompt asks for it."""
+
+    async def generate(self, prompt_ids, params, adapter=None):
+        poisoned = "poison" in self.tokenizer.decode(prompt_ids)
+        async for i, delta in _enumerate(super().generate(prompt_ids, params, adapter)):
+            if poisoned and i == 1:
+                raise RuntimeError("CUDA exploded: /secret/path/model.py line 12")
+            yield delta
+
+
+async def _enumerate(stream):
+    i = 0
+    async for item in stream:
+        yield i, item
+        i += 1
+
+
+def test_mid_stream_failure_is_an_error_event_for_that_request_only(make_client):
+    engine = MidStreamFailure()
+    client = make_client(engine)
+    status, events = stream_chat(client, messages=[{"role": "user", "content": "poison"}])
+    assert status == 200
+    assert events[-1] == "[DONE]"
+    error = events[-2]["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["type"] == "server_error"
+    assert "secret" not in error["message"]
+    healthy = stream_chat(client)
+    assert healthy[0] == 200 and healthy[1][-1] == "[DONE]"
+    assert all("error" not in e for e in healthy[1][:-1])
+
+
+def test_one_failing_choice_stops_its_siblings(make_client):
+    engine = MidStreamFailure(delay=0.01)
+    engine.enqueue("ab", "a much longer answer that would take a while")
+    client = make_client(engine)
+    response = chat(client, n=2, messages=[{"role": "user", "content": "poison"}])
+    assert_error(response, 500)
+    assert engine.running == 0 and engine.cancelled >= 1
+
+
+class AbortingEngine(FakeEngine):
+    """Ends every sequence with a finish reason OpenAI does not define (as vLLM's `abort` once did)."""
+
+    async def generate(self, prompt_ids, params, adapter=None):
+        yield Delta("partial")
+        yield Delta("", "abort", len(prompt_ids), 1)
+
+
+def test_a_finish_reason_openai_lacks_never_reaches_the_client(make_client):
+    client = make_client(AbortingEngine())
+    assert_error(chat(client), 500)
+    status, events = stream_chat(client)
+    assert status == 200 and events[-1] == "[DONE]"
+    assert events[-2]["error"]["type"] == "server_error"
+    assert not any(c.get("choices") and c["choices"][0]["finish_reason"] for c in events[:-1])
+
+
+def test_real_tokenizer_continue_final_message_and_logprob_tokens(make_client, smol_tokenizer):
+    """The real SmolLM2 chat template continues the assistant's message; logprob tokens are the
+    tokenizer's own strings (each id decoded alone) with their UTF-8 bytes."""
+    engine = FakeEngine(tokenizer=smol_tokenizer)
+    client = make_client(engine)
+    messages = [
+        {"role": "user", "content": "What is the capital of France?"},
+        {"role": "assistant", "content": "The capital of France is"},
+    ]
+    engine.enqueue(" Paris")
+    body = chat(client, messages=messages, continue_final_message=True, logprobs=True, top_logprobs=1)
+    prompt = smol_tokenizer.decode(engine.calls[0].prompt_ids)
+    assert prompt.endswith("<|im_start|>assistant\nThe capital of France is")
+    [entry] = body.json()["choices"][0]["logprobs"]["content"]
+    assert entry["token"] == " Paris" and entry["bytes"] == list(b" Paris")
+    assert_error(chat(client, logit_bias={"49152": 1}), 400, "logit_bias")
+    assert chat(client, logit_bias={"49151": 1, "504": -100}).status_code == 200

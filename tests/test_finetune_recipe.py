@@ -181,3 +181,22 @@ def test_retention_guard_keeps_the_last_good_epoch(tiny_model_dir, tmp_path, mon
     epochs = [d for _, d, k in reporter.events if k == "metrics" and "retention" in d and "epoch" in d]
     assert [d["epoch"] for d in epochs][:3] == [1, 2, 3] and all("valid_loss" in d for d in epochs[:3])
     assert any("Retention fell to 0.50" in m for m, _, _ in reporter.events)
+
+
+def test_unknown_target_modules_fail_at_once_as_bad_data(tiny_model_dir, tmp_path):
+    """A typo in `lora.target_modules` is refused before any base-model generation, as a data error the
+    job reports (exit 2), not a crash that is retried three times."""
+    from finetune.data import DataError
+
+    recipe = LoRARecipe(
+        config(target_modules=("q_proj", "nope_proj")),
+        tiny_model_dir,
+        write(tmp_path / "facts.jsonl"),
+        tmp_path / "run",
+        Recorder(),
+        cache_dir=tmp_path / "c",
+    )
+    with pytest.raises(DataError, match="nope_proj") as caught:
+        recipe.setup()
+    assert caught.value.code == "invalid_hyperparameters" and "q_proj" in caught.value.message
+    assert not (tmp_path / "c").exists()  # no base answers were generated

@@ -127,6 +127,23 @@ def test_identical_bytes_share_chunks(client, kb, corpus):
     assert search(client, store_id, "What badge must visitors wear?")[0]["file_id"] == twin
 
 
+def test_attaching_again_keeps_what_it_does_not_give(client, corpus):
+    """Re-attaching without attributes (alone or in a batch) keeps the file's attributes; a batch that
+    names an attached file counts it."""
+    hr = upload(client, corpus["docx"]).json()["id"]
+    store_id = client.post("/v1/vector_stores", json={"name": "again"}).json()["id"]
+    url = f"/v1/vector_stores/{store_id}/files"
+    client.post(url, json={"file_id": hr, "attributes": {"dept": "hr"}})
+    wait_for_store(client, store_id)
+    batch = client.post(f"/v1/vector_stores/{store_id}/file_batches", json={"file_ids": [hr]}).json()
+    assert batch["file_counts"]["total"] == 1 and batch["status"] == "completed"
+    assert client.post(url, json={"file_id": hr}).json()["attributes"] == {"dept": "hr"}
+    assert client.get(f"{url}/{hr}").json()["attributes"] == {"dept": "hr"}
+    assert client.post(url, json={"file_id": hr, "attributes": {"dept": "ops"}}).json()["attributes"] == {
+        "dept": "ops"
+    }
+
+
 def test_attributes_filter_search(client, corpus):
     hr = upload(client, corpus["docx"]).json()["id"]
     it = upload(client, corpus["html"]).json()["id"]
@@ -387,3 +404,26 @@ def test_cancel_batch_stops_ingestion(client, tmp_path, corpus):
     time.sleep(1)  # a worker mid-embedding notices at its next batch and must not commit
     assert client.get(f"/v1/vector_stores/{store_id}/files/{big_id}").json()["status"] == "cancelled"
     assert search(client, store_id, "Paragraph 12 about item 12") == []
+
+
+def test_work_queued_while_the_worker_flushes_is_not_lost(client, corpus, monkeypatch):
+    """A file attached while the idle worker flushes its indexes (the wake lands mid-flush) is ingested
+    without any other wake (it used to wait for an unrelated attach)."""
+    from server.vector_stores.protocol import AttachFile
+
+    services = client.app.state.services
+    late = upload(client, corpus["md"], name="late.md").json()["id"]
+    store_id = client.post("/v1/vector_stores", json={"name": "flush"}).json()["id"]
+    flush = services.indexes.flush
+    attached = []
+
+    def flush_then_attach() -> None:
+        flush()
+        if not attached:  # from the worker's own flush thread, exactly where the wake used to be lost
+            attached.append(services.vector_stores.attach(store_id, AttachFile(file_id=late)))
+
+    monkeypatch.setattr(services.indexes, "flush", flush_then_attach)
+    other = upload(client, corpus["html"]).json()["id"]
+    client.post(f"/v1/vector_stores/{store_id}/files", json={"file_id": other})
+    store = wait_for_store(client, store_id, timeout=60)
+    assert attached and store["file_counts"]["completed"] == 2

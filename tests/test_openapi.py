@@ -72,7 +72,9 @@ def test_profiles_and_feedback_paginate_with_cursors(client):
         (Page(limit=9, order="asc", after="c"), ["d", "e"], False),
         (Page(limit=9, order="desc", after="c"), ["b", "a"], False),
         (Page(limit=9, order="asc", before="c"), ["a", "b"], False),
-        (Page(limit=1, order="asc", after="a", before="d"), ["b"], True),
+        (Page(limit=1, order="asc", after="a", before="d"), ["c"], True),  # adjacent to `before`
+        (Page(limit=2, order="desc", before="b"), ["d", "c"], True),
+        (Page(limit=2, order="asc", before="e"), ["c", "d"], True),
         (Page(limit=9, order="asc", after="zz"), [], False),  # a cursor past the end
         (Page(limit=9, order="asc", before="zz"), ["a", "b", "c", "d", "e"], False),
     ],
@@ -83,3 +85,14 @@ def test_paginate(page, expected, more):
     assert [i["id"] for i in result.data] == expected and result.has_more is more
     assert result.first_id == (expected[0] if expected else None)
     assert result.last_id == (expected[-1] if expected else None)
+
+
+def test_the_document_says_400_not_422_and_docs_work_offline(client):
+    spec = client.get("/openapi.json").json()
+    codes = {code for ops in spec["paths"].values() for op in ops.values() for code in op["responses"]}
+    assert "422" not in codes and "400" in codes
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    page = client.get("/docs").text
+    assert "cdn" not in page.lower() and "/static/swagger-ui/swagger-ui-bundle.js" in page
+    bundle = client.get("/static/swagger-ui/swagger-ui-bundle.js")
+    assert bundle.status_code == 200 and len(bundle.content) > 100_000

@@ -1,22 +1,34 @@
 """VLLMEngine's mapping onto vLLM, against a scripted stand-in for `AsyncLLM` (fast; needs vLLM importable).
 
 The real engine on the real model is tested by test_engine_conformance.py; these check the details that
-are cheap to pin down here: sampling parameters, deltas and usage, aborts, adapters, overload, stats.
+are cheap to pin down here: sampling parameters, deltas and usage, logprobs, finish reasons, aborts,
+adapters, overload, stats.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import dataclass, field
 
 import pytest
 
 pytest.importorskip("vllm")
 
-from server.engines.base import EngineOverloaded, SamplingParams  # noqa: E402
+from vllm.logprobs import Logprob  # noqa: E402
+
+from server.engines.base import MAX_SEED, EngineOverloaded, SamplingParams, TokenLogprob  # noqa: E402
 from server.engines.fake import CharTokenizer  # noqa: E402
-from server.engines.vllm_engine import AdapterError, VLLMEngine, adapter_rank  # noqa: E402
+from server.engines.vllm_engine import (  # noqa: E402
+    LOGPROB_FLOOR,
+    AdapterError,
+    SequenceAborted,
+    VLLMEngine,
+    adapter_rank,
+    require_batch_invariance,
+    vllm_sampling_params,
+)
 
 
 @dataclass
@@ -24,6 +36,7 @@ class Out:
     text: str
     token_ids: list[int]
     finish_reason: str | None = None
+    logprobs: list[dict[int, Logprob]] | None = None
 
 
 @dataclass
@@ -37,7 +50,9 @@ class ScriptedLLM:
     """Streams `pieces` as DELTA outputs for every request; records calls, aborts and added LoRAs."""
 
     pieces: list[tuple[str, list[int]]]
-    finish: str = "stop"
+    finish: str | None = "stop"
+    logprobs: list[list[dict[int, Logprob]]] | None = None
+    """Per piece, vLLM's per-token {token id: Logprob} dicts (given only when the request asks)."""
     calls: list = field(default_factory=list)
     aborted: list = field(default_factory=list)
     loras: list = field(default_factory=list)
@@ -49,7 +64,8 @@ class ScriptedLLM:
         try:
             for i, (text, ids) in enumerate(self.pieces):
                 last = i == len(self.pieces) - 1
-                yield RequestOut([Out(text, ids, self.finish if last else None)], finished=last)
+                logprobs = self.logprobs[i] if self.logprobs and params.logprobs is not None else None
+                yield RequestOut([Out(text, ids, self.finish if last else None, logprobs)], finished=last)
                 await asyncio.sleep(0)
         except GeneratorExit:
             self.aborted.append(request_id)
@@ -72,11 +88,11 @@ class ScriptedLLM:
         return Processor()
 
 
-def engine(pieces, finish="stop", max_queue=8, max_lora_rank=16) -> VLLMEngine:
+def engine(pieces, finish="stop", max_queue=8, max_lora_rank=16, logprobs=None) -> VLLMEngine:
     eng = object.__new__(VLLMEngine)
     eng._init_state(max_queue, max_lora_rank)
     eng.tokenizer = CharTokenizer()
-    eng.llm = ScriptedLLM(pieces, finish)
+    eng.llm = ScriptedLLM(pieces, finish, logprobs)
     return eng
 
 
@@ -104,6 +120,106 @@ def test_sampling_params_and_prompt_ids_reach_vllm():
     assert (sp.n, sp.max_tokens, sp.temperature, sp.top_p, sp.seed) == (1, 7, 0.5, 0.9, 3)
     assert sp.stop == ["x", "y"] and sp.ignore_eos and sp.output_kind == RequestOutputKind.DELTA
     assert (sp.presence_penalty, sp.frequency_penalty) == (0.1, 0.2) and lora is None
+    assert (sp.top_k, sp.min_p, sp.repetition_penalty) == (0, 0.0, 1.0)
+    assert sp.logit_bias is None and sp.logprobs is None
+
+
+def test_vllm_extensions_logit_bias_and_logprobs_reach_vllm():
+    sp = vllm_sampling_params(
+        SamplingParams(
+            max_tokens=4,
+            temperature=0.7,
+            top_k=5,
+            min_p=0.1,
+            repetition_penalty=1.3,
+            logit_bias=((17, -100.0), (3, 2.5)),
+            logprobs=3,
+        )
+    )
+    assert (sp.temperature, sp.top_k, sp.min_p, sp.repetition_penalty) == (0.7, 5, 0.1, 1.3)
+    assert sp.logit_bias == {17: -100.0, 3: 2.5} and sp.logprobs == 3
+    assert vllm_sampling_params(SamplingParams(max_tokens=1, logprobs=0)).logprobs == 0
+    assert vllm_sampling_params(SamplingParams(max_tokens=1, logit_bias=())).logit_bias is None
+
+
+@pytest.mark.parametrize(
+    "greedy",
+    [{"temperature": 0.0}, {"temperature": 1e-40}, {"temperature": 9e-6}, {"top_p": 0.0}, {"top_k": 1}],
+)
+def test_every_greedy_request_is_temperature_zero_for_vllm(greedy):
+    """vLLM raises a temperature in (0, 1e-2) to 1e-2 and samples at it, and refuses top_p 0: greedy must
+    reach it as temperature 0 (argmax), whatever made the request greedy."""
+    from vllm.sampling_params import SamplingType
+
+    sp = vllm_sampling_params(SamplingParams(**{"max_tokens": 3, "top_k": 7, "min_p": 0.2, **greedy}))
+    assert sp.temperature == 0.0 and sp.sampling_type == SamplingType.GREEDY
+    assert (sp.top_p, sp.top_k, sp.min_p) == (1.0, 0, 0.0)
+    hot = vllm_sampling_params(SamplingParams(max_tokens=3, temperature=1e-5, seed=1))
+    assert hot.temperature == 1e-2 and hot.sampling_type == SamplingType.RANDOM_SEED  # vLLM's own floor
+
+
+def test_the_largest_seed_reaches_vllm_unchanged():
+    assert vllm_sampling_params(SamplingParams(max_tokens=1, seed=MAX_SEED)).seed == MAX_SEED
+    assert vllm_sampling_params(SamplingParams(max_tokens=1, seed=0)).seed == 0
+
+
+def lp(logprob: float, rank: int) -> Logprob:
+    return Logprob(logprob, rank, None)
+
+
+def test_logprobs_become_token_logprobs_with_sorted_alternatives():
+    # vLLM's DELTA output: per new token, the sampled token plus the top-k, in no promised order; a sampled
+    # token below the top k is there too (rank > k), and a token cut off by top-k/top-p is -inf.
+    pieces = [("Hi", [5]), ("", [6]), (" you", [7, 8])]
+    logprobs = [
+        [{9: lp(-2.0, 2), 5: lp(-0.5, 1), 4: lp(-3.0, 3)}],
+        [{6: lp(-4.0, 7), 1: lp(-0.1, 1), 2: lp(-2.5, 2), 3: lp(-float("inf"), 3)}],
+        [{7: lp(-0.2, 1), 8: lp(-1.0, 2), 0: lp(-5.0, 3)}, {8: lp(0.0, 1), 2: lp(-9.0, 2), 3: lp(-9.5, 3)}],
+    ]
+    eng = engine(pieces, finish="stop", logprobs=logprobs)
+    deltas = asyncio.run(collect(eng, SamplingParams(max_tokens=4, temperature=0.5, logprobs=2)))
+    # A delta whose text is held back (stop-string check) still carries its tokens' logprobs.
+    assert [d.text for d in deltas] == ["Hi", "", " you"]
+    assert deltas[0].logprobs == [TokenLogprob(5, -0.5, ((5, -0.5), (9, -2.0)))]
+    assert deltas[1].logprobs == [TokenLogprob(6, -4.0, ((1, -0.1), (2, -2.5)))]
+    assert deltas[2].logprobs == [
+        TokenLogprob(7, -0.2, ((7, -0.2), (8, -1.0))),
+        TokenLogprob(8, 0.0, ((8, 0.0), (2, -9.0))),
+    ]
+    assert deltas[2].completion_tokens == 4
+    sp = eng.llm.calls[0][1]
+    assert sp.logprobs == 2
+
+
+def test_logprobs_floor_is_openais_and_zero_alternatives_keep_the_chosen_token():
+    logprobs = [[{5: lp(-float("inf"), 3), 1: lp(-0.1, 1)}], [{6: lp(float("nan"), 1)}]]
+    eng = engine([("a", [5]), ("b", [6])], logprobs=logprobs)
+    deltas = asyncio.run(collect(eng, SamplingParams(max_tokens=2, logprobs=0)))
+    assert deltas[0].logprobs == [TokenLogprob(5, LOGPROB_FLOOR, ())]
+    assert deltas[1].logprobs == [TokenLogprob(6, LOGPROB_FLOOR, ())]
+
+
+def test_no_logprobs_unless_asked():
+    eng = engine([("a", [5])], logprobs=[[{5: lp(-0.1, 1)}]])
+    assert asyncio.run(collect(eng, SamplingParams(max_tokens=1)))[0].logprobs is None
+
+
+@pytest.mark.parametrize("reason", ["abort", "error", "repetition", None])
+def test_a_sequence_vllm_gives_up_on_raises_instead_of_an_unknown_finish_reason(reason):
+    eng = engine([("partial", [1]), (" more", [2])], finish=reason)
+    with pytest.raises(SequenceAborted, match=str(reason)) as raised:
+        asyncio.run(collect(eng, SamplingParams(max_tokens=5)))
+    assert isinstance(raised.value, RuntimeError)
+    assert eng._inflight == 0 and eng.stats() == {"running": 0, "waiting": 0}
+
+
+def test_batch_invariance_is_refused_without_a_gpu(monkeypatch):
+    monkeypatch.delenv("VLLM_BATCH_INVARIANT", raising=False)
+    with pytest.raises(ValueError, match="RAGTUNE_BATCH_INVARIANT"):
+        require_batch_invariance(on_gpu=False)
+    assert "VLLM_BATCH_INVARIANT" not in os.environ
+    require_batch_invariance(on_gpu=True)
+    assert os.environ["VLLM_BATCH_INVARIANT"] == "1"
 
 
 def test_deltas_skip_empty_pieces_and_the_last_carries_usage():

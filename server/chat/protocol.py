@@ -4,29 +4,48 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from server.vector_stores.protocol import RankingOptions, check_filters
 
+MAX_CHOICES = 16
+"""The most choices (`n`) one request may ask for: each is a sequence in the engine's batch."""
+MAX_LOGPROBS = 20
+"""OpenAI's most `top_logprobs` (the engines' `server.engines.base.MAX_LOGPROBS`, the same number)."""
+
 Role = Literal["system", "developer", "user", "assistant", "tool"]
+PartType = Literal["text", "refusal", "image_url", "input_audio", "file"]
+TEXT_PARTS = ("text", "refusal")
+"""Content parts this text-only server reads; the others (images, audio, files) get a 400 saying so."""
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
-class TextPart(BaseModel):
+class ContentPart(BaseModel):
+    """One part of a message's content. `text` parts (any role) and `refusal` parts (assistant history)
+    are read; `image_url`, `input_audio` and `file` parts are OpenAI's, but this model takes text only,
+    so the service refuses them naming the part (`messages[i].content[j].type`)."""
+
     model_config = ConfigDict(extra="allow")
-    type: Literal["text"]
-    text: str
+    type: PartType
+    text: str | None = None
+    refusal: str | None = None
+
+    @property
+    def value(self) -> str:
+        return (self.text if self.type == "text" else self.refusal) or ""
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Role
-    content: str | list[TextPart] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None
 
     @property
     def text(self) -> str:
+        """The message's text: its string, or its text and refusal parts joined."""
         if isinstance(self.content, list):
-            return "".join(part.text for part in self.content)
+            return "".join(part.value for part in self.content if part.type in TEXT_PARTS)
         return self.content or ""
 
 
@@ -54,26 +73,67 @@ class FileSearch(BaseModel):
         return self.ranking_options.ranker if self.ranking_options else None
 
 
+# Fields OpenAI marks nullable whose `null` means "the default" (the official client sends null for a
+# parameter a caller passes as None); the validator below puts the default back.
+NULL_IS_DEFAULT = (
+    "stream",
+    "n",
+    "presence_penalty",
+    "frequency_penalty",
+    "logprobs",
+    "ignore_eos",
+    "continue_final_message",
+)
+
+
 class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """OpenAI's chat request, every numeric field bounded to its documented range (vLLM's for vLLM's
+    extensions), so nothing out of range ever reaches an engine."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     model: str
     messages: list[ChatMessage]
-    stream: bool = False
+    stream: bool | None = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_p: float | None = Field(None, ge=0.0, le=1.0, description="0 means greedy.")
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    n: int = Field(1, ge=1, le=16)
+    n: int | None = Field(1, ge=1, le=MAX_CHOICES, description=f"At most {MAX_CHOICES} choices.")
     stop: str | list[str] | None = None
-    seed: int | None = None
-    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
-    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    seed: int | None = Field(None, ge=INT64_MIN, le=INT64_MAX)
+    presence_penalty: float | None = Field(0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(0.0, ge=-2.0, le=2.0)
+    logit_bias: dict[str, float] | None = Field(
+        None, description="Token id (as a string) -> bias in [-100, 100] added to its logit."
+    )
+    logprobs: bool | None = False
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
     user: str | None = None
-    # vLLM-compatible extension: keep generating past end-of-sequence (benchmarks).
-    ignore_eos: bool = False
+    # vLLM-compatible extensions.
+    ignore_eos: bool | None = Field(False, description="vLLM: keep generating past end-of-sequence.")
+    top_k: int | None = Field(
+        None, ge=-1, le=INT64_MAX, description="vLLM: keep the k likeliest tokens (-1 or 0: all)."
+    )
+    min_p: float | None = Field(None, ge=0.0, le=1.0, description="vLLM: drop tokens below min_p x the top.")
+    repetition_penalty: float | None = Field(
+        None, gt=0.0, le=2.0, description="vLLM: > 1 discourages tokens already in the prompt or answer."
+    )
+    continue_final_message: bool | None = Field(
+        False, description="vLLM: continue the last (assistant) message instead of starting a new turn."
+    )
+    add_generation_prompt: bool | None = Field(
+        None, description="vLLM: open a new assistant turn; default true unless continue_final_message."
+    )
     file_search: FileSearch | None = None
+
+    @model_validator(mode="after")
+    def _null_is_default(self) -> ChatCompletionRequest:
+        for name in NULL_IS_DEFAULT:
+            if getattr(self, name) is None:
+                setattr(self, name, type(self).model_fields[name].default)
+        return self
 
     @field_validator("messages")
     @classmethod
@@ -92,9 +152,25 @@ class ChatCompletionRequest(BaseModel):
             raise ValueError("at most 4 stop sequences")
         return [s for s in stops if s]
 
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias_range(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        # Token ids are checked against the model's vocabulary in the service (it knows the tokenizer).
+        for key, bias in (value or {}).items():
+            if not -100.0 <= bias <= 100.0:
+                raise ValueError(f"the bias of token {key!r} is {bias}; biases must be within [-100, 100]")
+        return value
+
     @property
     def answer_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+    @property
+    def generation_prompt(self) -> bool:
+        """Whether the rendered prompt opens a new assistant turn (vLLM's `add_generation_prompt`)."""
+        if self.add_generation_prompt is None:
+            return not self.continue_final_message
+        return self.add_generation_prompt
 
 
 class Usage(BaseModel):
@@ -110,11 +186,28 @@ class ResponseMessage(BaseModel):
     annotations: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
+
+
+class ChoiceLogprobs(BaseModel):
+    """OpenAI's `choices[i].logprobs`: one entry per generated token, each with its alternatives."""
+
+    content: list[TokenLogprob] | None = None
+    refusal: None = None
+
+
 class Choice(BaseModel):
     index: int
     message: ResponseMessage
     finish_reason: Literal["stop", "length"]
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class FileSearchReport(BaseModel):
@@ -146,7 +239,7 @@ class ChunkChoice(BaseModel):
     index: int
     delta: ChunkDelta
     finish_reason: Literal["stop", "length"] | None = None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(BaseModel):

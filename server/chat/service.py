@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -13,20 +14,25 @@ from dataclasses import dataclass, field
 
 from server.catalog import ChatTarget, ModelCatalog
 from server.chat.protocol import (
+    TEXT_PARTS,
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
     ChatMessage,
     Choice,
+    ChoiceLogprobs,
     ChunkChoice,
     ChunkDelta,
     FileSearch,
     FileSearchReport,
     ResponseMessage,
+    TokenLogprob,
+    TopLogprob,
     Usage,
 )
 from server.chat.rag import annotations, rag_messages
-from server.engines.base import Delta, EngineOverloaded, SamplingParams
+from server.engines.base import Delta, EngineOverloaded, SamplingParams, choice_seed
+from server.engines.base import TokenLogprob as EngineLogprob
 from server.errors import APIError, bad_request, overloaded
 from server.metrics import Metrics
 from server.vector_stores.protocol import KnowledgeSearch, SearchHit, SearchQuery
@@ -47,11 +53,17 @@ class PreparedChat:
     started: float = field(default_factory=time.perf_counter)
 
 
+log = logging.getLogger("ragtune")
+
+STREAM_FAILED = "The server had an error while generating the answer; please retry."
+
+
 @dataclass
 class _ChoiceResult:
     text: str = ""
     finish_reason: str = "stop"
     completion_tokens: int = 0
+    logprobs: list[EngineLogprob] = field(default_factory=list)
 
 
 class ChatService:
@@ -74,7 +86,10 @@ class ChatService:
     # ---- validation and prompt rendering ----------------------------------------------------------
 
     async def prepare(self, request: ChatCompletionRequest) -> PreparedChat:
+        """Validate what pydantic cannot (fields OpenAI has that we refuse, content parts, token ids),
+        resolve the model, retrieve, render the prompt once and build each choice's sampling params."""
         reject_unsupported(request)
+        check_messages(request)
         target = self.catalog.chat_target(request.model)
         request = apply_profile(request, target.profile)
         messages = [
@@ -82,14 +97,16 @@ class ChatService:
             for m in request.messages
         ]
         sources, report = await self._retrieve(request, messages)
-        prompt_ids = self.render(target, rag_messages(messages, sources) if report else messages)
+        prompt_ids = self.render(target, rag_messages(messages, sources) if report else messages, request)
         room = target.engine.max_model_len - (request.answer_limit or 1)
         while sources and len(prompt_ids) > room:  # keep the best sources that fit the context
             sources = sources[:-1]
-            prompt_ids = self.render(target, rag_messages(messages, sources))
+            prompt_ids = self.render(target, rag_messages(messages, sources), request)
         if report:
             report.results = len(sources)
-        params = self.sampling_params(request, len(prompt_ids), target.engine.max_model_len)
+        params = self.sampling_params(
+            request, len(prompt_ids), target.engine.max_model_len, target.engine.tokenizer
+        )
         return PreparedChat(request, target, prompt_ids, params, sources=sources, file_search=report)
 
     async def _retrieve(
@@ -120,17 +137,25 @@ class ChatService:
         report = FileSearchReport(vector_store_ids=search.vector_store_ids, query=questions[-1], results=0)
         return sources, report
 
-    def render(self, target: ChatTarget, messages: list[dict]) -> list[int]:
+    def render(
+        self, target: ChatTarget, messages: list[dict], request: ChatCompletionRequest | None = None
+    ) -> list[int]:
+        """The prompt token ids, rendered once with the engine's tokenizer (vLLM's chat-template kwargs
+        `add_generation_prompt` / `continue_final_message` come from the request)."""
         tokenizer = target.engine.tokenizer
+        kwargs: dict = {"add_generation_prompt": request.generation_prompt if request else True}
+        if request is not None and request.continue_final_message:
+            kwargs["continue_final_message"] = True
         try:
-            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            text = tokenizer.apply_chat_template(messages, tokenize=False, **kwargs)
         except Exception as exc:  # jinja raises for message orders a template refuses
             raise bad_request(f"The model's chat template rejected the messages: {exc}", "messages") from exc
         return list(tokenizer.encode(text, add_special_tokens=False))
 
     def sampling_params(
-        self, request: ChatCompletionRequest, prompt_len: int, context: int
+        self, request: ChatCompletionRequest, prompt_len: int, context: int, tokenizer=None
     ) -> list[SamplingParams]:
+        """One SamplingParams per choice; `tokenizer` (default the served engine's) bounds token ids."""
         room = context - prompt_len
         if room < 1:
             raise bad_request(
@@ -149,6 +174,8 @@ class ChatService:
                 "context_length_exceeded",
             )
         max_tokens = limit or min(room, self.default_max_tokens or room)
+        vocab = vocab_size(tokenizer or self.catalog.engine.tokenizer)
+        top_k = request.top_k or 0
         base = {
             "max_tokens": max_tokens,
             "temperature": 1.0 if request.temperature is None else request.temperature,
@@ -157,9 +184,15 @@ class ChatService:
             "presence_penalty": request.presence_penalty,
             "frequency_penalty": request.frequency_penalty,
             "ignore_eos": request.ignore_eos,
+            # -1 (vLLM's "all") and anything at least the vocabulary keep every token: torch.topk
+            # refuses a k above the vocabulary size.
+            "top_k": 0 if top_k < 0 or top_k >= vocab else top_k,
+            "min_p": request.min_p or 0.0,
+            "repetition_penalty": 1.0 if request.repetition_penalty is None else request.repetition_penalty,
+            "logit_bias": token_biases(request.logit_bias, vocab),
+            "logprobs": (request.top_logprobs or 0) if request.logprobs else None,
         }
-        seeds = [None if request.seed is None else request.seed + i for i in range(request.n)]
-        return [SamplingParams(seed=seed, **base) for seed in seeds]
+        return [SamplingParams(seed=choice_seed(request.seed, i), **base) for i in range(request.n)]
 
     # ---- generation --------------------------------------------------------------------------------
 
@@ -187,15 +220,29 @@ class ChatService:
         async def drain(stream: AsyncIterator[Delta], first: Delta) -> _ChoiceResult:
             result = _ChoiceResult()
             delta = first
-            while True:
-                result.text += delta.text
-                if delta.finish_reason:
-                    result.finish_reason = delta.finish_reason
-                    result.completion_tokens = delta.completion_tokens
-                    return result
-                delta = await anext(stream)
+            try:
+                while True:
+                    check_finish(delta)
+                    result.text += delta.text
+                    result.logprobs.extend(delta.logprobs or ())
+                    if delta.finish_reason:
+                        result.finish_reason = delta.finish_reason
+                        result.completion_tokens = delta.completion_tokens
+                        return result
+                    delta = await anext(stream)
+            finally:
+                await stream.aclose()
 
-        results = await asyncio.gather(*(drain(s, f) for s, f in opened))
+        tasks = [asyncio.create_task(drain(s, f)) for s, f in opened]
+        try:
+            results = await asyncio.gather(*tasks)
+        finally:
+            # One choice failing (or the client leaving) must not leave its siblings generating.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        tokenizer = chat.target.engine.tokenizer
+        wants_logprobs = chat.params[0].logprobs is not None
         usage = self._account(
             chat, [r.completion_tokens for r in results], [r.finish_reason for r in results]
         )
@@ -208,6 +255,7 @@ class ChatService:
                     index=i,
                     message=ResponseMessage(content=r.text, annotations=annotations(chat.sources)),
                     finish_reason=r.finish_reason,
+                    logprobs=wire_logprobs(tokenizer, r.logprobs) if wants_logprobs else None,
                 )
                 for i, r in enumerate(results)
             ],
@@ -246,21 +294,16 @@ class ChatService:
                     chat, [ChunkChoice(index=i, delta=ChunkDelta(role="assistant", content=""))]
                 )
             remaining = len(opened)
+            tokenizer = chat.target.engine.tokenizer
             while remaining:
                 index, item = await queue.get()
                 if isinstance(item, BaseException):
-                    error = {
-                        "error": {
-                            "message": f"generation failed: {item}",
-                            "type": "server_error",
-                            "param": None,
-                            "code": None,
-                        }
-                    }
-                    yield f"data: {json.dumps(error)}\n\n"
-                    return
-                if item.text:
-                    yield self._chunk(chat, [ChunkChoice(index=index, delta=ChunkDelta(content=item.text))])
+                    raise item
+                check_finish(item)
+                if item.text or item.logprobs:
+                    logprobs = wire_logprobs(tokenizer, item.logprobs) if item.logprobs else None
+                    delta = ChunkDelta(content=item.text)
+                    yield self._chunk(chat, [ChunkChoice(index=index, delta=delta, logprobs=logprobs)])
                 if item.finish_reason:
                     remaining -= 1
                     counts[index], reasons[index] = item.completion_tokens, item.finish_reason
@@ -272,6 +315,13 @@ class ChatService:
             options = chat.request.stream_options
             if options and options.include_usage:
                 yield self._chunk(chat, [], usage)
+            yield "data: [DONE]\n\n"
+        except Exception:
+            # Headers are sent: the failure becomes an OpenAI error event for this request only (the
+            # trace goes to the log, never to the client), and the stream still ends with [DONE].
+            log.exception("generation failed mid-stream for %s", chat.id)
+            error = APIError(500, STREAM_FAILED, type="server_error").body()
+            yield f"data: {json.dumps(error)}\n\n"
             yield "data: [DONE]\n\n"
         finally:
             for task in tasks:
@@ -313,7 +363,7 @@ def apply_profile(request: ChatCompletionRequest, profile: dict | None) -> ChatC
     if request.file_search is None and profile.get("file_search"):
         updates["file_search"] = FileSearch(**profile["file_search"])
     for key in ("temperature", "top_p"):
-        if getattr(request, key) is None and key in profile:
+        if getattr(request, key) is None and profile.get(key) is not None:
             updates[key] = profile[key]
     if request.answer_limit is None and "max_tokens" in profile:
         updates["max_tokens"] = profile["max_tokens"]
@@ -321,14 +371,124 @@ def apply_profile(request: ChatCompletionRequest, profile: dict | None) -> ChatC
 
 
 def reject_unsupported(request: ChatCompletionRequest) -> None:
-    """Fields OpenAI defines that this server does not implement: a clear 400 rather than a silent ignore."""
+    """Fields OpenAI defines that this server does not implement: a clear 400 rather than a silent ignore.
+    A `tool_choice` / `function_call` of "none" asks for a text answer, which needs no tools at all."""
     extra = request.model_extra or {}
-    if extra.get("tools"):
-        raise bad_request("tools are not supported by this server.", "tools", "unsupported_parameter")
+    if extra.get("tools") and extra.get("tool_choice") != "none":
+        raise bad_request(
+            "tools are not supported by this server (tool_choice 'none' answers in text).",
+            "tools",
+            "unsupported_parameter",
+        )
+    if extra.get("functions") and extra.get("function_call") != "none":
+        raise bad_request(
+            "The legacy 'functions' parameter is not supported by this server.",
+            "functions",
+            "unsupported_parameter",
+        )
+    if extra.get("function_call") not in (None, "none", "auto"):
+        raise bad_request(
+            "The legacy 'function_call' parameter is not supported by this server.",
+            "function_call",
+            "unsupported_parameter",
+        )
     fmt = extra.get("response_format")
-    if isinstance(fmt, dict) and fmt.get("type") not in (None, "text"):
+    if fmt is not None and not (isinstance(fmt, dict) and fmt.get("type") in (None, "text")):
         raise bad_request(
             "Only response_format 'text' is supported.", "response_format", "unsupported_parameter"
         )
-    if extra.get("logprobs"):
-        raise bad_request("logprobs are not supported by this server.", "logprobs", "unsupported_parameter")
+    if extra.get("audio") is not None or any(m != "text" for m in extra.get("modalities") or ()):
+        param = "audio" if extra.get("audio") is not None else "modalities"
+        raise bad_request("This model answers in text only.", param, "unsupported_parameter")
+    if request.top_logprobs is not None and not request.logprobs:
+        raise bad_request("top_logprobs needs logprobs set to true.", "top_logprobs")
+    if request.continue_final_message and request.add_generation_prompt:
+        raise bad_request(
+            "continue_final_message and add_generation_prompt cannot both be true.", "continue_final_message"
+        )
+    if request.continue_final_message and request.messages[-1].role != "assistant":
+        raise bad_request(
+            "continue_final_message needs the last message to be the assistant's (the one to continue).",
+            "messages",
+        )
+
+
+def check_finish(delta: Delta) -> None:
+    """Only OpenAI's finish reasons reach a client; any other is an engine bug, answered as an error."""
+    if delta.finish_reason not in (None, "stop", "length"):
+        raise RuntimeError(f"the engine ended a sequence with finish reason {delta.finish_reason!r}")
+
+
+def check_messages(request: ChatCompletionRequest) -> None:
+    """Content this text-only model cannot read gets a 400 naming the part; text must be valid UTF-8
+    (JSON allows lone surrogates, which no tokenizer accepts)."""
+    for i, message in enumerate(request.messages):
+        parts = message.content if isinstance(message.content, list) else []
+        for j, part in enumerate(parts):
+            where = f"messages[{i}].content[{j}]"
+            if part.type not in TEXT_PARTS:
+                raise bad_request(
+                    f"This model takes text only; content parts of type '{part.type}' cannot be read. "
+                    "Send text parts.",
+                    f"{where}.type",
+                    "unsupported_content_type",
+                )
+            if part.type == "refusal" and message.role != "assistant":
+                raise bad_request("refusal parts belong to assistant messages.", f"{where}.type")
+            if getattr(part, part.type) is None:
+                missing = f"A '{part.type}' part needs its '{part.type}' field."
+                raise bad_request(missing, f"{where}.{part.type}")
+        if not is_utf8(message.text):
+            raise bad_request("The message is not valid UTF-8 text.", f"messages[{i}].content")
+    if not all(is_utf8(s) for s in request.stop or ()):
+        raise bad_request("A stop sequence is not valid UTF-8 text.", "stop")
+
+
+def is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def vocab_size(tokenizer) -> int:
+    """Token ids the tokenizer knows (with added special tokens): the valid `logit_bias` keys."""
+    try:
+        return len(tokenizer)
+    except TypeError:
+        return int(tokenizer.vocab_size)
+
+
+def token_biases(logit_bias: dict[str, float] | None, vocab: int) -> tuple[tuple[int, float], ...]:
+    """`logit_bias` as (token id, bias) pairs; a key that is not a token id of this model is a 400."""
+    biases: dict[int, float] = {}
+    for key, bias in (logit_bias or {}).items():
+        try:
+            token = int(key)
+        except ValueError:
+            token = -1
+        if not 0 <= token < vocab:
+            raise bad_request(
+                f"logit_bias key {key!r} is not a token id of this model (0 to {vocab - 1}).", "logit_bias"
+            )
+        biases[token] = bias
+    return tuple(sorted(biases.items()))
+
+
+def wire_logprobs(tokenizer, entries: list[EngineLogprob]) -> ChoiceLogprobs:
+    """OpenAI's logprobs object; each token's string is its id decoded on its own, `bytes` its UTF-8."""
+
+    def token(token_id: int) -> tuple[str, list[int]]:
+        text = tokenizer.decode([token_id], skip_special_tokens=False)
+        return text, list(text.encode("utf-8", "replace"))
+
+    content = []
+    for entry in entries:
+        text, raw = token(entry.token_id)
+        tops = []
+        for alt_id, alt_logprob in entry.top:
+            alt_text, alt_raw = token(alt_id)
+            tops.append(TopLogprob(token=alt_text, logprob=alt_logprob, bytes=alt_raw))
+        content.append(TokenLogprob(token=text, logprob=entry.logprob, bytes=raw, top_logprobs=tops))
+    return ChoiceLogprobs(content=content)

@@ -10,7 +10,18 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+
+def default_base_url() -> str:
+    """Where the CLI finds the server: `RAGTUNE_BASE_URL`, else the `RAGTUNE_HOST`/`RAGTUNE_PORT` that
+    `ragtune serve` listens on (127.0.0.1:8000 by default; a wildcard host is reached on 127.0.0.1)."""
+    if url := os.environ.get("RAGTUNE_BASE_URL"):
+        return url
+    host = os.environ.get("RAGTUNE_HOST", "127.0.0.1")
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://{host}:{os.environ.get('RAGTUNE_PORT', '8000')}/v1"
+
+
+DEFAULT_BASE_URL = default_base_url()
 
 
 def make_client(base_url: str, api_key: str | None):

@@ -12,9 +12,15 @@ class EmbeddingRequest(BaseModel):
 
     model: str
     input: str | list[str] | list[int] | list[list[int]]
-    encoding_format: Literal["float", "base64"] = "float"
+    encoding_format: Literal["float", "base64"] | None = "float"
     dimensions: int | None = Field(None, ge=1)
     user: str | None = None
+    truncate_prompt_tokens: int | None = Field(
+        None,
+        ge=-1,
+        description="vLLM: embed only the first N tokens of each input (-1: the model's window) instead of "
+        "refusing an input longer than the window.",
+    )
 
 
 class EmbeddingItem(BaseModel):

@@ -7,12 +7,33 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FinishReason = Literal["stop", "length", "abort"]
+FinishReason = Literal["stop", "length"]
+"""How a sequence ended, in OpenAI's words. An engine that gives up on a sequence (vLLM's `abort`)
+raises instead, so the client gets an error, never a finish reason OpenAI does not define."""
+
+SAMPLING_EPS = 1e-5
+"""A temperature below this is greedy: dividing logits by it overflows (vLLM's `_SAMPLING_EPS`)."""
+MAX_LOGPROBS = 20
+"""The most alternatives per token (`top_logprobs`), as OpenAI allows."""
+MAX_SEED = 2**63 - 1
+"""Seeds are int64 in OpenAI's API; choice `i` of `n` uses `(seed + i) % 2**63` (see `choice_seed`)."""
+
+
+def choice_seed(seed: int | None, i: int) -> int | None:
+    """The seed of choice `i` of a request seeded `seed` (int64, possibly negative): `(seed + i)` wrapped
+    into [0, 2**63), so every engine's generator accepts it and `n > 1` never overflows."""
+    return None if seed is None else (seed + i) % (MAX_SEED + 1)
 
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How one sequence is sampled; the chat service builds it from the request."""
+    """How one sequence is sampled; the chat service builds it from the request (already validated:
+    a ValueError here is a server bug, not bad input).
+
+    Applied in vLLM's order: logit_bias → repetition/presence/frequency penalties → temperature →
+    top-k → top-p → min-p. Log-probabilities are those of the model's distribution after the bias and
+    penalties, before temperature and truncation (vLLM's `processed_logprobs` without temperature is the
+    same; OpenAI does not say)."""
 
     max_tokens: int
     temperature: float = 1.0
@@ -22,28 +43,64 @@ class SamplingParams:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     ignore_eos: bool = False
+    top_k: int = 0
+    """Keep the k most likely tokens (0 = all; vLLM's extension, where -1 also means all)."""
+    min_p: float = 0.0
+    """Drop tokens below min_p × the top token's probability (vLLM's extension; 0 = off)."""
+    repetition_penalty: float = 1.0
+    """Divide positive (multiply negative) logits of tokens in the prompt or the answer (vLLM's
+    extension, from CTRL; 1 = off)."""
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    """(token id, bias in [-100, 100]) added to the logits before sampling (OpenAI's `logit_bias`)."""
+    logprobs: int | None = None
+    """None: no log-probabilities. k in [0, 20]: each generated token's logprob and its k most likely
+    alternatives (OpenAI's `logprobs: true` with `top_logprobs: k`)."""
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
         if not 0.0 <= self.temperature <= 2.0:
             raise ValueError("temperature must be within [0, 2]")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError("top_p must be within (0, 1]")
+        if not 0.0 <= self.top_p <= 1.0:
+            raise ValueError("top_p must be within [0, 1]")
+        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
+            raise ValueError("seed must be within [0, 2**63)")
+        if self.top_k < 0 or not 0.0 <= self.min_p <= 1.0 or self.repetition_penalty <= 0.0:
+            raise ValueError("top_k >= 0, min_p in [0, 1], repetition_penalty > 0")
+        if self.logprobs is not None and not 0 <= self.logprobs <= MAX_LOGPROBS:
+            raise ValueError(f"logprobs must be within [0, {MAX_LOGPROBS}]")
+        if any(not -100.0 <= bias <= 100.0 for _, bias in self.logit_bias):
+            raise ValueError("logit_bias values must be within [-100, 100]")
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0.0
+        """Argmax decoding: temperature below SAMPLING_EPS, or top_p 0 / top_k 1 (one candidate left)."""
+        return self.temperature < SAMPLING_EPS or self.top_p == 0.0 or self.top_k == 1
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token's log-probability (natural log) and the `top` most likely alternatives at
+    its position, as (token id, logprob), most likely first."""
+
+    token_id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass
 class Delta:
-    """New text of one sequence; the last one carries `finish_reason` and the token counts."""
+    """New text of one sequence; the last one carries `finish_reason` and the token counts.
+
+    `logprobs` holds one entry per token generated since the previous delta when the request asked for
+    them (the text of those tokens may still be held back by the stop-string check, so a delta can carry
+    logprobs with empty `text`)."""
 
     text: str
     finish_reason: FinishReason | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    logprobs: list[TokenLogprob] | None = None
 
 
 class EngineOverloaded(RuntimeError):

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from server.engines.base import Delta, Engine, EngineInfo, EngineOverloaded, SamplingParams
+from server.engines.base import Delta, Engine, EngineInfo, EngineOverloaded, SamplingParams, TokenLogprob
 from server.engines.detok import StreamDecoder
 
 
@@ -17,6 +17,10 @@ class CharTokenizer:
 
     eos_token_id = 0
     model_max_length = 512
+    vocab_size = 0x110000  # every Unicode code point is a token id
+
+    def __len__(self) -> int:
+        return self.vocab_size
 
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
         return [ord(c) for c in text]
@@ -29,10 +33,20 @@ class CharTokenizer:
         messages: list[dict[str, Any]],
         tokenize: bool = False,
         add_generation_prompt: bool = True,
+        continue_final_message: bool = False,
         **_: Any,
     ) -> str:
         text = "".join(f"<{m['role']}>{m['content']}\n" for m in messages)
+        if continue_final_message:  # as Hugging Face does: the last message stays open
+            return text.removesuffix("\n")
         return text + ("<assistant>" if add_generation_prompt else "")
+
+
+def fake_logprobs(token: int, k: int) -> TokenLogprob:
+    """Deterministic log-probabilities: the chosen token -0.5, then k alternatives (the chosen token
+    first, then the next code points) at -0.5, -1.5, -2.5, ..."""
+    top = tuple((token + j, -0.5 - j) for j in range(k))
+    return TokenLogprob(token, -0.5, top)
 
 
 @dataclass
@@ -96,20 +110,30 @@ class FakeEngine(Engine):
         self.running += 1
         done = False
         n = 0
+        # Logprobs of tokens whose text the decoder still holds back travel with the next delta.
+        pending: list[TokenLogprob] | None = None if params.logprobs is None else []
+
+        def taken() -> list[TokenLogprob] | None:
+            nonlocal pending
+            out, pending = pending, (None if pending is None else [])
+            return out
+
         try:
             for n, token in enumerate(self.tokenizer.encode(reply), start=1):
                 if self.delay:
                     await asyncio.sleep(self.delay)
                 text = decoder.push(token)
+                if pending is not None:
+                    pending.append(fake_logprobs(token, params.logprobs or 0))
                 if decoder.stopped or n == params.max_tokens:
                     reason = "stop" if decoder.stopped else "length"
                     done = True
-                    yield Delta(text + decoder.flush(), reason, len(prompt_ids), n)
+                    yield Delta(text + decoder.flush(), reason, len(prompt_ids), n, taken())
                     return
                 if text:
-                    yield Delta(text)
+                    yield Delta(text, logprobs=taken())
             done = True
-            yield Delta(decoder.flush(), "stop", len(prompt_ids), n)
+            yield Delta(decoder.flush(), "stop", len(prompt_ids), n, taken())
         finally:
             self.running -= 1
             if not done:

@@ -3,7 +3,9 @@
 Requests join the running batch at the next decode step: their prompts are prefilled together, and
 their KV cache is left-padded and concatenated onto the running one. Finished or cancelled sequences
 leave the batch at once. Torch releases the GIL inside its kernels, so the event loop keeps serving
-HTTP while the thread computes.
+HTTP while the thread computes. A failure in sampling, prefill or an adapter ends only the rows that
+cause it. With `batch_invariant`, each row keeps its own cache and forward pass, so a greedy or seeded
+answer does not depend on what else is running.
 """
 
 from __future__ import annotations
@@ -18,10 +20,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from finetune.hardware import pick_device, pick_dtype
-from server.engines.base import Delta, Engine, EngineInfo, EngineOverloaded, SamplingParams
+from server.engines.base import (
+    Delta,
+    Engine,
+    EngineInfo,
+    EngineOverloaded,
+    SamplingParams,
+    TokenLogprob,
+)
 from server.engines.detok import StreamDecoder
 
 log = logging.getLogger("ragtune.engine")
+
+
+class SequenceFailed(RuntimeError):
+    """One sequence cannot go on (its scores are not finite, or its forward pass raised); the others do."""
 
 
 @dataclass(eq=False)
@@ -35,6 +48,20 @@ class _Seq:
     generated: list[int] = field(default_factory=list)
     generator: Any = None
     cancelled: bool = False
+    admitted: bool = False  # popped from the waiting queue into the running batch (under the lock)
+
+    @property
+    def plain(self) -> bool:
+        """Greedy with nothing to apply to the logits: the batch's one argmax serves this row."""
+        p = self.params
+        return p.greedy and not (
+            p.ignore_eos
+            or p.presence_penalty
+            or p.frequency_penalty
+            or p.repetition_penalty != 1.0
+            or p.logit_bias
+            or p.logprobs is not None
+        )
 
     def emit(self, item: Delta | BaseException) -> None:
         try:
@@ -55,6 +82,12 @@ class _Batch:
 
 
 class TransformersEngine(Engine):
+    """Continuous batching over a transformers model (plus PEFT adapters), on one background thread.
+
+    `batch_invariant=True` gives every row its own cache and forward pass (batch size 1, no padding),
+    still interleaved in one loop: a greedy or seeded answer is then the same whatever else runs, at
+    the cost of batched throughput."""
+
     name = "transformers"
     max_lora_rank = None  # PEFT applies an adapter of any rank
 
@@ -68,6 +101,7 @@ class TransformersEngine(Engine):
         max_batch_size: int = 16,
         max_queue: int = 256,
         max_prefill_tokens: int = 8192,
+        batch_invariant: bool = False,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -85,17 +119,23 @@ class TransformersEngine(Engine):
             dtype=str(self.dtype).removeprefix("torch."),
             device=self.device,
             max_model_len=min(max_model_len or limit, limit),
-            extra={"load_seconds": round(time.perf_counter() - started, 2)},
+            extra={
+                "load_seconds": round(time.perf_counter() - started, 2),
+                "batch_invariant": batch_invariant,
+            },
         )
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
         self.max_prefill_tokens = max_prefill_tokens
+        self.batch_invariant = batch_invariant
         self.eos_ids = self._eos_ids()
         self.pad_id = (
             self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
         )
         self._waiting: collections.deque[_Seq] = collections.deque()
-        self._running = 0
+        # Sequences holding a place in `max_queue`: from `generate` until their last delta is handed to
+        # the client's loop (or the client goes away), not until the engine thread tidies its batch.
+        self._slots: set[_Seq] = set()
         self._cv = threading.Condition()
         self._commands: list[Any] = []  # run on the engine thread between steps (adapter loads)
         self._adapters: set[str] = set()
@@ -127,13 +167,14 @@ class TransformersEngine(Engine):
             loop=asyncio.get_running_loop(),
             decoder=StreamDecoder(self.tokenizer, params.stop),
         )
-        if params.seed is not None:
+        if params.seed is not None:  # manual_seed takes [-2**63, 2**64); seeds are in [0, 2**63)
             seq.generator = self._torch.Generator(device=self.device).manual_seed(params.seed)
         with self._cv:
             if self._closing:
                 raise EngineOverloaded("the engine is shutting down")
-            if len(self._waiting) + self._running >= self.max_queue:
+            if len(self._slots) >= self.max_queue:
                 raise EngineOverloaded(f"{self.max_queue} requests are already queued or running")
+            self._slots.add(seq)
             self._waiting.append(seq)
             self._cv.notify()
         try:
@@ -146,6 +187,7 @@ class TransformersEngine(Engine):
                     return
         finally:
             seq.cancelled = True  # no-op when finished; otherwise the worker drops it at the next step
+            self._release(seq)
 
     async def add_adapter(self, name: str, path: str) -> None:
         """Load a PEFT LoRA adapter; it is applied per row, so one batch mixes adapters and the base."""
@@ -176,8 +218,10 @@ class TransformersEngine(Engine):
             raise failure[0]
 
     def stats(self) -> dict[str, int]:
+        """Requests holding a queue place: running (in the batch) and waiting (not admitted yet)."""
         with self._cv:
-            return {"running": self._running, "waiting": len(self._waiting)}
+            running = sum(1 for s in self._slots if s.admitted)
+            return {"running": running, "waiting": len(self._slots) - running}
 
     async def close(self) -> None:
         with self._cv:
@@ -185,15 +229,28 @@ class TransformersEngine(Engine):
             self._cv.notify()
         await asyncio.to_thread(self._thread.join, 30)
 
+    def _release(self, seq: _Seq) -> None:
+        with self._cv:
+            self._slots.discard(seq)
+
+    def _finish(self, seq: _Seq, last: Delta | BaseException) -> None:
+        """Hand a sequence its last item, freeing its queue place first so that a client that asks
+        again the moment it reads the answer finds the place free."""
+        self._release(seq)
+        seq.emit(last)
+
+    def _fail(self, seq: _Seq, exc: BaseException, stage: str) -> None:
+        log.warning("a sequence failed in %s: %s", stage, exc, exc_info=not isinstance(exc, SequenceFailed))
+        self._finish(seq, SequenceFailed(f"generation failed ({stage}): {exc}"))
+
     # ---- worker thread ------------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        torch = self._torch
-        batch: _Batch | None = None
-        with torch.inference_mode():
+        groups: list[_Batch] = []  # one shared batch, or one per row when batch-invariant
+        with self._torch.inference_mode():
             while True:
                 with self._cv:
-                    while not self._closing and not self._waiting and batch is None and not self._commands:
+                    while not self._closing and not self._waiting and not groups and not self._commands:
                         self._cv.wait()
                     if self._closing:
                         break
@@ -201,30 +258,25 @@ class TransformersEngine(Engine):
                 for command in commands:
                     command()
                 with self._cv:
-                    admitted = self._admit(batch)
-                    self._running = len(admitted) + (len(batch.seqs) if batch else 0)
+                    admitted = self._admit(groups)
                 try:
                     if admitted:
-                        new = self._prefill(admitted)
-                        batch = self._merge(batch, new)
-                    elif batch is not None:
-                        batch = self._decode_step(batch)
-                except Exception as exc:  # a model error fails the affected requests, not the server
+                        groups = self._join(groups, self._prefill_rows(admitted))
+                    elif groups:
+                        groups = [g for g in map(self._decode_group, groups) if g.seqs]
+                except Exception as exc:  # a bug outside any one row: fail what runs, keep serving
                     log.exception("engine step failed")
-                    for seq in admitted + (batch.seqs if batch else []):
-                        seq.emit(RuntimeError(f"generation failed: {exc}"))
-                    batch = None
-                if batch is not None and not batch.seqs:
-                    batch = None
-                self._running = len(batch.seqs) if batch else 0
-            for seq in list(self._waiting) + (batch.seqs if batch else []):
-                seq.emit(EngineOverloaded("the engine is shutting down"))
+                    for seq in admitted + [s for g in groups for s in g.seqs]:
+                        self._finish(seq, RuntimeError(f"generation failed: {exc}"))
+                    groups = []
+            for seq in list(self._waiting) + [s for g in groups for s in g.seqs]:
+                self._finish(seq, EngineOverloaded("the engine is shutting down"))
 
-    def _admit(self, batch: _Batch | None) -> list[_Seq]:
+    def _admit(self, groups: list[_Batch]) -> list[_Seq]:
         """Pop waiting sequences that fit the batch and the prefill budget (called under the lock)."""
-        if batch is not None and not self._can_merge(batch):
+        if groups and not self.batch_invariant and not self._can_merge(groups[0]):
             return []
-        room = self.max_batch_size - (len(batch.seqs) if batch else 0)
+        room = self.max_batch_size - sum(len(g.seqs) for g in groups)
         admitted: list[_Seq] = []
         longest = 0
         while self._waiting and len(admitted) < room:
@@ -235,11 +287,41 @@ class TransformersEngine(Engine):
             self._waiting.popleft()
             if seq.cancelled:
                 continue
+            seq.admitted = True
             admitted.append(seq)
             longest = longest_if
         return admitted
 
-    def _prefill(self, seqs: list[_Seq]) -> _Batch:
+    def _join(self, groups: list[_Batch], new: list[_Batch]) -> list[_Batch]:
+        if self.batch_invariant:
+            return groups + new
+        merged = groups[0] if groups else None
+        for batch in new:
+            merged = self._merge(merged, batch)
+        return [merged] if merged is not None and merged.seqs else []
+
+    def _prefill_rows(self, seqs: list[_Seq]) -> list[_Batch]:
+        """Prefill the admitted rows together (each alone when batch-invariant); when a batched prefill
+        raises, retry row by row so that only the rows that cause it fail."""
+        parts = [[s] for s in seqs] if self.batch_invariant else [seqs]
+        done: list[_Batch] = []
+        while parts:
+            part = parts.pop(0)
+            try:
+                batch, logits = self._prefill(part)
+            except Exception as exc:
+                if len(part) == 1:
+                    self._fail(part[0], exc, "prefill")
+                else:
+                    log.warning("batched prefill of %d rows failed (%s); retrying row by row", len(part), exc)
+                    parts = [[s] for s in part] + parts
+                continue
+            batch = self._sample_and_emit(batch, logits)
+            if batch.seqs:
+                done.append(batch)
+        return done
+
+    def _prefill(self, seqs: list[_Seq]) -> tuple[_Batch, Any]:
         from transformers import DynamicCache
 
         torch = self._torch
@@ -257,14 +339,36 @@ class TransformersEngine(Engine):
             seqs, input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache
         )
         lengths = torch.tensor([len(s.prompt_ids) for s in seqs], device=self.device)
-        batch = _Batch(seqs, out.past_key_values, mask, None, lengths)
-        return self._sample_and_emit(batch, out.logits[:, -1, :])
+        return _Batch(seqs, out.past_key_values, mask, None, lengths), out.logits[:, -1, :]
 
-    def _decode_step(self, batch: _Batch) -> _Batch:
-        torch = self._torch
+    def _decode_group(self, batch: _Batch) -> _Batch:
+        """One decode step of one group; when its forward raises, only the rows that raise alone fail."""
         batch = self._drop(batch, [i for i, s in enumerate(batch.seqs) if not s.cancelled])
         if not batch.seqs:
             return batch
+        width = batch.mask.shape[1]
+        try:
+            logits = self._decode_forward(batch)
+        except Exception as exc:
+            if len(batch.seqs) == 1 or not self._can_merge(batch):
+                for seq in batch.seqs:
+                    self._fail(seq, exc, "decode")
+                batch.seqs = []
+                return batch
+            log.warning("batched decode of %d rows failed (%s); retrying row by row", len(batch.seqs), exc)
+            self._truncate(batch, width)  # layers before the failing one already appended this step
+            merged = None
+            for row in map(self._decode_group, self._split(batch)):
+                if row.seqs:
+                    merged = self._merge(merged, row)
+            if merged is None:
+                batch.seqs = []
+                return batch
+            return merged
+        return self._sample_and_emit(batch, logits)
+
+    def _decode_forward(self, batch: _Batch) -> Any:
+        torch = self._torch
         mask = torch.cat([batch.mask, torch.ones_like(batch.mask[:, :1])], dim=1)
         out = self._forward(
             batch.seqs,
@@ -274,7 +378,7 @@ class TransformersEngine(Engine):
             past_key_values=batch.cache,
         )
         batch.mask, batch.positions = mask, batch.positions + 1
-        return self._sample_and_emit(batch, out.logits[:, -1, :])
+        return out.logits[:, -1, :]
 
     def _forward(self, seqs: list[_Seq], **inputs: Any) -> Any:
         """One forward pass; with adapters loaded, each row names its own (PEFT mixed-batch LoRA)."""
@@ -283,12 +387,18 @@ class TransformersEngine(Engine):
         return self.model(**inputs, use_cache=True, logits_to_keep=1)
 
     def _sample_and_emit(self, batch: _Batch, logits: Any) -> _Batch:
-        """Pick each row's next token, stream its text, and drop the rows that finished."""
-        tokens = self._sample(batch.seqs, logits.float())
+        """Pick each row's next token, stream its text, and drop the rows that finished or failed."""
+        picks = self._sample(batch.seqs, logits.float())
         keep: list[int] = []
-        for row, (seq, token) in enumerate(zip(batch.seqs, tokens, strict=True)):
-            if seq.cancelled:
+        tokens: list[int] = []
+        for row, (seq, pick) in enumerate(zip(batch.seqs, picks, strict=True)):
+            if seq.cancelled or isinstance(pick, Exception):
+                if isinstance(pick, Exception) and not seq.cancelled:
+                    self._fail(seq, pick, "sampling")
+                tokens.append(self.pad_id)  # the row is dropped below; any id keeps the tensor whole
                 continue
+            token, logprob = pick
+            tokens.append(token)
             seq.generated.append(token)
             finish = None
             if token in self.eos_ids and not seq.params.ignore_eos:
@@ -302,44 +412,85 @@ class TransformersEngine(Engine):
                     or len(seq.prompt_ids) + len(seq.generated) >= self.info.max_model_len
                 ):
                     text, finish = text + seq.decoder.flush(), "length"
+            logprobs = None if logprob is None else [logprob]
             if finish:
-                seq.emit(Delta(text, finish, len(seq.prompt_ids), len(seq.generated)))
+                self._finish(seq, Delta(text, finish, len(seq.prompt_ids), len(seq.generated), logprobs))
             else:
-                if text:
-                    seq.emit(Delta(text))
+                if text or logprobs:  # logprobs go out with their step, even while the text is held back
+                    seq.emit(Delta(text, logprobs=logprobs))
                 keep.append(row)
         batch.next_tokens = self._torch.tensor(tokens, device=self.device)
         return self._drop(batch, keep)
 
-    def _sample(self, seqs: list[_Seq], logits: Any) -> list[int]:
+    def _sample(self, seqs: list[_Seq], logits: Any) -> list[tuple[int, TokenLogprob | None] | Exception]:
+        """Each row's (token, logprob), or the exception that ends that row alone."""
         torch = self._torch
-        greedy = logits.argmax(dim=-1).tolist()
-        tokens: list[int] = []
+        fast = logits.argmax(dim=-1).tolist()  # plain greedy rows share one batched argmax
+        finite = torch.isfinite(logits).all(dim=-1).tolist()
+        picks: list[tuple[int, TokenLogprob | None] | Exception] = []
         for row, seq in enumerate(seqs):
-            p = seq.params
-            needs_row = p.ignore_eos or p.presence_penalty or p.frequency_penalty or not p.greedy
-            if not needs_row:
-                tokens.append(greedy[row])
-                continue
-            scores = logits[row].clone()
-            if p.ignore_eos:
-                scores[list(self.eos_ids)] = float("-inf")
-            if (p.presence_penalty or p.frequency_penalty) and seq.generated:
-                counts = torch.bincount(
-                    torch.tensor(seq.generated, device=scores.device), minlength=scores.shape[-1]
-                )[: scores.shape[-1]].to(scores.dtype)
-                scores -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0).to(scores.dtype)
-            if p.greedy:
-                tokens.append(int(scores.argmax()))
-                continue
-            probs = torch.softmax(scores / p.temperature, dim=-1)
+            try:
+                if not finite[row]:
+                    raise SequenceFailed("the model's logits are not finite")
+                picks.append((fast[row], None) if seq.plain else self._pick(seq, logits[row]))
+            except Exception as exc:
+                picks.append(exc)
+        return picks
+
+    def _pick(self, seq: _Seq, logits: Any) -> tuple[int, TokenLogprob | None]:
+        """Sample one row in base.py's order: logit_bias, penalties, (logprobs), temperature, top-k,
+        top-p, min-p."""
+        torch = self._torch
+        p = seq.params
+        scores = logits.clone()
+        vocab = scores.shape[-1]
+        if p.logit_bias:
+            ids = [t for t, _ in p.logit_bias]
+            if not all(0 <= t < vocab for t in ids):
+                raise SequenceFailed(f"logit_bias names a token id outside the vocabulary (0..{vocab - 1})")
+            bias = torch.tensor([b for _, b in p.logit_bias], dtype=scores.dtype, device=scores.device)
+            scores.index_add_(0, torch.tensor(ids, device=scores.device), bias)
+        if p.repetition_penalty != 1.0:
+            seen = torch.tensor(seq.prompt_ids + seq.generated, device=scores.device).unique()
+            seen = seen[seen < vocab]
+            picked = scores[seen]
+            scores[seen] = torch.where(
+                picked > 0, picked / p.repetition_penalty, picked * p.repetition_penalty
+            )
+        if (p.presence_penalty or p.frequency_penalty) and seq.generated:
+            counts = torch.bincount(torch.tensor(seq.generated, device=scores.device), minlength=vocab)[
+                :vocab
+            ].to(scores.dtype)
+            scores -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0).to(scores.dtype)
+        if scores.isnan().any() or scores.isposinf().any() or not scores.isfinite().any():
+            raise SequenceFailed("the scores are not finite after logit_bias and penalties")
+        logprobs = torch.log_softmax(scores, dim=-1) if p.logprobs is not None else None
+        if p.ignore_eos:
+            scores[list(self.eos_ids)] = float("-inf")
+        if p.greedy:  # also temperature 1e-40: never divide by a temperature below SAMPLING_EPS
+            token = int(scores.argmax())
+        else:
+            scores = scores / p.temperature
+            if 0 < p.top_k < vocab:
+                scores = scores.masked_fill(scores < scores.topk(p.top_k).values[-1], float("-inf"))
+            probs = torch.softmax(scores, dim=-1)
             if p.top_p < 1.0:
                 sorted_probs, order = probs.sort(descending=True)
                 outside = sorted_probs.cumsum(-1) - sorted_probs > p.top_p
                 sorted_probs[outside] = 0.0
                 probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
-            tokens.append(int(torch.multinomial(probs, 1, generator=seq.generator)))
-        return tokens
+            if p.min_p > 0.0:
+                probs = probs.masked_fill(probs < p.min_p * probs.max(), 0.0)
+            if not probs.isfinite().all() or not probs.sum() > 0:
+                raise SequenceFailed("the sampling probabilities are not finite")
+            token = int(torch.multinomial(probs, 1, generator=seq.generator))
+        if logprobs is None:
+            return token, None
+        top: tuple[tuple[int, float], ...] = ()
+        if p.logprobs:
+            values, ids = logprobs.topk(p.logprobs)
+            top = tuple(zip(ids.tolist(), values.tolist(), strict=True))
+        return token, TokenLogprob(token, float(logprobs[token]), top)
 
     # ---- KV cache bookkeeping -----------------------------------------------------------------------
 
@@ -366,6 +517,25 @@ class TransformersEngine(Engine):
                 layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
             batch.mask = batch.mask[:, first:]
         return batch
+
+    def _truncate(self, batch: _Batch, width: int) -> None:
+        """Cut every cache layer back to `width` columns (undoes a forward pass that raised midway)."""
+        for layer in batch.cache.layers:
+            if getattr(layer, "keys", None) is not None and layer.keys.dim() == 4:
+                layer.keys, layer.values = layer.keys[:, :, :width], layer.values[:, :, :width]
+
+    def _split(self, batch: _Batch) -> list[_Batch]:
+        """One single-row batch per row, each with its own slice of the cache."""
+        from transformers import DynamicCache
+
+        rows = []
+        for i, seq in enumerate(batch.seqs):
+            cache = DynamicCache(
+                [(layer.keys[i : i + 1], layer.values[i : i + 1]) for layer in batch.cache.layers]
+            )
+            sl = slice(i, i + 1)
+            rows.append(_Batch([seq], cache, batch.mask[sl], batch.next_tokens[sl], batch.positions[sl]))
+        return rows
 
     def _merge(self, old: _Batch | None, new: _Batch) -> _Batch:
         """Left-pad both caches to one length and stack the new rows under the running ones."""
@@ -394,6 +564,7 @@ class TransformersEngine(Engine):
 
 
 def from_settings(settings: Any, model_path: str) -> TransformersEngine:
+    """The engine the settings describe (`batch_invariant` comes from `RAGTUNE_BATCH_INVARIANT`)."""
     return TransformersEngine(
         model_path,
         dtype=settings.dtype,
@@ -401,4 +572,5 @@ def from_settings(settings: Any, model_path: str) -> TransformersEngine:
         max_model_len=settings.max_model_len,
         max_batch_size=settings.max_batch_size or 16,
         max_queue=settings.max_queue,
+        batch_invariant=getattr(settings, "batch_invariant", False),
     )

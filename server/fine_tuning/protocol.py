@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Tag, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Tag, field_validator, model_validator
 
 from finetune.config import BOUNDS
 from server.protocol import WireModel
@@ -93,6 +93,21 @@ class CreateJob(_Body):
         if v is not None and not re.fullmatch(r"[A-Za-z0-9_-]+", v):
             raise ValueError("suffix may hold letters, digits, '-' and '_' only")
         return v
+
+    @model_validator(mode="after")
+    def _one_place_for_hyperparameters(self) -> CreateJob:
+        """Both places may be sent (clients forward one into the other), but not with different values."""
+        legacy = self.hyperparameters
+        method = self.method.supervised.hyperparameters if self.method and self.method.supervised else None
+        if legacy is not None and method is not None:
+            given = legacy.model_fields_set & method.model_fields_set
+            clash = [k for k in sorted(given) if getattr(legacy, k) != getattr(method, k)]
+            if clash:
+                raise ValueError(
+                    f"hyperparameters and method.supervised.hyperparameters disagree on {', '.join(clash)}; "
+                    "give them once (method is OpenAI's current field)"
+                )
+        return self
 
     def resolved_hyperparameters(self) -> Hyperparameters:
         """`method.supervised.hyperparameters` wins over the legacy top-level field."""

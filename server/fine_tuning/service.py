@@ -92,6 +92,12 @@ class FineTuningService:
                 "model",
                 "model_not_supported",
             )
+        if model in {card.id for card in self.catalog.cards()}:  # a profile or the embedding model
+            raise bad_request(
+                f"'{model}' is not a base chat model; fine-tune '{self.catalog.chat_name}'.",
+                "model",
+                "model_not_supported",
+            )
         raise APIError(404, f"The model '{model}' does not exist.", param="model", code="model_not_found")
 
     def _check_servable(self, config: TrainConfig) -> None:

@@ -163,8 +163,8 @@ STEPS: tuple[Step, ...] = (
     Step(
         2,
         "index vector_store_files by file and fine_tuning_checkpoints by job",
-        "CREATE INDEX vsf_file ON vector_store_files(file_id);"
-        "CREATE INDEX ft_checkpoints_job ON fine_tuning_checkpoints(job_id, step);",
+        "CREATE INDEX IF NOT EXISTS vsf_file ON vector_store_files(file_id);"
+        "CREATE INDEX IF NOT EXISTS ft_checkpoints_job ON fine_tuning_checkpoints(job_id, step);",
     ),
 )
 LATEST = STEPS[-1].version

@@ -55,13 +55,15 @@ class IngestionWorker:
 
     async def _run(self) -> None:
         while True:
+            # Cleared before looking for work, never after: a wake that comes while the queue is read or
+            # the indexes flushed stays set, so new work is never left waiting for an unrelated wake.
+            self._event.clear()
             row = self.db.one(
                 "SELECT v.*, f.filename FROM vector_store_files v JOIN files f ON f.id = v.file_id "
                 "WHERE v.status = 'in_progress' ORDER BY v.created_at, v.rowid LIMIT 1"
             )
             if row is None:
                 await asyncio.to_thread(self.indexes.flush)
-                self._event.clear()
                 await self._event.wait()
                 continue
             try:

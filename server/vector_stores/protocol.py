@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from retrieval import filters as filter_grammar
 from server.protocol import WireModel
 
-AttributeValue = str | float | bool
+AttributeValue = str | bool | int | float
+"""A file attribute; an integer stays an integer (pydantic's smart union picks the exact type)."""
 
 
 def check_attributes(value: dict[str, Any] | None) -> dict[str, Any] | None:

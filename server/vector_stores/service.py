@@ -149,7 +149,7 @@ class VectorStoreService:
         )
 
     def attach(self, store_id: str, body: AttachFile, batch_id: str | None = None) -> VectorStoreFile:
-        """Queue a file for ingestion into the store (attaching it again only updates its attributes).
+        """Queue a file for ingestion into the store (attaching it again only changes the attributes given).
 
         Chunking: the body's, else the store's, else the embedder's default. Raises 404
         `vector_store_id`, 404/400 `file_id` (unknown, or not uploaded for assistants/user_data)."""
@@ -159,7 +159,7 @@ class VectorStoreService:
             chunking = self._chunking(body.chunking_strategy)
         else:
             chunking = json.loads(store["chunking"]) if store["chunking"] else self._chunking(None)
-        self.tables.attach(store_id, body.file_id, file["sha256"], body.attributes or {}, chunking, batch_id)
+        self.tables.attach(store_id, body.file_id, file["sha256"], body.attributes, chunking, batch_id)
         if self.wake:
             self.wake()
         return self.get_file(store_id, body.file_id)

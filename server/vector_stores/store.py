@@ -101,21 +101,29 @@ class VectorStoreTables:
         store_id: str,
         file_id: str,
         sha256: str,
-        attributes: dict[str, Any],
+        attributes: dict[str, Any] | None,
         chunking: dict[str, Any],
         batch_id: str | None,
     ) -> None:
         """Queue the file for ingestion (status `in_progress`). A file already queued or ingested in
-        this store keeps its chunks and status; only its attributes change."""
+        this store keeps its chunks and status: given `attributes` replace its own (None keeps them), and
+        a batch that names it counts it (its `batch_id` becomes the batch's)."""
         with self.db.transaction() as tx:
             existing = tx.execute(
-                "SELECT status FROM vector_store_files WHERE vector_store_id = ? AND file_id = ?",
+                "SELECT status, attributes, batch_id FROM vector_store_files "
+                "WHERE vector_store_id = ? AND file_id = ?",
                 (store_id, file_id),
             ).fetchone()
             if existing is not None and existing["status"] in ("in_progress", "completed"):
                 tx.execute(
-                    "UPDATE vector_store_files SET attributes = ? WHERE vector_store_id = ? AND file_id = ?",
-                    (dumps(attributes), store_id, file_id),
+                    "UPDATE vector_store_files SET attributes = ?, batch_id = ? "
+                    "WHERE vector_store_id = ? AND file_id = ?",
+                    (
+                        existing["attributes"] if attributes is None else dumps(attributes),
+                        batch_id or existing["batch_id"],
+                        store_id,
+                        file_id,
+                    ),
                 )
             else:
                 tx.execute(
@@ -126,7 +134,7 @@ class VectorStoreTables:
                         file_id,
                         sha256,
                         "in_progress",
-                        dumps(attributes),
+                        dumps(attributes or {}),
                         dumps(chunking),
                         batch_id,
                         now(),
