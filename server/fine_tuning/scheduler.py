@@ -81,7 +81,7 @@ class FineTuningScheduler:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     def interrupt(self, job_id: str) -> None:
-        """Ask the worker of `job_id`, if it is running, to stop at its next step (SIGTERM)."""
+        """Ask the worker of `job_id`, if it is running, to stop now (SIGTERM; see finetune/worker.py)."""
         process = self._process
         if self._running_job == job_id and process and process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -105,6 +105,9 @@ class FineTuningScheduler:
 
     async def _run(self) -> None:
         while True:
+            # Cleared before the tick, never after the wait: a wake during a tick is kept (as in the
+            # ingestion worker), so a new job is taken at once rather than at the next poll.
+            self._wake.clear()
             try:
                 await self._tick()
             except asyncio.CancelledError:
@@ -113,7 +116,6 @@ class FineTuningScheduler:
                 log.exception("fine-tuning scheduler error")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
-            self._wake.clear()
 
     async def _tick(self) -> None:
         for row in self.db.query("SELECT id FROM fine_tuning_jobs WHERE status = 'validating_files'"):
