@@ -126,3 +126,13 @@ class Health(WireModel):
     status: Literal["ok"] = "ok"
     engine: str
     model: str
+
+
+def is_utf8(text: str) -> bool:
+    """Whether `text` can be encoded as UTF-8: JSON allows a lone surrogate (`"\\ud800"`), no tokenizer
+    does, so a request holding one is refused as bad input rather than failing in the tokenizer."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

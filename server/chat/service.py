@@ -35,6 +35,7 @@ from server.engines.base import Delta, EngineOverloaded, SamplingParams, choice_
 from server.engines.base import TokenLogprob as EngineLogprob
 from server.errors import APIError, bad_request, overloaded
 from server.metrics import Metrics
+from server.protocol import is_utf8
 from server.vector_stores.protocol import KnowledgeSearch, SearchHit, SearchQuery
 
 
@@ -442,14 +443,6 @@ def check_messages(request: ChatCompletionRequest) -> None:
             raise bad_request("The message is not valid UTF-8 text.", f"messages[{i}].content")
     if not all(is_utf8(s) for s in request.stop or ()):
         raise bad_request("A stop sequence is not valid UTF-8 text.", "stop")
-
-
-def is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def vocab_size(tokenizer) -> int:

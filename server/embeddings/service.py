@@ -11,6 +11,7 @@ from retrieval.embedder import Embedder
 from server.catalog import ModelCatalog, model_not_found
 from server.embeddings.protocol import EmbeddingItem, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage
 from server.errors import APIError, bad_request
+from server.protocol import is_utf8
 
 MAX_INPUTS = 2048
 
@@ -53,7 +54,7 @@ class EmbeddingService:
             raise bad_request(f"At most {MAX_INPUTS} inputs per request.", "input")
         if any(not text.strip() for text in data):
             raise bad_request("'input' must not contain empty strings.", "input")
-        if not all(_is_utf8(text) for text in data):
+        if not all(is_utf8(text) for text in data):
             raise bad_request("'input' must be valid UTF-8 text.", "input")
         if request.dimensions is not None and request.dimensions != self.embedder.dimension:
             raise bad_request(
@@ -122,11 +123,3 @@ def encode(vector: np.ndarray, encoding_format: str) -> list[float] | str:
     if encoding_format == "base64":
         return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
     return vector.tolist()
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate: JSON allows it, no tokenizer does
-        return False
-    return True
