@@ -85,13 +85,15 @@ def _is_type_tag(part: str) -> bool:
 
 
 def _param_of(loc: tuple[Any, ...]) -> str | None:
-    parts = [str(p) for i, p in enumerate(loc) if not (i == 0 and p in ("body", "query", "path"))]
-    parts = [p for p in parts if not _is_type_tag(p)]
+    """`messages[0].content` from pydantic's location: list indexes (ints) in brackets, names and dict
+    keys (`logit_bias.50256`) after dots."""
+    parts = [p for i, p in enumerate(loc) if not (i == 0 and p in ("body", "query", "path"))]
+    parts = [p for p in parts if isinstance(p, int) or not _is_type_tag(str(p))]
     if not parts:
         return None
-    out = parts[0]
+    out = str(parts[0])
     for p in parts[1:]:
-        out += f"[{p}]" if p.isdigit() else f".{p}"
+        out += f"[{p}]" if isinstance(p, int) else f".{p}"
     return out
 
 

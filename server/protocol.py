@@ -8,15 +8,48 @@ or ends before it). One model and one dependency serve every list route of ragtu
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from fastapi import Query
+from fastapi import Query, Request, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
 
 T = TypeVar("T")
 Order = Literal["asc", "desc"]
+
+
+def parse_int(digits: str) -> int | float:
+    """A JSON integer. One longer than Python's int-parsing limit (4300 digits, `sys.int_info`) becomes a
+    float (an infinity), so that the field it sits in refuses it by name, instead of the whole body
+    failing to parse."""
+    if len(digits) - digits.startswith("-") > sys.get_int_max_str_digits():
+        return float(digits)
+    return int(digits)
+
+
+class WireRequest(Request):
+    """A request whose JSON body is parsed with `parse_int`."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = json.loads(await self.body(), parse_int=parse_int)
+        return self._json
+
+
+class WireRoute(APIRoute):
+    """Every ragtune route (FastAPI's documented custom-route pattern): bodies parse as `WireRequest`."""
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def wire_handler(request: Request) -> Response:
+            return await handler(WireRequest(request.scope, request.receive))
+
+        return wire_handler
 
 
 class WireModel(BaseModel):

@@ -9,9 +9,9 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from server.catalog import ModelCatalog
-from server.protocol import Health, ListPage, Model, Page, paginate, pagination
+from server.protocol import Health, ListPage, Model, Page, WireRoute, paginate, pagination
 
-router = APIRouter()
+router = APIRouter(route_class=WireRoute)
 
 
 def get_catalog(request: Request) -> ModelCatalog:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -133,6 +135,8 @@ def test_stream_wire_shape(client, fake_engine):
     assert text == "Paris"
     finals = [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
     assert [f["choices"][0]["finish_reason"] for f in finals] == ["stop"]
+    assert finals[0]["choices"][0]["delta"] == {}  # OpenAI's last delta is empty
+    assert all(set(c["choices"][0]["delta"]) <= {"role", "content"} for c in chunks if c["choices"])
     usage_chunk = chunks[-1]
     assert usage_chunk["choices"] == []
     assert usage_chunk["usage"]["completion_tokens"] == 5
@@ -172,7 +176,7 @@ def test_unknown_fields_are_ignored(client):
             None,
         ),
         ({"functions": [{"name": "f", "parameters": {}}]}, 400, "functions", "unsupported_parameter"),
-        ({"function_call": {"name": "f"}}, 400, "function_call", "unsupported_parameter"),
+        ({"function_call": {"name": "f"}}, 400, "function_call", "invalid_value"),
         ({"response_format": {"type": "json_object"}}, 400, "response_format", None),
         ({"model": "all-minilm-l6-v2"}, 400, "model", "model_not_supported"),
     ],
@@ -419,7 +423,6 @@ def test_tool_choice_none_answers_in_text(client, fake_engine):
     functions = [{"name": "get_weather", "parameters": {"type": "object"}}]
     body = chat(client, functions=functions, function_call="none").json()
     assert body["choices"][0]["message"]["content"] == "Another."
-    assert chat(client, tools=[]).status_code == 200
 
 
 def test_refusal_parts_in_assistant_history(client, fake_engine):
@@ -643,3 +646,135 @@ def test_real_tokenizer_continue_final_message_and_logprob_tokens(make_client, s
     assert entry["token"] == " Paris" and entry["bytes"] == list(b" Paris")
     assert_error(chat(client, logit_bias={"49152": 1}), 400, "logit_bias")
     assert chat(client, logit_bias={"49151": 1, "504": -100}).status_code == 200
+
+
+TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"tool_choice": "auto"}, "tool_choice"),
+        ({"tool_choice": "none"}, "tool_choice"),
+        ({"tools": [], "tool_choice": "none"}, "tools"),
+        ({"tools": []}, "tools"),
+        ({"parallel_tool_calls": False}, "parallel_tool_calls"),
+        ({"function_call": "auto"}, "function_call"),
+        ({"function_call": "none"}, "function_call"),
+        ({"functions": []}, "functions"),
+    ],
+)
+def test_tool_options_without_tools_are_400(client, body, param):
+    """OpenAI refuses tool options that steer no tools, and empty tool lists; so do we."""
+    assert_error(chat(client, **body), 400, param)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"temperature": True}, "temperature"),
+        ({"top_p": "0.5"}, "top_p"),
+        ({"max_tokens": True}, "max_tokens"),
+        ({"max_tokens": 2.0}, "max_tokens"),
+        ({"n": "2"}, "n"),
+        ({"seed": "7"}, "seed"),
+        ({"stream": "yes"}, "stream"),
+        ({"stream": 1}, "stream"),
+        ({"logprobs": "true"}, "logprobs"),
+        ({"stream": True, "stream_options": {"include_usage": "yes"}}, "stream_options.include_usage"),
+        ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        ({"logit_bias": {"5": "1"}}, "logit_bias.5"),
+    ],
+)
+def test_types_are_strict(client, body, param):
+    """`true` is not a number and `"2"` is not an integer: OpenAI answers 400, and so do we."""
+    assert_error(chat(client, **body), 400, param)
+
+
+def test_integers_are_accepted_where_numbers_go(client, fake_engine):
+    assert chat(client, temperature=1, top_p=1, presence_penalty=0).status_code == 200
+    assert fake_engine.calls[-1].params.temperature == 1.0
+
+
+@pytest.mark.parametrize(
+    ("messages", "param"),
+    [
+        ([{"role": "user"}], "messages[0]"),
+        ([{"role": "user", "content": None}], "messages[0]"),
+        ([{"role": "user", "content": []}], "messages[0].content"),
+        ([{"role": "system"}, {"role": "user", "content": "hi"}], "messages[0]"),
+        ([{"role": "user", "content": "hi"}, {"role": "assistant"}], "messages[1]"),
+    ],
+)
+def test_messages_need_content(client, messages, param):
+    assert_error(chat(client, messages=messages), 400, param)
+
+
+def test_assistant_tool_calls_in_history_need_no_content(client, fake_engine):
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "42"},
+    ]
+    assert chat(client, messages=messages).status_code == 200
+
+
+@pytest.mark.parametrize("stream", [False, None])
+def test_stream_options_need_stream(client, stream):
+    response = chat(client, stream=stream, stream_options={"include_usage": True})
+    assert_error(response, 400, "stream_options")
+
+
+@pytest.mark.parametrize(
+    ("field", "path", "param"),
+    [
+        ("temperature", "/v1/chat/completions", "temperature"),
+        ("seed", "/v1/chat/completions", "seed"),
+        ("max_tokens", "/v1/chat/completions", "max_tokens"),
+        ("dimensions", "/v1/embeddings", "dimensions"),
+    ],
+)
+def test_an_integer_past_pythons_digit_limit_is_400_naming_its_field(client, field, path, param):
+    """Python refuses to parse integers over 4300 digits; the field holding one is named, not the body."""
+    model = "smollm2-135m-instruct" if "chat" in path else "all-minilm-l6-v2"
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "input": "x"}
+    raw = json.dumps(body)[:-1] + f', "{field}": -{"9" * 5001}}}'
+    response = client.post(path, content=raw, headers={"content-type": "application/json"})
+    assert_error(response, 400, param)
+
+
+def test_logprobs_are_those_of_the_returned_content(client, fake_engine):
+    """Tokens of a stop string cut from the text are not in logprobs (streamed or not)."""
+    fake_engine.enqueue("Hello world")
+    body = chat(client, logprobs=True, stop=["lo w"]).json()
+    choice = body["choices"][0]
+    assert choice["message"]["content"] == "Hel"
+    assert [e["token"] for e in choice["logprobs"]["content"]] == ["H", "e", "l"]
+    fake_engine.enqueue("Hello world")
+    status, events = stream_chat(client, logprobs=True, stop=["lo w"])
+    text, tokens = "", []
+    for chunk in events[:-1]:
+        for c in chunk["choices"]:
+            text += c["delta"].get("content") or ""
+            tokens += [e["token"] for e in (c["logprobs"] or {}).get("content") or ()]
+    assert text == "Hel" and tokens == ["H", "e", "l"]
+
+
+def test_real_tokenizer_logprob_bytes_rebuild_the_text(make_client, smol_tokenizer):
+    """A byte-level BPE token holding part of a UTF-8 character carries its raw bytes (OpenAI's
+    `bytes:\\x..` string): the bytes of every token, joined, are the answer's UTF-8; tokens of a stop
+    string cut away and the end-of-sequence token are not listed."""
+    engine = FakeEngine(tokenizer=smol_tokenizer)
+    client = make_client(engine)
+    engine.enqueue("你好 café 🙂 and more")
+    choice = chat(client, logprobs=True, top_logprobs=2, stop=[" and"]).json()["choices"][0]
+    content, entries = choice["message"]["content"], choice["logprobs"]["content"]
+    assert content == "你好 café 🙂"
+    assert b"".join(bytes(e["bytes"]) for e in entries) == content.encode()
+    assert entries[0]["token"].startswith("bytes:\\x") and "\ufffd" not in entries[0]["token"]
+    for alt in (a for e in entries for a in e["top_logprobs"]):
+        assert "\ufffd" not in alt["token"]
+    engine.enqueue("Oui<|im_end|>")
+    choice = chat(client, logprobs=True).json()["choices"][0]
+    assert "".join(e["token"] for e in choice["logprobs"]["content"]) == choice["message"]["content"]

@@ -49,6 +49,10 @@ def test_embedding_errors(client):
     assert_error(embed(client, input="x", dimensions=128), 400, "dimensions")
     assert_error(embed(client, input="x", encoding_format="int8"), 400, "encoding_format")
     assert_error(client.post("/v1/embeddings", json={"model": "all-minilm-l6-v2"}), 400, "input")
+    # Strict types, as OpenAI's: a boolean or a numeric string is not an integer.
+    assert_error(embed(client, input="x", truncate_prompt_tokens=True), 400, "truncate_prompt_tokens")
+    assert_error(embed(client, input="x", dimensions="384"), 400, "dimensions")
+    assert_error(embed(client, input=5), 400, "input")
 
 
 # Two inputs that share a ~400-token prefix and differ only after all-MiniLM-L6-v2's 256-token window.

@@ -12,7 +12,7 @@ from server.protocol import WireModel
 class CreateBattle(BaseModel):
     """Ask one question of two arms drawn at random (their names stay hidden until the vote)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     question: str = Field(min_length=1, max_length=8000)
     arms: list[str] | None = Field(None, min_length=2, description="Draw from these; default every chat arm.")
     max_tokens: int = Field(256, ge=1, le=2048)
@@ -21,7 +21,7 @@ class CreateBattle(BaseModel):
 class Vote(BaseModel):
     """Which answer was better: `a`, `b`, `tie` or `both_bad` (the last two count as a draw)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     winner: Literal["a", "b", "tie", "both_bad"]
 
 

@@ -12,8 +12,9 @@ from fastapi.responses import HTMLResponse
 
 from server.arena.protocol import Battle, CreateBattle, Vote, VoteResult
 from server.arena.service import ArenaService
+from server.protocol import WireRoute
 
-router = APIRouter()
+router = APIRouter(route_class=WireRoute)
 PAGE = Path(__file__).resolve().parents[1] / "web" / "arena.html"
 
 

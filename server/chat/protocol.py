@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from server.vector_stores.protocol import RankingOptions, check_filters
 
@@ -25,7 +33,7 @@ class ContentPart(BaseModel):
     are read; `image_url`, `input_audio` and `file` parts are OpenAI's, but this model takes text only,
     so the service refuses them naming the part (`messages[i].content[j].type`)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     type: PartType
     text: str | None = None
     refusal: str | None = None
@@ -36,10 +44,29 @@ class ContentPart(BaseModel):
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """One message of the conversation. Content is required (a string, or a non-empty list of parts),
+    except on an assistant message that carries `tool_calls` or `function_call` instead (OpenAI's rule)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
     role: Role
     content: str | list[ContentPart] | None = None
     name: str | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _parts(cls, value: str | list[ContentPart] | None) -> str | list[ContentPart] | None:
+        if isinstance(value, list) and not value:
+            raise ValueError("content must be a string or a non-empty array of content parts")
+        return value
+
+    @model_validator(mode="after")
+    def _has_content(self) -> ChatMessage:
+        extra = self.model_extra or {}
+        if self.content is None and not (
+            self.role == "assistant" and (extra.get("tool_calls") or extra.get("function_call"))
+        ):
+            raise ValueError(f"a {self.role} message needs content")
+        return self
 
     @property
     def text(self) -> str:
@@ -50,7 +77,7 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     include_usage: bool = False
 
 
@@ -60,7 +87,7 @@ class FileSearch(BaseModel):
     `ranking_options.score_threshold` to its `rag_score_threshold`; `filters` narrows the files by their
     attributes as in `/v1/vector_stores/{id}/search`."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     vector_store_ids: list[str] = Field(min_length=1, max_length=16)
     max_num_results: int | None = Field(None, ge=1, le=50)
     ranking_options: RankingOptions | None = None
@@ -88,9 +115,10 @@ NULL_IS_DEFAULT = (
 
 class ChatCompletionRequest(BaseModel):
     """OpenAI's chat request, every numeric field bounded to its documented range (vLLM's for vLLM's
-    extensions), so nothing out of range ever reaches an engine."""
+    extensions), so nothing out of range ever reaches an engine. Types are strict, as OpenAI's are:
+    `true` is not a number and `"2"` is not an integer (JSON integers are accepted for floats)."""
 
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, strict=True)
 
     model: str
     messages: list[ChatMessage]
@@ -230,9 +258,16 @@ class ChatCompletion(BaseModel):
 
 
 class ChunkDelta(BaseModel):
+    """A streamed choice's new content. Only the fields it carries are written: the last chunk's delta is
+    `{}` as OpenAI's is (or holds only the citations)."""
+
     role: Literal["assistant"] | None = None
     content: str | None = None
     annotations: list[dict[str, Any]] | None = None
+
+    @model_serializer(mode="wrap")
+    def _only_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {key: value for key, value in handler(self).items() if value is not None}
 
 
 class ChunkChoice(BaseModel):

@@ -10,8 +10,9 @@ from fastapi.responses import StreamingResponse
 from server.chat.protocol import ChatCompletion, ChatCompletionRequest
 from server.chat.service import ChatService
 from server.disconnect import unless_disconnected
+from server.protocol import WireRoute
 
-router = APIRouter()
+router = APIRouter(route_class=WireRoute)
 
 
 def get_chat(request: Request) -> ChatService:

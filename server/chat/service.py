@@ -8,6 +8,7 @@ import json
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from server.chat.protocol import (
 from server.chat.rag import annotations, rag_messages
 from server.engines.base import Delta, EngineOverloaded, SamplingParams, choice_seed
 from server.engines.base import TokenLogprob as EngineLogprob
+from server.engines.detok import TokenBytes
 from server.errors import APIError, bad_request, overloaded
 from server.metrics import Metrics
 from server.protocol import is_utf8
@@ -375,6 +377,24 @@ def reject_unsupported(request: ChatCompletionRequest) -> None:
     """Fields OpenAI defines that this server does not implement: a clear 400 rather than a silent ignore.
     A `tool_choice` / `function_call` of "none" asks for a text answer, which needs no tools at all."""
     extra = request.model_extra or {}
+    # What OpenAI refuses outright: empty tool lists, and tool options without the tools they steer.
+    for tools, options in (
+        ("tools", ("tool_choice", "parallel_tool_calls")),
+        ("functions", ("function_call",)),
+    ):
+        if tools in extra and isinstance(extra[tools], list) and not extra[tools]:
+            raise bad_request(
+                f"Invalid '{tools}': empty array. Expected an array with minimum length 1.",
+                tools,
+                "empty_array",
+            )
+        for option in options:
+            if extra.get(option) is not None and not extra.get(tools):
+                raise bad_request(
+                    f"Invalid value for '{option}': '{option}' is only allowed when '{tools}' are specified.",
+                    option,
+                    "invalid_value",
+                )
     if extra.get("tools") and extra.get("tool_choice") != "none":
         raise bad_request(
             "tools are not supported by this server (tool_choice 'none' answers in text).",
@@ -401,6 +421,8 @@ def reject_unsupported(request: ChatCompletionRequest) -> None:
     if extra.get("audio") is not None or any(m != "text" for m in extra.get("modalities") or ()):
         param = "audio" if extra.get("audio") is not None else "modalities"
         raise bad_request("This model answers in text only.", param, "unsupported_parameter")
+    if request.stream_options is not None and not request.stream:
+        raise bad_request("stream_options is only allowed when stream is true.", "stream_options")
     if request.top_logprobs is not None and not request.logprobs:
         raise bad_request("top_logprobs needs logprobs set to true.", "top_logprobs")
     if request.continue_final_message and request.add_generation_prompt:
@@ -469,13 +491,15 @@ def token_biases(logit_bias: dict[str, float] | None, vocab: int) -> tuple[tuple
     return tuple(sorted(biases.items()))
 
 
+_TOKEN_BYTES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def wire_logprobs(tokenizer, entries: list[EngineLogprob]) -> ChoiceLogprobs:
-    """OpenAI's logprobs object; each token's string is its id decoded on its own, `bytes` its UTF-8."""
-
-    def token(token_id: int) -> tuple[str, list[int]]:
-        text = tokenizer.decode([token_id], skip_special_tokens=False)
-        return text, list(text.encode("utf-8", "replace"))
-
+    """OpenAI's logprobs object: each token's raw `bytes` (joined, they rebuild the answer's text) and
+    its string (`bytes:\\x..` for a token holding part of a UTF-8 character, as OpenAI writes it)."""
+    token = _TOKEN_BYTES.get(tokenizer)
+    if token is None:
+        token = _TOKEN_BYTES[tokenizer] = TokenBytes(tokenizer)
     content = []
     for entry in entries:
         text, raw = token(entry.token_id)

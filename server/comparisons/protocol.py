@@ -11,14 +11,14 @@ from server.protocol import WireModel
 
 
 class Arm(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     name: str = Field(min_length=1, max_length=64)
     model: str
     file_search: FileSearch | None = None
 
 
 class CreateComparison(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     eval_file_id: str
     arms: list[Arm | str] | None = Field(None, min_length=1, max_length=8)
     vector_store_id: str | None = None

@@ -11,9 +11,9 @@ from server.arena.protocol import Leaderboard
 from server.arena.routes import ArenaDep
 from server.comparisons.protocol import Comparison, CreateComparison
 from server.comparisons.service import ComparisonService
-from server.protocol import ListPage, Page, paginate, pagination
+from server.protocol import ListPage, Page, WireRoute, paginate, pagination
 
-router = APIRouter(prefix="/v1/comparisons")
+router = APIRouter(prefix="/v1/comparisons", route_class=WireRoute)
 
 
 def get_comparisons(request: Request) -> ComparisonService:

@@ -8,7 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class EmbeddingRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """OpenAI's embeddings request; types are strict (`"2"` is not a number, `true` is not 1), as OpenAI's."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str
     input: str | list[str] | list[int] | list[list[int]]

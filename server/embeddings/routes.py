@@ -8,8 +8,9 @@ from fastapi import APIRouter, Depends, Request
 
 from server.embeddings.protocol import EmbeddingRequest, EmbeddingResponse
 from server.embeddings.service import EmbeddingService
+from server.protocol import WireRoute
 
-router = APIRouter()
+router = APIRouter(route_class=WireRoute)
 
 
 def get_embeddings(request: Request) -> EmbeddingService:

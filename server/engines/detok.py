@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 _REPLACEMENT = "\ufffd"
@@ -62,3 +64,118 @@ class StreamDecoder:
                     best = n
                     break
         return best
+
+
+class LogprobAligner:
+    """Hands out each token's logprob entry once the text that token produced has been sent, and never
+    the entries of tokens a stop string cut away: a client's logprobs are those of the content it got.
+
+    `add` takes entries as tokens are generated; `take(sent, final)` returns the entries now due, where
+    `sent` is the number of characters of text handed out so far. A token is due when its text ends
+    within `sent`; at the end (`final`), also a token whose text starts within `sent` (it straddles a
+    stop-string cut: part content, part stop string). Tokens without text (special tokens such as
+    end-of-sequence) are due only with a later token that has text, so a trailing end-of-sequence token,
+    which is not content, never is. Offsets come from decoding the growing id list
+    with `skip_special_tokens=True`, as `StreamDecoder` and vLLM's detokenizer do, so special tokens
+    (end-of-sequence) are due with the text before them."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.entries: list[Any] = []
+        self.ends: list[int] = []
+        self.released = 0
+
+    def add(self, entries: Any) -> None:
+        for entry in entries or ():
+            self.ids.append(entry.token_id)
+            self.entries.append(entry)
+            self.ends.append(len(self.tokenizer.decode(self.ids, skip_special_tokens=True)))
+
+    def take(self, sent: int, final: bool = False) -> list[Any]:
+        n = last = self.released
+        while n < len(self.entries):
+            start = self.ends[n - 1] if n else 0
+            if not (self.ends[n] <= sent or (final and start < sent)):
+                break
+            n += 1
+            if self.ends[n - 1] > start:  # a token with text: it and the textless ones before it are due
+                last = n
+        out, self.released = self.entries[self.released : last], last
+        return out
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte-level BPE alphabet: each byte 0-255 as the printable character that stands for it
+    in the vocabulary (OpenAI's gpt-2 `encoder.py`, MIT; the `tokenizers` ByteLevel decoder's table)."""
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    chars = list(printable)
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, map(chr, chars), strict=True))
+
+
+_BYTE_DECODER = {char: byte for byte, char in _bytes_to_unicode().items()}
+_BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
+def _uses_byte_level(tokenizer: Any) -> bool:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return False
+    try:
+        decoder = json.loads(backend.to_str()).get("decoder") or {}
+    except (AttributeError, TypeError, ValueError):
+        return False
+    pending = [decoder]
+    while pending:
+        node = pending.pop()
+        if node.get("type") == "ByteLevel":
+            return True
+        pending.extend(node.get("decoders") or ())
+    return False
+
+
+class TokenBytes:
+    """A token's raw bytes and its OpenAI display string (`token` / `bytes` in `logprobs`).
+
+    Byte-level BPE tokens (GPT-2, SmolLM, Llama 3, Qwen) map back through the byte alphabet; SentencePiece
+    byte-fallback tokens (`<0xE6>`) are that byte; anything else is its decoded text. A token holding part
+    of a UTF-8 character gets those bytes, so joining the `bytes` of a whole answer rebuilds its text; its
+    string is OpenAI's `bytes:\\xe4\\xbd` form, as decoding it alone would give U+FFFD."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.byte_level = _uses_byte_level(tokenizer)
+        added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+        self.added = set(added) if isinstance(added, dict) else set()
+        self.cache: dict[int, tuple[str, list[int]]] = {}
+
+    def __call__(self, token_id: int) -> tuple[str, list[int]]:
+        hit = self.cache.get(token_id)
+        if hit is None:
+            raw = self._raw(token_id)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                text = "bytes:" + "".join(f"\\x{b:02x}" for b in raw)
+            hit = self.cache[token_id] = (text, list(raw))
+        return hit
+
+    def _raw(self, token_id: int) -> bytes:
+        if token_id not in self.added and hasattr(self.tokenizer, "convert_ids_to_tokens"):
+            piece = self.tokenizer.convert_ids_to_tokens(token_id)
+            if isinstance(piece, str):
+                if self.byte_level and piece and all(c in _BYTE_DECODER for c in piece):
+                    return bytes(_BYTE_DECODER[c] for c in piece)
+                if match := _BYTE_FALLBACK.fullmatch(piece):
+                    return bytes([int(match.group(1), 16)])
+        return self.tokenizer.decode([token_id], skip_special_tokens=False).encode("utf-8")

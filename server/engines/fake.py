@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from server.engines.base import Delta, Engine, EngineInfo, EngineOverloaded, SamplingParams, TokenLogprob
-from server.engines.detok import StreamDecoder
+from server.engines.detok import LogprobAligner, StreamDecoder
 
 
 class CharTokenizer:
@@ -110,30 +110,30 @@ class FakeEngine(Engine):
         self.running += 1
         done = False
         n = 0
-        # Logprobs of tokens whose text the decoder still holds back travel with the next delta.
-        pending: list[TokenLogprob] | None = None if params.logprobs is None else []
+        aligner = None if params.logprobs is None else LogprobAligner(self.tokenizer)
 
-        def taken() -> list[TokenLogprob] | None:
-            nonlocal pending
-            out, pending = pending, (None if pending is None else [])
-            return out
+        def due(final: bool = False) -> list[TokenLogprob] | None:
+            return None if aligner is None else aligner.take(decoder.sent, final)
 
         try:
             for n, token in enumerate(self.tokenizer.encode(reply), start=1):
                 if self.delay:
                     await asyncio.sleep(self.delay)
                 text = decoder.push(token)
-                if pending is not None:
-                    pending.append(fake_logprobs(token, params.logprobs or 0))
+                if aligner is not None:
+                    aligner.add([fake_logprobs(token, params.logprobs or 0)])
                 if decoder.stopped or n == params.max_tokens:
                     reason = "stop" if decoder.stopped else "length"
                     done = True
-                    yield Delta(text + decoder.flush(), reason, len(prompt_ids), n, taken())
+                    text += decoder.flush()
+                    yield Delta(text, reason, len(prompt_ids), n, due(final=True))
                     return
-                if text:
-                    yield Delta(text, logprobs=taken())
+                logprobs = due()
+                if text or logprobs:
+                    yield Delta(text, logprobs=logprobs)
             done = True
-            yield Delta(decoder.flush(), "stop", len(prompt_ids), n, taken())
+            text = decoder.flush()
+            yield Delta(text, "stop", len(prompt_ids), n, due(final=True))
         finally:
             self.running -= 1
             if not done:

@@ -28,7 +28,7 @@ from server.engines.base import (
     SamplingParams,
     TokenLogprob,
 )
-from server.engines.detok import StreamDecoder
+from server.engines.detok import LogprobAligner, StreamDecoder
 
 log = logging.getLogger("ragtune.engine")
 
@@ -44,6 +44,7 @@ class _Seq:
     adapter: str | None
     loop: asyncio.AbstractEventLoop
     decoder: StreamDecoder
+    aligner: LogprobAligner | None = None
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     generated: list[int] = field(default_factory=list)
     generator: Any = None
@@ -166,6 +167,7 @@ class TransformersEngine(Engine):
             adapter=adapter,
             loop=asyncio.get_running_loop(),
             decoder=StreamDecoder(self.tokenizer, params.stop),
+            aligner=None if params.logprobs is None else LogprobAligner(self.tokenizer),
         )
         if params.seed is not None:  # manual_seed takes [-2**63, 2**64); seeds are in [0, 2**63)
             seq.generator = self._torch.Generator(device=self.device).manual_seed(params.seed)
@@ -412,11 +414,14 @@ class TransformersEngine(Engine):
                     or len(seq.prompt_ids) + len(seq.generated) >= self.info.max_model_len
                 ):
                     text, finish = text + seq.decoder.flush(), "length"
-            logprobs = None if logprob is None else [logprob]
+            logprobs = None
+            if seq.aligner is not None:  # logprobs travel with the text their tokens produced
+                seq.aligner.add([logprob])
+                logprobs = seq.aligner.take(seq.decoder.sent, final=finish is not None)
             if finish:
                 self._finish(seq, Delta(text, finish, len(seq.prompt_ids), len(seq.generated), logprobs))
             else:
-                if text or logprobs:  # logprobs go out with their step, even while the text is held back
+                if text or logprobs:
                     seq.emit(Delta(text, logprobs=logprobs))
                 keep.append(row)
         batch.next_tokens = self._torch.tensor(tokens, device=self.device)

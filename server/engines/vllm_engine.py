@@ -34,6 +34,7 @@ from server.engines.base import (
     SamplingParams,
     TokenLogprob,
 )
+from server.engines.detok import LogprobAligner
 
 log = logging.getLogger("ragtune.engine")
 
@@ -186,12 +187,18 @@ class VLLMEngine(Engine):
             tokens_input(list(prompt_ids)), sampling, uuid.uuid4().hex, lora_request=lora
         )
         completion = 0
+        sent = 0  # characters of text handed out
+        aligner = None if params.logprobs is None else LogprobAligner(self.tokenizer)
         self._inflight += 1
         try:
             async for out in outputs:
                 choice = out.outputs[0]
                 completion += len(choice.token_ids)
-                logprobs = token_logprobs(choice, params.logprobs)
+                sent += len(choice.text)
+                logprobs = None
+                if aligner is not None:  # vLLM's logprobs include tokens of a stop string it cut
+                    aligner.add(token_logprobs(choice, params.logprobs))
+                    logprobs = aligner.take(sent, final=out.finished)
                 if out.finished:
                     yield Delta(
                         choice.text,

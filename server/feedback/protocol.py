@@ -13,7 +13,7 @@ from server.protocol import WireModel
 class CreateFeedback(BaseModel):
     """A rating of one chat answer; a thumbs-down with a `correction` becomes a training example."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     messages: list[ChatMessage] = Field(min_length=1, description="The conversation the answer replied to.")
     response: str = Field(description="The answer being rated.")
     rating: Literal["up", "down"]

@@ -9,9 +9,9 @@ from fastapi.responses import PlainTextResponse
 
 from server.feedback.protocol import CreateFeedback, Feedback
 from server.feedback.service import FeedbackService
-from server.protocol import ListPage, Page, paginate, pagination
+from server.protocol import ListPage, Page, WireRoute, paginate, pagination
 
-router = APIRouter(prefix="/v1/feedback")
+router = APIRouter(prefix="/v1/feedback", route_class=WireRoute)
 
 
 def get_feedback(request: Request) -> FeedbackService:

@@ -9,9 +9,9 @@ from fastapi.responses import FileResponse
 
 from server.files.protocol import FileObject
 from server.files.service import FileService
-from server.protocol import DeletedObject, ListPage, Page, pagination
+from server.protocol import DeletedObject, ListPage, Page, WireRoute, pagination
 
-router = APIRouter()
+router = APIRouter(route_class=WireRoute)
 
 
 def get_files(request: Request) -> FileService:

@@ -30,7 +30,9 @@ Multiplier = Annotated[float, Field(**_limits("learning_rate_multiplier")), Tag(
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """A request body: unknown fields are kept (OpenAI adds fields), types are strict as OpenAI's are."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class Hyperparameters(_Body):

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, Request
 
 from server.fine_tuning.protocol import CreateJob, FineTuningJob, FineTuningJobCheckpoint, FineTuningJobEvent
 from server.fine_tuning.service import FineTuningService
-from server.protocol import ListPage, Page, pagination
+from server.protocol import ListPage, Page, WireRoute, pagination
 
-router = APIRouter(prefix="/v1/fine_tuning/jobs")
+router = APIRouter(prefix="/v1/fine_tuning/jobs", route_class=WireRoute)
 
 
 def get_fine_tuning(request: Request) -> FineTuningService:

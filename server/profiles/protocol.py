@@ -11,7 +11,7 @@ from server.protocol import WireModel
 
 
 class CreateProfile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
     model: str = Field(description="The base model or an ft: adapter.")

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, Request
 
 from server.profiles.protocol import CreateProfile, Profile
 from server.profiles.service import ProfileService
-from server.protocol import DeletedObject, ListPage, Page, paginate, pagination
+from server.protocol import DeletedObject, ListPage, Page, WireRoute, paginate, pagination
 
-router = APIRouter(prefix="/v1/profiles")
+router = APIRouter(prefix="/v1/profiles", route_class=WireRoute)
 
 
 def get_profiles(request: Request) -> ProfileService:

@@ -40,7 +40,9 @@ def check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """A request body: unknown fields are kept (OpenAI adds fields), types are strict as OpenAI's are."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class CreateVectorStore(_Body):

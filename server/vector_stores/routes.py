@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from server.protocol import DeletedObject, ListPage, Page, pagination
+from server.protocol import DeletedObject, ListPage, Page, WireRoute, pagination
 from server.vector_stores.protocol import (
     AttachFile,
     CreateFileBatch,
@@ -22,7 +22,7 @@ from server.vector_stores.protocol import (
 )
 from server.vector_stores.service import VectorStoreService
 
-router = APIRouter(prefix="/v1/vector_stores")
+router = APIRouter(prefix="/v1/vector_stores", route_class=WireRoute)
 
 
 def get_vector_stores(request: Request) -> VectorStoreService:
