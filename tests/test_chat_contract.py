@@ -168,16 +168,37 @@ def test_unknown_fields_are_ignored(client):
         ({"stop": ["a", "b", "c", "d", "e"]}, 400, "stop", None),
         ({"messages": [{"role": "user", "content": "x" * 600}]}, 400, "messages", "context_length_exceeded"),
         ({"max_tokens": 10_000}, 400, "max_tokens", "context_length_exceeded"),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, 400, "tools", None),
         (
-            {"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "auto"},
+            {"tools": [{"type": "function", "function": {"name": "bad name"}}]},
             400,
-            "tools",
+            "tools[0].function.name",
             None,
         ),
-        ({"functions": [{"name": "f", "parameters": {}}]}, 400, "functions", "unsupported_parameter"),
+        ({"tools": [{"type": "retrieval"}]}, 400, "tools[0].type", None),
+        (
+            {
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "tool_choice": {"type": "function", "function": {"name": "g"}},
+            },
+            400,
+            "tool_choice",
+            None,
+        ),
+        ({"functions": [{"name": "f"}], "function_call": {"name": "g"}}, 400, "function_call", None),
         ({"function_call": {"name": "f"}}, 400, "function_call", "invalid_value"),
-        ({"response_format": {"type": "json_object"}}, 400, "response_format", None),
+        ({"response_format": {"type": "json_schema"}}, 400, "response_format", None),
+        ({"response_format": {"type": "yaml"}}, 400, "response_format.type", None),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "x", "schema": {"type": "objx"}},
+                }
+            },
+            400,
+            "response_format.json_schema.schema",
+            None,
+        ),
         ({"model": "all-minilm-l6-v2"}, 400, "model", "model_not_supported"),
     ],
 )
@@ -566,9 +587,10 @@ def test_default_answer_length(tmp_path, make_client):
 def test_response_finish_reasons_are_openais():
     from server.chat.protocol import Choice, ChunkChoice
 
-    assert Choice.model_json_schema()["properties"]["finish_reason"]["enum"] == ["stop", "length"]
+    reasons = ["stop", "length", "tool_calls", "function_call"]
+    assert Choice.model_json_schema()["properties"]["finish_reason"]["enum"] == reasons
     chunk_reason = ChunkChoice.model_json_schema()["properties"]["finish_reason"]["anyOf"][0]
-    assert chunk_reason["enum"] == ["stop", "length"]
+    assert chunk_reason["enum"] == reasons
 
 
 class MidStreamFailure(FakeEngine):

@@ -135,18 +135,24 @@ def test_a_poisoned_request_fails_alone_beside_healthy_streams(engine):
     assert engine.stats() == {"running": 0, "waiting": 0}
 
 
-def test_logprobs_come_with_every_token_also_while_text_is_held_back(engine):
+def test_logprobs_travel_with_their_text_and_a_stop_string_takes_its_own_away(engine):
+    """Each delta's logprobs are those of the tokens that made its text (held back with it while the
+    text could start the stop string); the stop string's tokens, cut from the text, are not listed."""
+
     async def run():
         ids = prompt(engine, "Count from 1 to 20, one number per line.")
-        params = SamplingParams(max_tokens=24, temperature=0.0, logprobs=2, stop=("\n7",))
+        params = SamplingParams(max_tokens=24, temperature=0.0, logprobs=2, stop=("\n5",))
         return [d async for d in engine.generate(ids, params)]
 
     deltas = asyncio.run(run())
-    entries = [e for d in deltas for e in d.logprobs]
-    assert all(d.logprobs for d in deltas)  # one token per step, each with its own delta
-    assert len(entries) == deltas[-1].completion_tokens
-    assert any(d.text == "" for d in deltas)  # "\n" held back while it could start the stop string
+    entries = [e for d in deltas for e in d.logprobs or ()]
+    text = "".join(d.text for d in deltas)
+    assert text.endswith("4. 4") and deltas[-1].finish_reason == "stop"
+    assert any(d.text == "" and not d.logprobs for d in deltas)  # "\n" held back, and its logprob too
+    assert engine.tokenizer.decode([e.token_id for e in entries]) == text
+    assert len(entries) < deltas[-1].completion_tokens  # "\n5" was generated, then cut
+    for delta in deltas:
+        ids = [e.token_id for e in delta.logprobs or ()]
+        assert engine.tokenizer.decode(ids) == delta.text
     for entry in entries:  # greedy: the chosen token is the most likely one
         assert len(entry.top) == 2 and entry.top[0] == (entry.token_id, pytest.approx(entry.logprob))
-    text = "".join(d.text for d in deltas)
-    assert engine.tokenizer.decode([e.token_id for e in entries]).startswith(text)

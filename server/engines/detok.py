@@ -70,14 +70,13 @@ class LogprobAligner:
     """Hands out each token's logprob entry once the text that token produced has been sent, and never
     the entries of tokens a stop string cut away: a client's logprobs are those of the content it got.
 
-    `add` takes entries as tokens are generated; `take(sent, final)` returns the entries now due, where
-    `sent` is the number of characters of text handed out so far. A token is due when its text ends
-    within `sent`; at the end (`final`), also a token whose text starts within `sent` (it straddles a
-    stop-string cut: part content, part stop string). Tokens without text (special tokens such as
-    end-of-sequence) are due only with a later token that has text, so a trailing end-of-sequence token,
-    which is not content, never is. Offsets come from decoding the growing id list
-    with `skip_special_tokens=True`, as `StreamDecoder` and vLLM's detokenizer do, so special tokens
-    (end-of-sequence) are due with the text before them."""
+    `add` takes entries as tokens are generated; `take(sent)` returns the entries now due, where `sent`
+    is the number of characters of text handed out so far: a token is due when its text ends within
+    `sent`. A token that straddles a stop-string cut (part content, part stop string, as " Paris" after
+    "is" with stop "Paris") never is, so no entry shows text of the stop string. Tokens without text
+    (special tokens, such as end-of-sequence) are due only with a later token that has text, so a
+    trailing end-of-sequence token, which is not content, never is. Offsets come from decoding the
+    growing id list with `skip_special_tokens=True`, as `StreamDecoder` and vLLM's detokenizer do."""
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
@@ -92,11 +91,11 @@ class LogprobAligner:
             self.entries.append(entry)
             self.ends.append(len(self.tokenizer.decode(self.ids, skip_special_tokens=True)))
 
-    def take(self, sent: int, final: bool = False) -> list[Any]:
+    def take(self, sent: int) -> list[Any]:
         n = last = self.released
         while n < len(self.entries):
             start = self.ends[n - 1] if n else 0
-            if not (self.ends[n] <= sent or (final and start < sent)):
+            if self.ends[n] > sent:
                 break
             n += 1
             if self.ends[n - 1] > start:  # a token with text: it and the textless ones before it are due
