@@ -485,10 +485,12 @@ def test_malformed_content_parts(client):
 
 def test_logit_bias_reaches_the_engine(client, fake_engine):
     assert chat(client, logit_bias={}).status_code == 200  # LangChain sends an empty one
-    assert chat(client, logit_bias={"66": 5.5, "65": -100, "0065": 3}).status_code == 200
+    assert chat(client, logit_bias={"66": 5.5, "65": -100}).status_code == 200
     empty, biased = fake_engine.calls
     assert empty.params.logit_bias == ()
-    assert biased.params.logit_bias == ((65, 3.0), (66, 5.5))  # one entry per token id, the last wins
+    assert biased.params.logit_bias == ((65, -100.0), (66, 5.5))
+    # A key is a token id as written by str(int): "0065" would be a second spelling of 65.
+    assert_error(chat(client, logit_bias={"0065": 3}), 400, "logit_bias")
 
 
 def test_vllm_sampling_extensions_reach_the_engine(client, fake_engine):
@@ -800,3 +802,34 @@ def test_real_tokenizer_logprob_bytes_rebuild_the_text(make_client, smol_tokeniz
     engine.enqueue("Oui<|im_end|>")
     choice = chat(client, logprobs=True).json()["choices"][0]
     assert "".join(e["token"] for e in choice["logprobs"]["content"]) == choice["message"]["content"]
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"repetition_penalty": 1e-40}, "repetition_penalty"),
+        ({"reasoning_effort": "low"}, "reasoning_effort"),
+        ({"verbosity": "low"}, "verbosity"),
+        ({"web_search_options": {}}, "web_search_options"),
+        ({"prediction": {"type": "content", "content": "x"}}, "prediction"),
+        ({"logit_bias": {" 5": 1}}, "logit_bias"),
+        ({"logit_bias": {"05": 1}}, "logit_bias"),
+    ],
+)
+def test_fields_that_would_change_the_answer_are_refused(client, body, param):
+    assert_error(chat(client, **body), 400, param)
+
+
+def test_an_answer_cut_mid_character_ends_before_it_and_its_logprobs_match(make_client, smol_tokenizer):
+    """max_tokens may end an answer inside a character (an emoji is several byte-level tokens): the
+    content ends before it, as on vLLM, and the logprobs are those of the content, every byte of it."""
+    engine = FakeEngine(tokenizer=smol_tokenizer)
+    client = make_client(engine)
+    reply = "😀🎉🚀👩"
+    ids = smol_tokenizer.encode(reply, add_special_tokens=False)
+    for limit in range(1, len(ids) + 1):
+        engine.enqueue(reply)
+        choice = chat(client, logprobs=True, max_tokens=limit).json()["choices"][0]
+        content = choice["message"]["content"]
+        assert "\ufffd" not in content and reply.startswith(content)
+        assert b"".join(bytes(e["bytes"]) for e in choice["logprobs"]["content"]) == content.encode()

@@ -231,7 +231,11 @@ class ChatCompletionRequest(BaseModel):
     )
     min_p: float | None = Field(None, ge=0.0, le=1.0, description="vLLM: drop tokens below min_p x the top.")
     repetition_penalty: float | None = Field(
-        None, gt=0.0, le=2.0, description="vLLM: > 1 discourages tokens already in the prompt or answer."
+        None,
+        ge=0.01,
+        le=2.0,
+        description="vLLM: > 1 discourages tokens already in the prompt or answer; 0.01 to 2 (below, the "
+        "divided logits overflow).",
     )
     continue_final_message: bool | None = Field(
         False, description="vLLM: continue the last (assistant) message instead of starting a new turn."

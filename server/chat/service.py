@@ -417,6 +417,15 @@ def apply_profile(request: ChatCompletionRequest, profile: dict | None) -> ChatC
     return request.model_copy(update=updates)
 
 
+UNSUPPORTED = {
+    "reasoning_effort": "this model does not reason before answering (OpenAI refuses it for such models).",
+    "verbosity": "this model has no verbosity control.",
+    "web_search_options": "this server does not search the web; use file_search over your knowledge bases.",
+    "prediction": "predicted outputs are not implemented.",
+}
+"""OpenAI fields that change what an answer is on OpenAI but cannot here: a 400, never a silent ignore."""
+
+
 def reject_unsupported(request: ChatCompletionRequest) -> None:
     """Fields OpenAI defines that this server does not implement: a clear 400 rather than a silent ignore.
     A `tool_choice` / `function_call` of "none" asks for a text answer, which needs no tools at all."""
@@ -435,6 +444,9 @@ def reject_unsupported(request: ChatCompletionRequest) -> None:
                 )
     if request.tools and request.functions:
         raise bad_request("Send tools or the legacy functions, not both.", "functions")
+    for name, why in UNSUPPORTED.items():
+        if extra.get(name) is not None:
+            raise bad_request(f"'{name}' is not supported: {why}", name, "unsupported_parameter")
     if extra.get("audio") is not None or any(m != "text" for m in extra.get("modalities") or ()):
         param = "audio" if extra.get("audio") is not None else "modalities"
         raise bad_request("This model answers in text only.", param, "unsupported_parameter")
@@ -502,10 +514,7 @@ def token_biases(logit_bias: dict[str, float] | None, vocab: int) -> tuple[tuple
     """`logit_bias` as (token id, bias) pairs; a key that is not a token id of this model is a 400."""
     biases: dict[int, float] = {}
     for key, bias in (logit_bias or {}).items():
-        try:
-            token = int(key)
-        except ValueError:
-            token = -1
+        token = int(key) if key.isascii() and key.isdigit() and str(int(key)) == key else -1
         if not 0 <= token < vocab:
             raise bad_request(
                 f"logit_bias key {key!r} is not a token id of this model (0 to {vocab - 1}).", "logit_bias"
