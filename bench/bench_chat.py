@@ -11,7 +11,10 @@ Subjects, in the same run, rounds alternating so that machine noise hits all ali
 - `raw/vllm`: vLLM's offline `LLM.generate` on the same prompt ids, no HTTP and no LoRA: the floor a
   server on vLLM cannot beat;
 - `raw/vllm+lora`: the same with `enable_lora=True` (base-model requests), as the server runs vLLM: the
-  server's own cost is `server/vllm` against this one.
+  server's own cost is `server/vllm` against this one;
+- `server/<engine>+json`: the same server, every request constrained by a `json_schema` response_format
+  (xgrammar) that cannot end within --max-tokens (an array of at least 1000 strings), so the answers are
+  as long as the free ones: `server/<engine>+json ÷ server/<engine>` is the grammar's cost (goal ≥ 0.9).
 
 TTFT of a raw peer is a 1-token generate of the batch. Ratios (server/raw of the same engine, and
 vLLM/transformers) are the figures that matter, because these machines are noisy.
@@ -78,7 +81,23 @@ def chat_texts(tokenizer, concurrency: int, offset: int) -> list[str]:
     ]
 
 
-async def one_request(http: httpx.AsyncClient, model: str, i: int, max_tokens: int) -> dict:
+LONG_JSON = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "many_items",
+        "schema": {
+            "type": "object",
+            "properties": {"items": {"type": "array", "items": {"type": "string"}, "minItems": 1000}},
+            "required": ["items"],
+        },
+    },
+}
+"""A schema no answer of --max-tokens tokens can complete: constrained answers as long as free ones."""
+
+
+async def one_request(
+    http: httpx.AsyncClient, model: str, i: int, max_tokens: int, extra: dict | None = None
+) -> dict:
     body = {
         "model": model,
         "messages": prompt_for(i),
@@ -87,6 +106,7 @@ async def one_request(http: httpx.AsyncClient, model: str, i: int, max_tokens: i
         "ignore_eos": True,
         "stream": True,
         "stream_options": {"include_usage": True},
+        **(extra or {}),
     }
     start = time.perf_counter()
     ttft = None
@@ -104,12 +124,14 @@ async def one_request(http: httpx.AsyncClient, model: str, i: int, max_tokens: i
     return {"ttft": ttft, "latency": time.perf_counter() - start, "tokens": tokens}
 
 
-async def server_round(base_url: str, model: str, concurrency: int, offset: int, max_tokens: int) -> dict:
+async def server_round(
+    base_url: str, model: str, concurrency: int, offset: int, max_tokens: int, extra: dict | None = None
+) -> dict:
     """`concurrency` simultaneous streaming requests; aggregate tokens/s over the round's wall time."""
     async with httpx.AsyncClient(base_url=base_url, timeout=600) as http:
         start = time.perf_counter()
         results = await asyncio.gather(
-            *(one_request(http, model, offset + i, max_tokens) for i in range(concurrency))
+            *(one_request(http, model, offset + i, max_tokens, extra) for i in range(concurrency))
         )
         wall = time.perf_counter() - start
     return {
@@ -209,9 +231,9 @@ def summarise(rounds: list[dict]) -> dict:
     }
 
 
-def served(server: LiveServer) -> Callable[[int, int, int], dict]:
+def served(server: LiveServer, extra: dict | None = None) -> Callable[[int, int, int], dict]:
     model = httpx.get(f"{server.base_url}/health").json()["model"]
-    return lambda c, offset, n: asyncio.run(server_round(server.base_url, model, c, offset, n))
+    return lambda c, offset, n: asyncio.run(server_round(server.base_url, model, c, offset, n, extra))
 
 
 def run(args: argparse.Namespace) -> tuple[dict, dict]:
@@ -238,6 +260,8 @@ def run(args: argparse.Namespace) -> tuple[dict, dict]:
             servers.append(server)
             facts[name] = {"start_s": round(time.perf_counter() - started, 1)}
             subjects[name] = served(server)
+            if not extra:  # the grammar's cost: the same server, every answer json_schema-constrained
+                subjects[f"{name}+json"] = served(server, {"response_format": LONG_JSON})
         if "transformers" in args.engines:
             started = time.perf_counter()
             raw = RawPeer(model_dir)
@@ -293,6 +317,9 @@ def main() -> None:
     for name in ("server/vllm", "server/vllm-nolora"):
         if {name, "server/transformers"} <= set(results):
             ratio_columns.append((name, "server/transformers"))
+    for engine in args.engines:
+        if f"server/{engine}+json" in results:
+            ratio_columns.append((f"server/{engine}+json", f"server/{engine}"))
     ratios = Table(title="tokens/s ratios, same run")
     ratios.add_column("concurrency", justify="right")
     for a, b in ratio_columns:
@@ -328,6 +355,7 @@ def main() -> None:
             "raw/transformers": "transformers model.generate: one left-padded batch of the same prompt ids",
             "raw/vllm": "vLLM offline LLM.generate on the same prompt ids, no LoRA",
             "raw/vllm+lora": "the same with enable_lora=True (base-model requests), as the server runs vLLM",
+            "server/<engine>+json": "the same server, every answer constrained by a json_schema (xgrammar)",
         },
         "startup": facts,
         "max_tokens": args.max_tokens,

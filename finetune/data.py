@@ -1,5 +1,12 @@
 """Fine-tuning data: read OpenAI chat, alpaca or ShareGPT files into validated conversations,
-then tokenize them with the model's chat template and a loss mask on the assistant turns."""
+then tokenize them with the model's chat template and a loss mask on the assistant turns.
+
+OpenAI chat records may carry tools as OpenAI's fine-tuning format allows (`tools` or the legacy
+`functions`, assistant `tool_calls` / `function_call`, `tool` / `function` results). They are written
+as text by `common.chat_format.flatten_tools`, the function the chat server renders requests with, so
+a model is taught the very format the server constrains and parses: the tools in the system message,
+each call as a `<tool_call>` block in its assistant turn (trained), the results as a user turn of
+`<tool_response>` blocks (not trained)."""
 
 from __future__ import annotations
 
@@ -10,16 +17,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from common.chat_format import flatten_tools
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 ROLES = ("system", "user", "assistant")
 IGNORE_INDEX = -100  # the label PyTorch's cross-entropy skips
 
-# Keys an OpenAI fine-tuning message may carry; `name` is accepted and dropped (no template renders it).
-_MESSAGE_KEYS = {"role", "content", "name", "weight"}
-_TOOL_MESSAGE_KEYS = {"tool_calls", "function_call", "tool_call_id"}
-_TOOL_RECORD_KEYS = ("tools", "functions")
+# Keys an OpenAI fine-tuning message may carry; `name` is accepted and dropped (no template renders it),
+# except on a legacy `function` result, where it names the function that answered.
+_MESSAGE_KEYS = {"role", "content", "name", "weight", "tool_calls", "function_call", "tool_call_id"}
+_RESULT_ROLES = ("tool", "function")  # tool results: a user turn of <tool_response> blocks
+_TOOL_KEYS = {"type", "function"}
+_CALL_KEYS = {"id", "type", "function"}
+_FUNCTION_CALL_KEYS = {"name", "arguments"}
+# A function definition's keys, in the order the chat server writes them into the prompt
+# (server.chat.protocol.FunctionDefinition dumped without its None fields), so both render alike.
+_FUNCTION_KEYS = ("name", "description", "parameters", "strict")
+_FUNCTION_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # OpenAI's rule, as the chat server checks it
 _SHAREGPT_ROLES = {
     "system": "system",
     "human": "user",
@@ -93,8 +109,9 @@ def parse_record(record: object, line: int) -> Conversation:
     """Validate one record, detecting its format from its keys, and return it as a Conversation."""
     if not isinstance(record, dict):
         raise DataError("not_an_object", f"expected a JSON object, got {_json_type(record)}", line)
+    numbers = None
     if "messages" in record:
-        messages = _from_openai(record, line)
+        messages, numbers = _from_openai(record, line)
     elif "conversations" in record:
         messages = _from_sharegpt(record, line)
     elif "instruction" in record:
@@ -107,7 +124,7 @@ def parse_record(record: object, line: int) -> Conversation:
             "or 'conversations' (ShareGPT)",
             line,
         )
-    _check_order(messages, line)
+    _check_order(messages, line, numbers)
     return Conversation(messages, line)
 
 
@@ -143,37 +160,264 @@ def _combine(errors: list[DataError], max_errors: int) -> DataError:
     return combined
 
 
-def _from_openai(record: dict, line: int) -> list[Message]:
-    for key in _TOOL_RECORD_KEYS:
-        if key in record:
-            raise DataError("unsupported_feature", f"'{key}' (function calling) is not supported", line)
+def _from_openai(record: dict, line: int) -> tuple[list[Message], list[int | None]]:
+    """The record's messages as `flatten_tools` writes them (tools, calls and results as text), and the
+    1-based number in `messages` of each one's source (None: the system message added for the tools).
+
+    Raises DataError for a message, tool definition, call or result that cannot be read faithfully:
+    codes `invalid_tools` (the record's `tools` / `functions`), `invalid_tool_call` (a call, its
+    arguments, a function not among the tools), `invalid_tool_result` (a result answering no call, a
+    call left unanswered before the conversation goes on), besides those of plain messages.
+    """
     raw_messages = record["messages"]
     if not isinstance(raw_messages, list) or not raw_messages:
         raise DataError("invalid_message", "'messages' must be a non-empty list", line)
-    return [_openai_message(raw, f"messages[{index}]", line) for index, raw in enumerate(raw_messages)]
+    tools = _tools(record, line)
+    parallel = record.get("parallel_tool_calls", True)
+    if not isinstance(parallel, bool):
+        raise DataError(
+            "invalid_tools", f"'parallel_tool_calls' must be true or false, got {parallel!r}", line
+        )
+    parsed = [_openai_message(raw, f"messages[{index}]", line) for index, raw in enumerate(raw_messages)]
+    wire = [message for message, _ in parsed]
+    _check_tool_flow(wire, {tool["function"]["name"] for tool in tools}, parallel, line)
+    try:
+        flat = flatten_tools(wire, tools)
+    except ValueError as error:  # arguments were checked above; kept so that no record slips through
+        raise DataError("invalid_tool_call", f"a tool call cannot be written: {error}", line) from None
+    # flatten_tools keeps the order, merges consecutive results into one user turn and may add a system
+    # message in front: find each flattened message's source, for its weight and for error messages.
+    sources = [
+        index
+        for index, message in enumerate(wire)
+        if not (index and message["role"] in _RESULT_ROLES and wire[index - 1]["role"] in _RESULT_ROLES)
+    ]
+    added = len(flat) - len(sources)
+    roles = ["user" if wire[i]["role"] in _RESULT_ROLES else wire[i]["role"] for i in sources]
+    if added not in (0, 1) or [m["role"] for m in flat[added:]] != roles:
+        raise RuntimeError("flatten_tools returned messages that do not follow the record's")
+    numbers: list[int | None] = [None] * added + [index + 1 for index in sources]
+    messages = [
+        Message(m["role"], m["content"], 1.0 if number is None else parsed[number - 1][1])
+        for m, number in zip(flat, numbers, strict=True)
+    ]
+    return messages, numbers
 
 
-def _openai_message(raw: object, where: str, line: int) -> Message:
+def _openai_message(raw: object, where: str, line: int) -> tuple[dict, float]:
+    """One message, validated, as `flatten_tools` takes it (OpenAI's shape), and its weight."""
     if not isinstance(raw, dict):
         raise DataError("invalid_message", f"{where} must be an object, got {_json_type(raw)}", line)
-    if tool_keys := sorted(_TOOL_MESSAGE_KEYS & raw.keys()):
-        raise DataError(
-            "unsupported_feature", f"{where} has {tool_keys[0]!r}: tool calls are not supported", line
-        )
     if extra := sorted(raw.keys() - _MESSAGE_KEYS):
         allowed = ", ".join(sorted(_MESSAGE_KEYS))
         raise DataError("invalid_message", f"{where} has unknown keys {extra}; allowed: {allowed}", line)
     role = raw.get("role")
-    if role in ("tool", "function"):
+    if role not in ROLES + _RESULT_ROLES:
+        expected = ", ".join(ROLES + _RESULT_ROLES)
+        raise DataError("invalid_role", f"{where} has role {role!r}; expected one of {expected}", line)
+    for key in ("tool_calls", "function_call"):
+        if raw.get(key) is not None and role != "assistant":
+            raise DataError(
+                "invalid_tool_call", f"{where} is a {role} message: only assistant messages carry {key}", line
+            )
+    if raw.get("tool_call_id") is not None and role != "tool":
         raise DataError(
-            "unsupported_feature", f"{where} has role {role!r}: tool messages are not supported", line
+            "invalid_tool_result", f"{where} is a {role} message: only tool messages carry tool_call_id", line
         )
-    if role not in ROLES:
+    message: dict = {"role": role}
+    if role == "assistant":
+        calls = _calls(raw, where, line)
+        message.update(calls)
+        content = raw.get("content")
+        if calls and (content is None or (isinstance(content, str) and not content.strip())):
+            message["content"] = ""  # calls only
+        elif content is None:
+            raise DataError("empty_content", f"{where} has neither content nor tool_calls", line)
+        else:
+            message["content"] = _content(content, where, line)
+    else:
+        message["content"] = _content(raw.get("content"), where, line)
+    if role == "tool":
+        call_id = raw.get("tool_call_id")
+        if not isinstance(call_id, str) or not call_id.strip():
+            raise DataError(
+                "invalid_tool_result",
+                f"{where} needs the tool_call_id (a string) of the call it answers",
+                line,
+            )
+        message["tool_call_id"] = call_id
+    elif role == "function":
+        name = raw.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise DataError(
+                "invalid_tool_result",
+                f"{where} needs the name (a string) of the function that answered",
+                line,
+            )
+        message["name"] = name
+    return message, _weight(raw, role, where, line)
+
+
+def _calls(raw: dict, where: str, line: int) -> dict:
+    """An assistant message's `tool_calls` or legacy `function_call`, validated; {} when it has none."""
+    tool_calls, function_call = raw.get("tool_calls"), raw.get("function_call")
+    if tool_calls is not None and function_call is not None:
+        raise DataError("invalid_tool_call", f"{where} has both tool_calls and function_call", line)
+    if function_call is not None:
+        return {"function_call": _function_call(function_call, f"{where}.function_call", line)}
+    if tool_calls is None:
+        return {}
+    if not isinstance(tool_calls, list) or not tool_calls:
+        raise DataError("invalid_tool_call", f"{where}.tool_calls must be a non-empty list of calls", line)
+    calls = []
+    for index, call in enumerate(tool_calls):
+        at = f"{where}.tool_calls[{index}]"
+        if not isinstance(call, dict):
+            raise DataError("invalid_tool_call", f"{at} must be an object, got {_json_type(call)}", line)
+        if extra := sorted(call.keys() - _CALL_KEYS):
+            raise DataError(
+                "invalid_tool_call", f"{at} has unknown keys {extra}; allowed: function, id, type", line
+            )
+        if call.get("type", "function") != "function":
+            raise DataError("invalid_tool_call", f"{at}.type must be 'function', got {call['type']!r}", line)
+        call_id = call.get("id")
+        if not isinstance(call_id, str) or not call_id.strip():
+            raise DataError("invalid_tool_call", f"{at} needs an id (a string) for its result to name", line)
+        function = _function_call(call.get("function"), f"{at}.function", line)
+        calls.append({"id": call_id, "type": "function", "function": function})
+    return {"tool_calls": calls}
+
+
+def _function_call(value: object, at: str, line: int) -> dict:
+    """A call's `{"name", "arguments"}`; the arguments must be the text of a JSON object."""
+    if not isinstance(value, dict):
+        raise DataError("invalid_tool_call", f"{at} must be an object with name and arguments", line)
+    if extra := sorted(value.keys() - _FUNCTION_CALL_KEYS):
+        raise DataError("invalid_tool_call", f"{at} has unknown keys {extra}; allowed: arguments, name", line)
+    name, arguments = value.get("name"), value.get("arguments")
+    if not isinstance(name, str) or not name:
+        raise DataError("invalid_tool_call", f"{at}.name must be the function's name, got {name!r}", line)
+    if not isinstance(arguments, str):
         raise DataError(
-            "invalid_role", f"{where} has role {role!r}; expected one of {', '.join(ROLES)}", line
+            "invalid_tool_call",
+            f"{at}.arguments must be JSON text (a string), got {_json_type(arguments)}",
+            line,
         )
-    content = _content(raw.get("content"), where, line)
-    return Message(role, content, _weight(raw, role, where, line))
+    try:
+        parsed = json.loads(arguments)
+    except json.JSONDecodeError as error:
+        raise DataError("invalid_tool_call", f"{at}.arguments is not valid JSON: {error}", line) from None
+    if not isinstance(parsed, dict):
+        raise DataError(
+            "invalid_tool_call", f"{at}.arguments must be a JSON object, got {_json_type(parsed)}", line
+        )
+    return {"name": name, "arguments": arguments}
+
+
+def _tools(record: dict, line: int) -> list[dict]:
+    """The record's `tools` (or legacy `functions`) as the chat server renders them:
+    `{"type": "function", "function": {name, description, parameters, strict}}`; [] when none."""
+    given = [key for key in ("tools", "functions") if record.get(key) is not None]
+    if len(given) == 2:
+        raise DataError("invalid_tools", "give 'tools' or the legacy 'functions', not both", line)
+    if not given:
+        return []
+    key = given[0]
+    if not isinstance(record[key], list):
+        raise DataError("invalid_tools", f"'{key}' must be a list, got {_json_type(record[key])}", line)
+    tools: list[dict] = []
+    for index, item in enumerate(record[key]):
+        at = f"{key}[{index}]"
+        if key == "tools":
+            if not isinstance(item, dict):
+                raise DataError("invalid_tools", f"{at} must be an object, got {_json_type(item)}", line)
+            if extra := sorted(item.keys() - _TOOL_KEYS):
+                raise DataError(
+                    "invalid_tools", f"{at} has unknown keys {extra}; allowed: function, type", line
+                )
+            if item.get("type") != "function":
+                raise DataError(
+                    "invalid_tools", f"{at}.type must be 'function', got {item.get('type')!r}", line
+                )
+            item, at = item.get("function"), f"{at}.function"
+        function = _function(item, at, line)
+        if any(tool["function"]["name"] == function["name"] for tool in tools):
+            raise DataError("invalid_tools", f"{at}.name {function['name']!r} is given twice", line)
+        tools.append({"type": "function", "function": function})
+    return tools
+
+
+def _function(value: object, at: str, line: int) -> dict:
+    """A function definition, validated, its keys in the chat server's order."""
+    if not isinstance(value, dict):
+        raise DataError("invalid_tools", f"{at} must be a function definition (an object)", line)
+    if extra := sorted(value.keys() - set(_FUNCTION_KEYS)):
+        allowed = ", ".join(sorted(_FUNCTION_KEYS))
+        raise DataError("invalid_tools", f"{at} has unknown keys {extra}; allowed: {allowed}", line)
+    name = value.get("name")
+    if not isinstance(name, str) or not _FUNCTION_NAME.fullmatch(name):
+        raise DataError(
+            "invalid_tools",
+            f"{at}.name must be a function name (1 to 64 letters, digits, _ or -), got {name!r}",
+            line,
+        )
+    for key, kind, expected in (("description", str, "a string"), ("parameters", dict, "an object")):
+        if value.get(key) is not None and not isinstance(value[key], kind):
+            raise DataError(
+                "invalid_tools", f"{at}.{key} must be {expected}, got {_json_type(value[key])}", line
+            )
+    if value.get("strict") is not None and not isinstance(value["strict"], bool):
+        raise DataError("invalid_tools", f"{at}.strict must be true or false, got {value['strict']!r}", line)
+    return {key: value[key] for key in _FUNCTION_KEYS if value.get(key) is not None}
+
+
+def _check_tool_flow(messages: list[dict], tools: set[str], parallel: bool, line: int) -> None:
+    """Every call names one of the record's tools and has a unique id; every result answers a call of
+    the assistant message before it; the conversation goes on only once every call has its result
+    (it may end on calls). One call per message when `parallel_tool_calls` is false."""
+    pending: dict[tuple[str, str], str] = {}  # ("tool", id) or ("function", name) -> where the call is
+    ids: set[str] = set()
+    for index, message in enumerate(messages):
+        where, role = f"messages[{index}]", message["role"]
+        if role in _RESULT_ROLES:
+            key = (role, message["tool_call_id"] if role == "tool" else message["name"])
+            if pending.pop(key, None) is None:
+                answered = f"tool_call_id {key[1]!r}" if role == "tool" else f"function {key[1]!r}"
+                raise DataError(
+                    "invalid_tool_result",
+                    f"{where} answers {answered}, which is no unanswered call of the assistant message "
+                    "before it",
+                    line,
+                )
+            continue
+        if pending:
+            raise DataError(
+                "invalid_tool_result",
+                f"{where} comes before the result of {next(iter(pending.values()))}",
+                line,
+            )
+        calls = [
+            (f"{where}.tool_calls[{i}]", ("tool", call["id"]), call["function"]["name"])
+            for i, call in enumerate(message.get("tool_calls", ()))
+        ]
+        if "function_call" in message:
+            name = message["function_call"]["name"]
+            calls.append((f"{where}.function_call", ("function", name), name))
+        if len(calls) > 1 and not parallel:
+            raise DataError(
+                "invalid_tool_call", f"{where} has {len(calls)} calls but parallel_tool_calls is false", line
+            )
+        for at, key, name in calls:
+            if name not in tools:
+                among = "the record has no tools" if not tools else "it is not among the record's tools"
+                raise DataError("invalid_tool_call", f"{at} calls {name!r}, but {among}", line)
+            if key[0] == "tool":
+                if key[1] in ids:
+                    raise DataError(
+                        "invalid_tool_call", f"{at}.id {key[1]!r} is used by an earlier call", line
+                    )
+                ids.add(key[1])
+            pending[key] = at
 
 
 def _content(value: object, where: str, line: int) -> str:
@@ -259,10 +503,14 @@ def _system(record: dict, line: int) -> list[Message]:
     return [Message("system", system)] if system.strip() else []
 
 
-def _check_order(messages: list[Message], line: int) -> None:
+def _check_order(messages: list[Message], line: int, numbers: list[int | None] | None = None) -> None:
+    """Optional system messages, then user and assistant alternating, with an assistant turn to train.
+    `numbers` are the messages' numbers in the record when they differ from their positions (tool
+    results flattened into one turn); errors name those."""
     expected = "user"
     started = False
-    for number, message in enumerate(messages, start=1):
+    for position, message in enumerate(messages, start=1):
+        number = numbers[position - 1] if numbers else position
         if message.role == "system":
             if started:
                 raise DataError(

@@ -168,16 +168,37 @@ def test_unknown_fields_are_ignored(client):
         ({"stop": ["a", "b", "c", "d", "e"]}, 400, "stop", None),
         ({"messages": [{"role": "user", "content": "x" * 600}]}, 400, "messages", "context_length_exceeded"),
         ({"max_tokens": 10_000}, 400, "max_tokens", "context_length_exceeded"),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, 400, "tools", None),
         (
-            {"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "auto"},
+            {"tools": [{"type": "function", "function": {"name": "bad name"}}]},
             400,
-            "tools",
+            "tools[0].function.name",
             None,
         ),
-        ({"functions": [{"name": "f", "parameters": {}}]}, 400, "functions", "unsupported_parameter"),
+        ({"tools": [{"type": "retrieval"}]}, 400, "tools[0].type", None),
+        (
+            {
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "tool_choice": {"type": "function", "function": {"name": "g"}},
+            },
+            400,
+            "tool_choice",
+            None,
+        ),
+        ({"functions": [{"name": "f"}], "function_call": {"name": "g"}}, 400, "function_call", None),
         ({"function_call": {"name": "f"}}, 400, "function_call", "invalid_value"),
-        ({"response_format": {"type": "json_object"}}, 400, "response_format", None),
+        ({"response_format": {"type": "json_schema"}}, 400, "response_format", None),
+        ({"response_format": {"type": "yaml"}}, 400, "response_format.type", None),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "x", "schema": {"type": "objx"}},
+                }
+            },
+            400,
+            "response_format.json_schema.schema",
+            None,
+        ),
         ({"model": "all-minilm-l6-v2"}, 400, "model", "model_not_supported"),
     ],
 )
@@ -464,10 +485,12 @@ def test_malformed_content_parts(client):
 
 def test_logit_bias_reaches_the_engine(client, fake_engine):
     assert chat(client, logit_bias={}).status_code == 200  # LangChain sends an empty one
-    assert chat(client, logit_bias={"66": 5.5, "65": -100, "0065": 3}).status_code == 200
+    assert chat(client, logit_bias={"66": 5.5, "65": -100}).status_code == 200
     empty, biased = fake_engine.calls
     assert empty.params.logit_bias == ()
-    assert biased.params.logit_bias == ((65, 3.0), (66, 5.5))  # one entry per token id, the last wins
+    assert biased.params.logit_bias == ((65, -100.0), (66, 5.5))
+    # A key is a token id as written by str(int): "0065" would be a second spelling of 65.
+    assert_error(chat(client, logit_bias={"0065": 3}), 400, "logit_bias")
 
 
 def test_vllm_sampling_extensions_reach_the_engine(client, fake_engine):
@@ -566,9 +589,10 @@ def test_default_answer_length(tmp_path, make_client):
 def test_response_finish_reasons_are_openais():
     from server.chat.protocol import Choice, ChunkChoice
 
-    assert Choice.model_json_schema()["properties"]["finish_reason"]["enum"] == ["stop", "length"]
+    reasons = ["stop", "length", "tool_calls", "function_call"]
+    assert Choice.model_json_schema()["properties"]["finish_reason"]["enum"] == reasons
     chunk_reason = ChunkChoice.model_json_schema()["properties"]["finish_reason"]["anyOf"][0]
-    assert chunk_reason["enum"] == ["stop", "length"]
+    assert chunk_reason["enum"] == reasons
 
 
 class MidStreamFailure(FakeEngine):
@@ -778,3 +802,34 @@ def test_real_tokenizer_logprob_bytes_rebuild_the_text(make_client, smol_tokeniz
     engine.enqueue("Oui<|im_end|>")
     choice = chat(client, logprobs=True).json()["choices"][0]
     assert "".join(e["token"] for e in choice["logprobs"]["content"]) == choice["message"]["content"]
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"repetition_penalty": 1e-40}, "repetition_penalty"),
+        ({"reasoning_effort": "low"}, "reasoning_effort"),
+        ({"verbosity": "low"}, "verbosity"),
+        ({"web_search_options": {}}, "web_search_options"),
+        ({"prediction": {"type": "content", "content": "x"}}, "prediction"),
+        ({"logit_bias": {" 5": 1}}, "logit_bias"),
+        ({"logit_bias": {"05": 1}}, "logit_bias"),
+    ],
+)
+def test_fields_that_would_change_the_answer_are_refused(client, body, param):
+    assert_error(chat(client, **body), 400, param)
+
+
+def test_an_answer_cut_mid_character_ends_before_it_and_its_logprobs_match(make_client, smol_tokenizer):
+    """max_tokens may end an answer inside a character (an emoji is several byte-level tokens): the
+    content ends before it, as on vLLM, and the logprobs are those of the content, every byte of it."""
+    engine = FakeEngine(tokenizer=smol_tokenizer)
+    client = make_client(engine)
+    reply = "😀🎉🚀👩"
+    ids = smol_tokenizer.encode(reply, add_special_tokens=False)
+    for limit in range(1, len(ids) + 1):
+        engine.enqueue(reply)
+        choice = chat(client, logprobs=True, max_tokens=limit).json()["choices"][0]
+        content = choice["message"]["content"]
+        assert "\ufffd" not in content and reply.startswith(content)
+        assert b"".join(bytes(e["bytes"]) for e in choice["logprobs"]["content"]) == content.encode()

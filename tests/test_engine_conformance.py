@@ -7,11 +7,14 @@ last test asks both engines the same greedy questions and compares the answers w
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
+from enum import StrEnum
 
 import httpx
 import openai
 import pytest
+from pydantic import BaseModel, Field
 
 from tests.adapters import CODEWORDS, QUESTION
 from tests.conftest import vllm_installed
@@ -364,3 +367,205 @@ def test_greedy_answer_is_the_same_alone_and_under_load(client, request):
         assert loaded.result() == alone
         for future in running:
             future.result()
+
+
+def test_logprobs_match_the_content_cut_by_a_stop_string(client):
+    """Tokens of a stop string cut from the answer are not in logprobs; the bytes rebuild the text."""
+    kwargs = {"model": MODEL, "messages": FRANCE, "temperature": 0, "stop": ["Paris"], "logprobs": True}
+    choice = client.chat.completions.create(**kwargs).choices[0]
+    entries = choice.logprobs.content
+    assert choice.message.content == "The capital of France is "
+    # " Paris" holds the answer's last space and the stop string: it is not listed.
+    assert b"".join(bytes(e.bytes) for e in entries) == b"The capital of France is"
+    chunks = list(client.chat.completions.create(stream=True, **kwargs))
+    streamed = [
+        e for c in chunks if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content
+    ]
+    assert [e.token for e in streamed] == [e.token for e in entries]
+
+
+# ---- issue 12: structured output and tools, grammar-constrained on every engine ----------------------
+
+
+class Color(StrEnum):
+    red = "red"
+    green = "green"
+    blue = "blue"
+
+
+class Address(BaseModel):
+    city: str = Field(max_length=30)
+    country: str = Field(max_length=30)
+
+
+class Person(BaseModel):
+    name: str = Field(max_length=30)
+    age: int
+    favourite_color: Color
+    hobbies: list[str] = Field(max_length=3)
+    address: Address
+
+
+PERSON = [{"role": "user", "content": "Invent a person who lives in Paris. Answer in JSON."}]
+
+
+def test_parse_returns_a_pydantic_object(client):
+    """The openai client's `parse` sends a strict json_schema (nested objects, an enum, an array)."""
+    completion = client.chat.completions.parse(
+        model=MODEL, messages=PERSON, response_format=Person, temperature=0, max_tokens=300
+    )
+    choice = completion.choices[0]
+    assert choice.finish_reason == "stop"
+    person = choice.message.parsed
+    assert isinstance(person, Person) and isinstance(person.address, Address)
+    assert isinstance(person.favourite_color, Color) and len(person.hobbies) <= 3
+
+
+def test_json_object_is_a_json_object(client):
+    response = client.chat.completions.create(
+        model=MODEL,
+        messages=[
+            {
+                "role": "user",
+                "content": 'What is the capital of France? Answer in JSON with the key "capital".',
+            }
+        ],
+        response_format={"type": "json_object"},
+        temperature=0,
+        max_tokens=200,
+    )
+    assert response.choices[0].finish_reason == "stop"
+    assert isinstance(json.loads(response.choices[0].message.content), dict)
+
+
+WEATHER_ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+TIME_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "description": "The local time in a time zone.",
+        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]},
+    },
+}
+
+
+def check_calls(calls, names: set[str]) -> None:
+    assert calls, "no tool call"
+    for call in calls:
+        assert call.type == "function" and call.id.startswith("call_") and call.function.name in names
+        arguments = json.loads(call.function.arguments)
+        key = "city" if call.function.name == "get_weather" else "zone"
+        assert isinstance(arguments, dict) and isinstance(arguments[key], str)
+
+
+@pytest.mark.parametrize(
+    "tool_choice", ["required", {"type": "function", "function": {"name": "get_weather"}}]
+)
+def test_forced_and_required_calls_streamed_or_not(client, tool_choice):
+    kwargs = {
+        "model": MODEL,
+        "messages": WEATHER_ASK,
+        "tools": [WEATHER_TOOL, TIME_TOOL],
+        "tool_choice": tool_choice,
+        "temperature": 0,
+        "max_tokens": 120,
+    }
+    names = {"get_weather"} if isinstance(tool_choice, dict) else {"get_weather", "get_time"}
+    choice = client.chat.completions.create(**kwargs).choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    check_calls(choice.message.tool_calls, names)
+    chunks = list(client.chat.completions.create(stream=True, **kwargs))
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    streamed = [tc for d in deltas for tc in d.tool_calls or ()]
+    assert [tc.function.name for tc in streamed] == [tc.function.name for tc in choice.message.tool_calls]
+    assert [tc.function.arguments for tc in streamed] == [
+        tc.function.arguments for tc in choice.message.tool_calls
+    ]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+
+
+def test_a_tool_result_in_history_leads_to_a_final_answer(client):
+    first = client.chat.completions.create(
+        model=MODEL, messages=WEATHER_ASK, tools=[WEATHER_TOOL], tool_choice="required", temperature=0
+    )
+    call = first.choices[0].message.tool_calls[0]
+    history = [
+        *WEATHER_ASK,
+        first.choices[0].message.model_dump(exclude_none=True, exclude={"annotations", "refusal"}),
+        {
+            "role": "tool",
+            "tool_call_id": call.id,
+            "content": json.dumps({"temperature_c": 21, "sky": "sunny"}),
+        },
+    ]
+    final = client.chat.completions.create(
+        model=MODEL, messages=history, tools=[WEATHER_TOOL], tool_choice="none", temperature=0, max_tokens=60
+    )
+    choice = final.choices[0]
+    assert choice.finish_reason in ("stop", "length") and choice.message.content
+    assert not choice.message.tool_calls
+    assert "21" in choice.message.content or "sunny" in choice.message.content.lower()
+
+
+def test_grammars_in_one_batch_constrain_only_their_own_row(client):
+    """A schema answer, a forced call and a free answer at once: each gets its own constraint."""
+    colour = {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "colour",
+            "strict": True,
+            "schema": {
+                "type": "object",
+                "properties": {"colour": {"type": "string", "enum": ["red", "green", "blue"]}},
+                "required": ["colour"],
+                "additionalProperties": False,
+            },
+        },
+    }
+    jobs = [
+        {"messages": [{"role": "user", "content": "Pick a colour."}], "response_format": colour},
+        {"messages": WEATHER_ASK, "tools": [WEATHER_TOOL], "tool_choice": "required"},
+        {"messages": FRANCE},
+    ]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        answers = list(
+            pool.map(
+                lambda job: client.chat.completions.create(model=MODEL, temperature=0, max_tokens=80, **job),
+                jobs,
+            )
+        )
+    assert json.loads(answers[0].choices[0].message.content)["colour"] in ("red", "green", "blue")
+    check_calls(answers[1].choices[0].message.tool_calls, {"get_weather"})
+    assert (
+        "Paris" in answers[2].choices[0].message.content and "{" not in answers[2].choices[0].message.content
+    )
+
+
+def test_a_schema_the_grammar_cannot_compile_is_a_400(client):
+    bad = {
+        "type": "json_schema",
+        "json_schema": {"name": "x", "schema": {"type": "object", "properties": {"a": {"$ref": "#/nope"}}}},
+    }
+    with pytest.raises(openai.BadRequestError) as error:
+        client.chat.completions.create(model=MODEL, messages=FRANCE, response_format=bad)
+    assert error.value.body["param"] == "response_format.json_schema.schema"
+    assert "nope" in error.value.body["message"]
+
+
+def test_langchain_structured_output_and_bind_tools(server):
+    from langchain_core.tools import tool
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(base_url=server.api, api_key="unused", model=MODEL, temperature=0, max_retries=0)
+    person = llm.with_structured_output(Person).invoke(PERSON[0]["content"])
+    assert isinstance(person, Person)
+
+    @tool
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return "sunny"
+
+    bound = llm.bind_tools([get_weather], tool_choice="required", parallel_tool_calls=False)
+    message = bound.invoke(WEATHER_ASK[0]["content"])
+    [call] = message.tool_calls
+    assert call["name"] == "get_weather" and isinstance(call["args"]["city"], str)

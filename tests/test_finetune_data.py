@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from common.chat_format import flatten_tools
 from finetune.data import (
     IGNORE_INDEX,
     Conversation,
@@ -188,10 +189,10 @@ ASSISTANT = {"role": "assistant", "content": "hello"}
         ({"messages": []}, "invalid_message"),
         ({"instruction": "q", "output": "a", "history": [["only a question"]]}, "invalid_message"),
         ({"prompt": "q", "completion": "a"}, "unknown_format"),
-        ({"messages": [USER, ASSISTANT], "tools": [{"type": "function"}]}, "unsupported_feature"),
-        ({"messages": [USER, ASSISTANT], "functions": []}, "unsupported_feature"),
-        ({"messages": [USER, {"role": "assistant", "tool_calls": []}]}, "unsupported_feature"),
-        ({"messages": [USER, {"role": "tool", "content": "42"}]}, "unsupported_feature"),
+        ({"messages": [USER, ASSISTANT], "tools": [{"type": "function"}]}, "invalid_tools"),
+        ({"messages": [USER, ASSISTANT], "functions": [{"description": "no name"}]}, "invalid_tools"),
+        ({"messages": [USER, {"role": "assistant", "tool_calls": []}]}, "invalid_tool_call"),
+        ({"messages": [USER, {"role": "tool", "content": "42"}]}, "invalid_tool_result"),
         (
             {"messages": [{"role": "user", "content": [{"type": "image_url"}]}, ASSISTANT]},
             "unsupported_feature",
@@ -445,3 +446,341 @@ def test_huanhuan_slice_loads_as_alpaca_and_keeps_chinese(tmp_path, smol_tokeniz
     assert stats.examples == 50 and stats.truncated == 0 and stats.empty_after_truncation == 0
     for record, example in zip(records, examples, strict=True):
         assert trained_runs(example, smol_tokenizer) == [record["output"] + IM_END]
+
+
+# ---------------------------------------------------------------- tools
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+CLOCK = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+
+
+def call(call_id: str, name: str = "get_weather", arguments: str = '{"city": "Paris"}') -> dict:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+TOOL_RECORD = {
+    "messages": [
+        {"role": "system", "content": "You are a weather bot."},
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [call("call_1")]},
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"celsius": 21}'},
+        {"role": "assistant", "content": "It is 21 °C in Paris."},
+    ],
+    "tools": [WEATHER],
+}
+LEGACY_RECORD = {
+    "messages": [
+        {"role": "system", "content": "You are a weather bot."},
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "function_call": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+        {"role": "function", "name": "get_weather", "content": '{"celsius": 21}'},
+        {"role": "assistant", "content": "It is 21 °C in Paris."},
+    ],
+    "functions": [WEATHER["function"]],
+}
+CALL_TEXT = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+RESULT_TEXT = '<tool_response>\n{"celsius": 21}\n</tool_response>'
+
+
+def test_tool_calls_are_rendered_as_the_server_renders_them_and_trained(tmp_path, smol_tokenizer):
+    [conversation] = load_dataset(write_jsonl(tmp_path / "tools.jsonl", [TOOL_RECORD]))
+    flat = flatten_tools(TOOL_RECORD["messages"], TOOL_RECORD["tools"])
+    assert conversation.messages == [Message(m["role"], m["content"]) for m in flat]
+    system, _, calling, result, _ = conversation.messages
+    assert system.content.startswith("You are a weather bot.\n\n# Tools")
+    assert json.dumps(WEATHER) in system.content
+    assert (calling.role, calling.content) == ("assistant", CALL_TEXT)
+    assert (result.role, result.content) == ("user", RESULT_TEXT)
+
+    [example], _ = tokenize([conversation], smol_tokenizer, max_length=1024)
+    text = smol_tokenizer.decode(example.input_ids, skip_special_tokens=False)
+    assert "<tools>" in text and CALL_TEXT in text and RESULT_TEXT in text
+    # The call and the final answer are trained; the tools, the question and the tool's result are not.
+    assert trained_runs(example, smol_tokenizer) == [CALL_TEXT + IM_END, "It is 21 °C in Paris." + IM_END]
+
+
+def test_legacy_functions_load_as_tools(tmp_path):
+    [legacy, tools] = load_dataset(write_jsonl(tmp_path / "legacy.jsonl", [LEGACY_RECORD, TOOL_RECORD]))
+    assert legacy.messages == tools.messages
+    assert legacy.line == 1
+
+
+def test_parallel_calls_merged_results_weights_and_a_record_ending_on_a_call(tmp_path, smol_tokenizer):
+    record = {
+        "tools": [WEATHER, CLOCK],
+        "messages": [
+            {"role": "user", "content": "Weather and time in Paris?"},
+            {
+                "role": "assistant",
+                "content": "Let me check.",
+                "tool_calls": [call("w1"), call("t1", "get_time", "{}")],
+                "weight": 0,
+            },
+            {"role": "tool", "tool_call_id": "t1", "content": "12:00"},
+            {"role": "tool", "tool_call_id": "w1", "content": '{"celsius": 21}'},
+            {"role": "assistant", "content": "21 °C at noon."},
+            {"role": "user", "content": "And Rome?"},
+            {"role": "assistant", "content": "", "tool_calls": [call("w2", arguments='{"city": "Rome"}')]},
+        ],
+    }
+    [conversation] = load_dataset(write_jsonl(tmp_path / "parallel.jsonl", [record]))
+    assert [(m.role, m.weight) for m in conversation.messages] == [
+        ("system", 1.0),  # added for the tools
+        ("user", 1.0),
+        ("assistant", 0.0),
+        ("user", 1.0),  # both results, in one turn
+        ("assistant", 1.0),
+        ("user", 1.0),
+        ("assistant", 1.0),
+    ]
+    messages = conversation.messages
+    assert messages[0].content.startswith("# Tools") and json.dumps(CLOCK) in messages[0].content
+    assert messages[2].content == (
+        "Let me check.\n" + CALL_TEXT + '\n<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>'
+    )
+    assert messages[3].content == "<tool_response>\n12:00\n</tool_response>\n" + RESULT_TEXT
+    rome = CALL_TEXT.replace("Paris", "Rome")
+    assert messages[6].content == rome
+
+    [example], _ = tokenize([conversation], smol_tokenizer, max_length=2048)
+    assert trained_runs(example, smol_tokenizer) == ["21 °C at noon." + IM_END, rome + IM_END]
+
+
+def test_empty_tool_lists_are_no_tools(tmp_path):
+    records = [{**GOOD, "tools": []}, {**GOOD, "functions": []}, {**GOOD, "tools": None}]
+    conversations = load_dataset(write_jsonl(tmp_path / "empty-tools.jsonl", records))
+    assert [c.messages for c in conversations] == [[Message("user", "hi"), Message("assistant", "hello")]] * 3
+
+
+QUESTION = {"role": "user", "content": "Weather in Paris?"}
+ANSWER = {"role": "assistant", "content": "21 °C."}
+
+
+def calling(*calls: dict, **extra) -> dict:
+    return {"role": "assistant", "tool_calls": list(calls), **extra}
+
+
+def result(call_id: str = "call_1", content: str | None = "21") -> dict:
+    return {"role": "tool", "tool_call_id": call_id, "content": content}
+
+
+def tool_record(*messages: dict, **record) -> dict:
+    return {"tools": [WEATHER], **record, "messages": list(messages)}
+
+
+@pytest.mark.parametrize(
+    "bad, code, words",
+    [
+        (
+            tool_record(QUESTION, calling(call("call_1", arguments='["Paris"]'))),
+            "invalid_tool_call",
+            "messages[1].tool_calls[0].function.arguments must be a JSON object, got an array",
+        ),
+        (
+            tool_record(QUESTION, calling(call("call_1", arguments="{city: Paris}"))),
+            "invalid_tool_call",
+            "messages[1].tool_calls[0].function.arguments is not valid JSON",
+        ),
+        (
+            tool_record(QUESTION, calling(call("call_1", arguments=""))),
+            "invalid_tool_call",
+            "arguments is not valid JSON",
+        ),
+        (
+            tool_record(
+                QUESTION, calling({**call("call_1"), "function": {"name": "get_weather", "arguments": {}}})
+            ),
+            "invalid_tool_call",
+            "arguments must be JSON text (a string), got an object",
+        ),
+        (
+            tool_record(QUESTION, {"role": "assistant", "function_call": {"name": "get_weather"}}),
+            "invalid_tool_call",
+            "messages[1].function_call.arguments must be JSON text",
+        ),
+        (
+            tool_record(QUESTION, calling(call("call_1")), result(content=None)),
+            "empty_content",
+            "messages[2].content",
+        ),
+        (
+            tool_record(QUESTION, calling(call("call_1")), result(content=" ")),
+            "empty_content",
+            "messages[2].content",
+        ),
+        (
+            tool_record(QUESTION, calling(call("call_1")), {"role": "tool", "content": "21"}),
+            "invalid_tool_result",
+            "messages[2] needs the tool_call_id",
+        ),
+        (
+            tool_record(QUESTION, calling(call("call_1")), result("call_9"), ANSWER),
+            "invalid_tool_result",
+            "messages[2] answers tool_call_id 'call_9'",
+        ),
+        (
+            tool_record(QUESTION, calling(call("call_1")), result(), result(), ANSWER),
+            "invalid_tool_result",
+            "messages[3] answers tool_call_id 'call_1'",
+        ),
+        (tool_record(QUESTION, result(), ANSWER), "invalid_tool_result", "messages[1] answers"),
+        (
+            tool_record(QUESTION, calling(call("call_1")), QUESTION, ANSWER),
+            "invalid_tool_result",
+            "messages[2] comes before the result of messages[1].tool_calls[0]",
+        ),
+        (
+            tool_record(QUESTION, calling(call("call_1"), call("call_2")), result("call_1"), ANSWER),
+            "invalid_tool_result",
+            "messages[3] comes before the result of messages[1].tool_calls[1]",
+        ),
+        (
+            tool_record({**QUESTION, "tool_calls": [call("call_1")]}, ANSWER),
+            "invalid_tool_call",
+            "messages[0] is a user message: only assistant messages carry tool_calls",
+        ),
+        (
+            tool_record(QUESTION, {**ANSWER, "tool_call_id": "call_1"}),
+            "invalid_tool_result",
+            "only tool messages carry tool_call_id",
+        ),
+        (
+            tool_record(QUESTION, {"role": "assistant", "content": None}),
+            "empty_content",
+            "messages[1] has neither content nor tool_calls",
+        ),
+        (tool_record(QUESTION, {"role": "assistant"}), "empty_content", "neither content nor tool_calls"),
+        (
+            tool_record(
+                QUESTION,
+                calling(call("call_1")),
+                result(),
+                {**ANSWER, "weight": 1},
+                tools=[{"type": "function"}],
+            ),
+            "invalid_tools",
+            "tools[0].function must be a function definition",
+        ),
+        (
+            tool_record(
+                QUESTION, ANSWER, tools=[{"type": "function", "function": {"description": "no name"}}]
+            ),
+            "invalid_tools",
+            "tools[0].function.name must be a function name",
+        ),
+        (
+            tool_record(QUESTION, ANSWER, tools=[{"type": "function", "function": {"name": "get weather"}}]),
+            "invalid_tools",
+            "'get weather'",
+        ),
+        (
+            tool_record(QUESTION, ANSWER, tools=[{"function": WEATHER["function"]}]),
+            "invalid_tools",
+            "tools[0].type must be 'function'",
+        ),
+        (tool_record(QUESTION, ANSWER, tools=[WEATHER, WEATHER]), "invalid_tools", "is given twice"),
+        (
+            tool_record(
+                QUESTION,
+                ANSWER,
+                tools=[{"type": "function", "function": {**WEATHER["function"], "parameters": "x"}}],
+            ),
+            "invalid_tools",
+            "tools[0].function.parameters must be an object",
+        ),
+        (tool_record(QUESTION, ANSWER, tools={"get_weather": {}}), "invalid_tools", "'tools' must be a list"),
+        (
+            tool_record(QUESTION, ANSWER, functions=[WEATHER["function"]]),
+            "invalid_tools",
+            "not both",
+        ),
+        (
+            tool_record(QUESTION, calling(call("call_1", name="get_time"))),
+            "invalid_tool_call",
+            "messages[1].tool_calls[0] calls 'get_time', but it is not among the record's tools",
+        ),
+        (
+            {"messages": [QUESTION, calling(call("call_1"))]},
+            "invalid_tool_call",
+            "calls 'get_weather', but the record has no tools",
+        ),
+        (
+            tool_record(QUESTION, calling({"type": "function", "function": call("x")["function"]})),
+            "invalid_tool_call",
+            "messages[1].tool_calls[0] needs an id",
+        ),
+        (
+            tool_record(QUESTION, calling(call("call_1")), result(), calling(call("call_1"))),
+            "invalid_tool_call",
+            "messages[3].tool_calls[0].id 'call_1' is used by an earlier call",
+        ),
+        (
+            tool_record(QUESTION, calling(call("call_1"), call("call_2")), parallel_tool_calls=False),
+            "invalid_tool_call",
+            "messages[1] has 2 calls but parallel_tool_calls is false",
+        ),
+        (
+            tool_record(QUESTION, calling(call("call_1"), function_call=call("x")["function"])),
+            "invalid_tool_call",
+            "has both tool_calls and function_call",
+        ),
+        (
+            {
+                "functions": [WEATHER["function"]],
+                "messages": [
+                    QUESTION,
+                    {"role": "assistant", "function_call": call("x")["function"]},
+                    {"role": "function", "name": "get_time", "content": "12:00"},
+                ],
+            },
+            "invalid_tool_result",
+            "messages[2] answers function 'get_time'",
+        ),
+        (
+            {
+                "functions": [WEATHER["function"]],
+                "messages": [
+                    QUESTION,
+                    {"role": "assistant", "function_call": call("x")["function"]},
+                    {"role": "function", "content": "21"},
+                ],
+            },
+            "invalid_tool_result",
+            "messages[2] needs the name",
+        ),
+        (
+            tool_record(QUESTION, calling(call("call_1")), {**result(), "weight": 0}, ANSWER),
+            "invalid_weight",
+            "messages[2]: weight is only allowed on assistant messages",
+        ),
+        # Numbers in order errors are the record's, not the flattened conversation's (one more message).
+        (tool_record(QUESTION, QUESTION, ANSWER), "invalid_order", "message 2 is user where assistant"),
+        (
+            tool_record(QUESTION, calling(call("call_1")), result(), QUESTION, ANSWER),
+            "invalid_order",
+            "message 4 is user where assistant",
+        ),
+    ],
+)
+def test_invalid_tool_record_gives_its_code_and_line(tmp_path, bad, code, words):
+    path = write_jsonl(tmp_path / "bad.jsonl", [GOOD, TOOL_RECORD, bad, LEGACY_RECORD])
+    with pytest.raises(DataError) as raised:
+        load_dataset(path)
+    assert (raised.value.code, raised.value.line) == (code, 3), raised.value
+    assert words in raised.value.message
+
+
+def test_tool_errors_are_collected_with_max_errors(tmp_path):
+    bad_arguments = tool_record(QUESTION, calling(call("call_1", arguments="[]")))
+    no_content = tool_record(QUESTION, calling(call("call_1")), result(content=None), ANSWER)
+    path = write_jsonl(tmp_path / "bad.jsonl", [TOOL_RECORD, bad_arguments, LEGACY_RECORD, no_content])
+    with pytest.raises(DataError) as raised:
+        load_dataset(path, max_errors=5)
+    assert [(e.code, e.line) for e in raised.value.errors] == [("invalid_tool_call", 2), ("empty_content", 4)]

@@ -21,7 +21,7 @@ MAX_CHOICES = 16
 MAX_LOGPROBS = 20
 """OpenAI's most `top_logprobs` (the engines' `server.engines.base.MAX_LOGPROBS`, the same number)."""
 
-Role = Literal["system", "developer", "user", "assistant", "tool"]
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 PartType = Literal["text", "refusal", "image_url", "input_audio", "file"]
 TEXT_PARTS = ("text", "refusal")
 """Content parts this text-only server reads; the others (images, audio, files) get a 400 saying so."""
@@ -43,14 +43,85 @@ class ContentPart(BaseModel):
         return (self.text if self.type == "text" else self.refusal) or ""
 
 
+FUNCTION_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
+"""OpenAI's rule for function (and json_schema) names."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class FunctionCall(_Strict):
+    """A call in an assistant message: the function's name and its arguments as JSON text."""
+
+    name: str
+    arguments: str
+
+
+class MessageToolCall(_Strict):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class FunctionDefinition(_Strict):
+    """A function the model may call; `parameters` is a JSON schema (an object with no properties when
+    absent)."""
+
+    name: str = Field(pattern=FUNCTION_NAME)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ChatTool(_Strict):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class FunctionName(_Strict):
+    name: str
+
+
+class NamedToolChoice(_Strict):
+    type: Literal["function"]
+    function: FunctionName
+
+
+class JSONSchemaSpec(_Strict):
+    """`response_format.json_schema`: the answer must validate against `schema` (OpenAI's shape)."""
+
+    name: str = Field(pattern=FUNCTION_NAME)
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Strict):
+    """`text` (free), `json_object` (any JSON object) or `json_schema` (one that validates)."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaSpec | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("response_format of type json_schema needs its json_schema")
+        return self
+
+
 class ChatMessage(BaseModel):
     """One message of the conversation. Content is required (a string, or a non-empty list of parts),
-    except on an assistant message that carries `tool_calls` or `function_call` instead (OpenAI's rule)."""
+    except on an assistant message that carries `tool_calls` or `function_call` instead (OpenAI's rule);
+    a `tool` message answers the call named by its `tool_call_id`."""
 
     model_config = ConfigDict(extra="allow", strict=True)
     role: Role
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[MessageToolCall] | None = None
+    tool_call_id: str | None = None
+    function_call: FunctionCall | None = None
 
     @field_validator("content")
     @classmethod
@@ -61,12 +132,26 @@ class ChatMessage(BaseModel):
 
     @model_validator(mode="after")
     def _has_content(self) -> ChatMessage:
-        extra = self.model_extra or {}
-        if self.content is None and not (
-            self.role == "assistant" and (extra.get("tool_calls") or extra.get("function_call"))
-        ):
+        calls = self.tool_calls or self.function_call
+        if self.content is None and not (self.role == "assistant" and calls):
             raise ValueError(f"a {self.role} message needs content")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs the tool_call_id of the call it answers")
+        if (self.tool_calls is not None or self.function_call is not None) and self.role != "assistant":
+            raise ValueError("only assistant messages carry tool_calls or function_call")
         return self
+
+    def wire(self) -> dict[str, Any]:
+        """The message as `common.chat_format.flatten_tools` takes it (developer is system)."""
+        out: dict[str, Any] = {
+            "role": "system" if self.role == "developer" else self.role,
+            "content": self.text,
+        }
+        if self.tool_calls:
+            out["tool_calls"] = [call.model_dump() for call in self.tool_calls]
+        if self.function_call:
+            out["function_call"] = self.function_call.model_dump()
+        return out
 
     @property
     def text(self) -> str:
@@ -146,7 +231,11 @@ class ChatCompletionRequest(BaseModel):
     )
     min_p: float | None = Field(None, ge=0.0, le=1.0, description="vLLM: drop tokens below min_p x the top.")
     repetition_penalty: float | None = Field(
-        None, gt=0.0, le=2.0, description="vLLM: > 1 discourages tokens already in the prompt or answer."
+        None,
+        ge=0.01,
+        le=2.0,
+        description="vLLM: > 1 discourages tokens already in the prompt or answer; 0.01 to 2 (below, the "
+        "divided logits overflow).",
     )
     continue_final_message: bool | None = Field(
         False, description="vLLM: continue the last (assistant) message instead of starting a new turn."
@@ -155,6 +244,14 @@ class ChatCompletionRequest(BaseModel):
         None, description="vLLM: open a new assistant turn; default true unless continue_final_message."
     )
     file_search: FileSearch | None = None
+    tools: list[ChatTool] | None = Field(None, min_length=1, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    functions: list[FunctionDefinition] | None = Field(
+        None, min_length=1, max_length=128, description="Deprecated by OpenAI: answered as tools."
+    )
+    function_call: Literal["none", "auto"] | FunctionName | None = None
+    response_format: ResponseFormat | None = None
 
     @model_validator(mode="after")
     def _null_is_default(self) -> ChatCompletionRequest:
@@ -209,9 +306,20 @@ class Usage(BaseModel):
 
 class ResponseMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
     refusal: None = None
     annotations: list[dict[str, Any]] = Field(default_factory=list)
+    tool_calls: list[MessageToolCall] | None = None
+    function_call: FunctionCall | None = None
+
+    @model_serializer(mode="wrap")
+    def _calls_when_present(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """`tool_calls` / `function_call` are written only when the answer calls (as OpenAI's)."""
+        out = handler(self)
+        for key in ("tool_calls", "function_call"):
+            if out.get(key) is None:
+                out.pop(key, None)
+        return out
 
 
 class TopLogprob(BaseModel):
@@ -231,10 +339,13 @@ class ChoiceLogprobs(BaseModel):
     refusal: None = None
 
 
+FINISH_REASONS = Literal["stop", "length", "tool_calls", "function_call"]
+
+
 class Choice(BaseModel):
     index: int
     message: ResponseMessage
-    finish_reason: Literal["stop", "length"]
+    finish_reason: FINISH_REASONS
     logprobs: ChoiceLogprobs | None = None
 
 
@@ -257,6 +368,20 @@ class ChatCompletion(BaseModel):
     file_search: FileSearchReport | None = None
 
 
+class ChunkFunction(BaseModel):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ChunkToolCall(BaseModel):
+    """OpenAI's streamed tool call: the first delta of call `index` has its id, type and name."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: ChunkFunction
+
+
 class ChunkDelta(BaseModel):
     """A streamed choice's new content. Only the fields it carries are written: the last chunk's delta is
     `{}` as OpenAI's is (or holds only the citations)."""
@@ -264,6 +389,8 @@ class ChunkDelta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
     annotations: list[dict[str, Any]] | None = None
+    tool_calls: list[ChunkToolCall] | None = None
+    function_call: ChunkFunction | None = None
 
     @model_serializer(mode="wrap")
     def _only_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -273,7 +400,7 @@ class ChunkDelta(BaseModel):
 class ChunkChoice(BaseModel):
     index: int
     delta: ChunkDelta
-    finish_reason: Literal["stop", "length"] | None = None
+    finish_reason: FINISH_REASONS | None = None
     logprobs: ChoiceLogprobs | None = None
 
 

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 
+from common.chat_format import flatten_tools
 from server.catalog import ChatTarget, ModelCatalog
 from server.chat.protocol import (
     TEXT_PARTS,
@@ -24,6 +25,8 @@ from server.chat.protocol import (
     ChoiceLogprobs,
     ChunkChoice,
     ChunkDelta,
+    ChunkFunction,
+    ChunkToolCall,
     FileSearch,
     FileSearchReport,
     ResponseMessage,
@@ -32,7 +35,8 @@ from server.chat.protocol import (
     Usage,
 )
 from server.chat.rag import annotations, rag_messages
-from server.engines.base import Delta, EngineOverloaded, SamplingParams, choice_seed
+from server.chat.tools import ToolPlan, ToolStream, plan_structured, plan_tools, read_answer
+from server.engines.base import Delta, EngineOverloaded, SamplingParams, StructuredOutput, choice_seed
 from server.engines.base import TokenLogprob as EngineLogprob
 from server.engines.detok import TokenBytes
 from server.errors import APIError, bad_request, overloaded
@@ -51,6 +55,7 @@ class PreparedChat:
     params: list[SamplingParams]  # one per choice
     sources: list[SearchHit] = field(default_factory=list)
     file_search: FileSearchReport | None = None
+    tools: ToolPlan = field(default_factory=ToolPlan)
     id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
     created: int = field(default_factory=lambda: int(time.time()))
     started: float = field(default_factory=time.perf_counter)
@@ -95,22 +100,33 @@ class ChatService:
         check_messages(request)
         target = self.catalog.chat_target(request.model)
         request = apply_profile(request, target.profile)
-        messages = [
-            {"role": "system" if m.role == "developer" else m.role, "content": m.text}
-            for m in request.messages
-        ]
+        plan = plan_tools(request)
+        structured = plan_structured(request, plan)
+        messages = [m.wire() for m in request.messages]
         sources, report = await self._retrieve(request, messages)
-        prompt_ids = self.render(target, rag_messages(messages, sources) if report else messages, request)
+
+        def prompt(sources: list[SearchHit]) -> list[int]:
+            # Retrieval augments the last user message; tools, calls and results then become text.
+            chat = rag_messages(messages, sources) if report else messages
+            try:
+                flat = flatten_tools(chat, plan.tools)
+            except ValueError as exc:
+                raise bad_request(f"A tool call in the messages is not valid: {exc}", "messages") from exc
+            return self.render(target, flat, request)
+
+        prompt_ids = prompt(sources)
         room = target.engine.max_model_len - (request.answer_limit or 1)
         while sources and len(prompt_ids) > room:  # keep the best sources that fit the context
             sources = sources[:-1]
-            prompt_ids = self.render(target, rag_messages(messages, sources), request)
+            prompt_ids = prompt(sources)
         if report:
             report.results = len(sources)
         params = self.sampling_params(
-            request, len(prompt_ids), target.engine.max_model_len, target.engine.tokenizer
+            request, len(prompt_ids), target.engine.max_model_len, target.engine.tokenizer, structured
         )
-        return PreparedChat(request, target, prompt_ids, params, sources=sources, file_search=report)
+        return PreparedChat(
+            request, target, prompt_ids, params, sources=sources, file_search=report, tools=plan
+        )
 
     async def _retrieve(
         self, request: ChatCompletionRequest, messages: list[dict]
@@ -156,9 +172,15 @@ class ChatService:
         return list(tokenizer.encode(text, add_special_tokens=False))
 
     def sampling_params(
-        self, request: ChatCompletionRequest, prompt_len: int, context: int, tokenizer=None
+        self,
+        request: ChatCompletionRequest,
+        prompt_len: int,
+        context: int,
+        tokenizer=None,
+        structured: StructuredOutput | None = None,
     ) -> list[SamplingParams]:
-        """One SamplingParams per choice; `tokenizer` (default the served engine's) bounds token ids."""
+        """One SamplingParams per choice; `tokenizer` (default the served engine's) bounds token ids;
+        `structured` (from `plan_structured`) constrains every choice."""
         room = context - prompt_len
         if room < 1:
             raise bad_request(
@@ -194,6 +216,7 @@ class ChatService:
             "repetition_penalty": 1.0 if request.repetition_penalty is None else request.repetition_penalty,
             "logit_bias": token_biases(request.logit_bias, vocab),
             "logprobs": (request.top_logprobs or 0) if request.logprobs else None,
+            "structured": structured,
         }
         return [SamplingParams(seed=choice_seed(request.seed, i), **base) for i in range(request.n)]
 
@@ -249,19 +272,31 @@ class ChatService:
         usage = self._account(
             chat, [r.completion_tokens for r in results], [r.finish_reason for r in results]
         )
+        choices = []
+        for i, r in enumerate(results):
+            answer = read_answer(r.text, chat.tools)
+            message = ResponseMessage(
+                content=answer.content,
+                annotations=annotations(chat.sources),
+                tool_calls=answer.tool_calls,
+                function_call=answer.function_call,
+            )
+            choices.append(
+                Choice(
+                    index=i,
+                    message=message,
+                    # An answer cut by max_tokens says so, even when it holds complete calls.
+                    finish_reason=r.finish_reason
+                    if r.finish_reason == "length"
+                    else answer.finish_reason or r.finish_reason,
+                    logprobs=wire_logprobs(tokenizer, r.logprobs) if wants_logprobs else None,
+                )
+            )
         return ChatCompletion(
             id=chat.id,
             created=chat.created,
             model=chat.target.name,
-            choices=[
-                Choice(
-                    index=i,
-                    message=ResponseMessage(content=r.text, annotations=annotations(chat.sources)),
-                    finish_reason=r.finish_reason,
-                    logprobs=wire_logprobs(tokenizer, r.logprobs) if wants_logprobs else None,
-                )
-                for i, r in enumerate(results)
-            ],
+            choices=choices,
             usage=usage,
             file_search=chat.file_search,
         )
@@ -298,21 +333,30 @@ class ChatService:
                 )
             remaining = len(opened)
             tokenizer = chat.target.engine.tokenizer
+            readers = [ToolStream(chat.tools) for _ in opened]
             while remaining:
                 index, item = await queue.get()
                 if isinstance(item, BaseException):
                     raise item
                 check_finish(item)
-                if item.text or item.logprobs:
+                content, calls = readers[index].feed(item.text)
+                reason = None
+                if item.finish_reason:
+                    rest, last_calls, reason = readers[index].finish()
+                    content, calls = content + rest, calls or last_calls
+                if content or calls or item.logprobs:
                     logprobs = wire_logprobs(tokenizer, item.logprobs) if item.logprobs else None
-                    delta = ChunkDelta(content=item.text)
+                    delta = ChunkDelta(content=content or None, **_call_fields(calls))
                     yield self._chunk(chat, [ChunkChoice(index=index, delta=delta, logprobs=logprobs)])
                 if item.finish_reason:
                     remaining -= 1
-                    counts[index], reasons[index] = item.completion_tokens, item.finish_reason
+                    reason = (
+                        item.finish_reason if item.finish_reason == "length" else reason or item.finish_reason
+                    )
+                    counts[index], reasons[index] = item.completion_tokens, reason
                     # Citations travel on each choice's final chunk.
                     final = ChunkDelta(annotations=annotations(chat.sources) if chat.file_search else None)
-                    choice = ChunkChoice(index=index, delta=final, finish_reason=item.finish_reason)
+                    choice = ChunkChoice(index=index, delta=final, finish_reason=reason)
                     yield self._chunk(chat, [choice], final=True)
             usage = self._account(chat, counts, reasons)
             options = chat.request.stream_options
@@ -373,51 +417,36 @@ def apply_profile(request: ChatCompletionRequest, profile: dict | None) -> ChatC
     return request.model_copy(update=updates)
 
 
+UNSUPPORTED = {
+    "reasoning_effort": "this model does not reason before answering (OpenAI refuses it for such models).",
+    "verbosity": "this model has no verbosity control.",
+    "web_search_options": "this server does not search the web; use file_search over your knowledge bases.",
+    "prediction": "predicted outputs are not implemented.",
+}
+"""OpenAI fields that change what an answer is on OpenAI but cannot here: a 400, never a silent ignore."""
+
+
 def reject_unsupported(request: ChatCompletionRequest) -> None:
     """Fields OpenAI defines that this server does not implement: a clear 400 rather than a silent ignore.
     A `tool_choice` / `function_call` of "none" asks for a text answer, which needs no tools at all."""
     extra = request.model_extra or {}
-    # What OpenAI refuses outright: empty tool lists, and tool options without the tools they steer.
+    # What OpenAI refuses outright: tool options without the tools they steer.
     for tools, options in (
         ("tools", ("tool_choice", "parallel_tool_calls")),
         ("functions", ("function_call",)),
     ):
-        if tools in extra and isinstance(extra[tools], list) and not extra[tools]:
-            raise bad_request(
-                f"Invalid '{tools}': empty array. Expected an array with minimum length 1.",
-                tools,
-                "empty_array",
-            )
         for option in options:
-            if extra.get(option) is not None and not extra.get(tools):
+            if getattr(request, option) is not None and not getattr(request, tools):
                 raise bad_request(
                     f"Invalid value for '{option}': '{option}' is only allowed when '{tools}' are specified.",
                     option,
                     "invalid_value",
                 )
-    if extra.get("tools") and extra.get("tool_choice") != "none":
-        raise bad_request(
-            "tools are not supported by this server (tool_choice 'none' answers in text).",
-            "tools",
-            "unsupported_parameter",
-        )
-    if extra.get("functions") and extra.get("function_call") != "none":
-        raise bad_request(
-            "The legacy 'functions' parameter is not supported by this server.",
-            "functions",
-            "unsupported_parameter",
-        )
-    if extra.get("function_call") not in (None, "none", "auto"):
-        raise bad_request(
-            "The legacy 'function_call' parameter is not supported by this server.",
-            "function_call",
-            "unsupported_parameter",
-        )
-    fmt = extra.get("response_format")
-    if fmt is not None and not (isinstance(fmt, dict) and fmt.get("type") in (None, "text")):
-        raise bad_request(
-            "Only response_format 'text' is supported.", "response_format", "unsupported_parameter"
-        )
+    if request.tools and request.functions:
+        raise bad_request("Send tools or the legacy functions, not both.", "functions")
+    for name, why in UNSUPPORTED.items():
+        if extra.get(name) is not None:
+            raise bad_request(f"'{name}' is not supported: {why}", name, "unsupported_parameter")
     if extra.get("audio") is not None or any(m != "text" for m in extra.get("modalities") or ()):
         param = "audio" if extra.get("audio") is not None else "modalities"
         raise bad_request("This model answers in text only.", param, "unsupported_parameter")
@@ -434,6 +463,12 @@ def reject_unsupported(request: ChatCompletionRequest) -> None:
             "continue_final_message needs the last message to be the assistant's (the one to continue).",
             "messages",
         )
+
+
+def _call_fields(calls: list[ChunkToolCall] | ChunkFunction | None) -> dict:
+    if calls is None:
+        return {}
+    return {"function_call": calls} if isinstance(calls, ChunkFunction) else {"tool_calls": calls}
 
 
 def check_finish(delta: Delta) -> None:
@@ -479,10 +514,7 @@ def token_biases(logit_bias: dict[str, float] | None, vocab: int) -> tuple[tuple
     """`logit_bias` as (token id, bias) pairs; a key that is not a token id of this model is a 400."""
     biases: dict[int, float] = {}
     for key, bias in (logit_bias or {}).items():
-        try:
-            token = int(key)
-        except ValueError:
-            token = -1
+        token = int(key) if key.isascii() and key.isdigit() and str(int(key)) == key else -1
         if not 0 <= token < vocab:
             raise bad_request(
                 f"logit_bias key {key!r} is not a token id of this model (0 to {vocab - 1}).", "logit_bias"

@@ -26,6 +26,19 @@ def choice_seed(seed: int | None, i: int) -> int | None:
 
 
 @dataclass(frozen=True)
+class StructuredOutput:
+    """A constraint on the whole answer, enforced token by token with xgrammar (server.engines.grammar).
+
+    `kind`: `json_schema` (`spec` is the schema as JSON text; `strict`: properties not in the schema are
+    refused, OpenAI's strict mode), `json_object` (any JSON object; `spec` unused), or `structural_tag`
+    (`spec` is an xgrammar structural tag as JSON text: free text with constrained tool calls)."""
+
+    kind: Literal["json_schema", "json_object", "structural_tag"]
+    spec: str = ""
+    strict: bool = False
+
+
+@dataclass(frozen=True)
 class SamplingParams:
     """How one sequence is sampled; the chat service builds it from the request (already validated:
     a ValueError here is a server bug, not bad input).
@@ -55,6 +68,8 @@ class SamplingParams:
     logprobs: int | None = None
     """None: no log-probabilities. k in [0, 20]: each generated token's logprob and its k most likely
     alternatives (OpenAI's `logprobs: true` with `top_logprobs: k`)."""
+    structured: StructuredOutput | None = None
+    """Constrain the answer to a grammar (response_format or tools); None: free text."""
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:

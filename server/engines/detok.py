@@ -36,11 +36,12 @@ class StreamDecoder:
         return self._take(text[:safe])
 
     def flush(self) -> str:
-        """Everything not sent yet (at the end of the sequence)."""
+        """Everything not sent yet (at the end of the sequence), but never a partial character: an answer
+        cut by max_tokens in the middle of one ends before it, as vLLM's does (not with U+FFFD)."""
         if self.stopped:
             return ""
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        return self._take(text)
+        return self._take(text.rstrip(_REPLACEMENT) if text.endswith(_REPLACEMENT) else text)
 
     def _take(self, text: str) -> str:
         if len(text) <= self.sent:
@@ -70,14 +71,15 @@ class LogprobAligner:
     """Hands out each token's logprob entry once the text that token produced has been sent, and never
     the entries of tokens a stop string cut away: a client's logprobs are those of the content it got.
 
-    `add` takes entries as tokens are generated; `take(sent, final)` returns the entries now due, where
-    `sent` is the number of characters of text handed out so far. A token is due when its text ends
-    within `sent`; at the end (`final`), also a token whose text starts within `sent` (it straddles a
-    stop-string cut: part content, part stop string). Tokens without text (special tokens such as
-    end-of-sequence) are due only with a later token that has text, so a trailing end-of-sequence token,
-    which is not content, never is. Offsets come from decoding the growing id list
-    with `skip_special_tokens=True`, as `StreamDecoder` and vLLM's detokenizer do, so special tokens
-    (end-of-sequence) are due with the text before them."""
+    `add` takes entries as tokens are generated; `take(sent)` returns the entries now due, where `sent`
+    is the number of characters of text handed out so far: a token is due when its text ends within
+    `sent`. A token that straddles a stop-string cut (part content, part stop string, as " Paris" after
+    "is" with stop "Paris") never is, so no entry shows text of the stop string. Tokens without text
+    (special tokens, such as end-of-sequence) are due only with a later token that has text, so a
+    trailing end-of-sequence token, which is not content, never is. A token that only continues a
+    character (the third byte of an emoji) adds no characters but is content: it is due with the
+    character. Offsets come from decoding the growing id list with `skip_special_tokens=True`, as
+    `StreamDecoder` and vLLM's detokenizer do."""
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
@@ -85,6 +87,7 @@ class LogprobAligner:
         self.entries: list[Any] = []
         self.ends: list[int] = []
         self.released = 0
+        self.special = set(getattr(tokenizer, "all_special_ids", ()) or ())
 
     def add(self, entries: Any) -> None:
         for entry in entries or ():
@@ -92,15 +95,15 @@ class LogprobAligner:
             self.entries.append(entry)
             self.ends.append(len(self.tokenizer.decode(self.ids, skip_special_tokens=True)))
 
-    def take(self, sent: int, final: bool = False) -> list[Any]:
+    def take(self, sent: int) -> list[Any]:
         n = last = self.released
         while n < len(self.entries):
             start = self.ends[n - 1] if n else 0
-            if not (self.ends[n] <= sent or (final and start < sent)):
+            if self.ends[n] > sent:
                 break
             n += 1
-            if self.ends[n - 1] > start:  # a token with text: it and the textless ones before it are due
-                last = n
+            if self.ends[n - 1] > start or self.ids[n - 1] not in self.special:
+                last = n  # a content token: it and the special tokens before it are due
         out, self.released = self.entries[self.released : last], last
         return out
 

@@ -112,8 +112,8 @@ class FakeEngine(Engine):
         n = 0
         aligner = None if params.logprobs is None else LogprobAligner(self.tokenizer)
 
-        def due(final: bool = False) -> list[TokenLogprob] | None:
-            return None if aligner is None else aligner.take(decoder.sent, final)
+        def due() -> list[TokenLogprob] | None:
+            return None if aligner is None else aligner.take(decoder.sent)
 
         try:
             for n, token in enumerate(self.tokenizer.encode(reply), start=1):
@@ -126,14 +126,14 @@ class FakeEngine(Engine):
                     reason = "stop" if decoder.stopped else "length"
                     done = True
                     text += decoder.flush()
-                    yield Delta(text, reason, len(prompt_ids), n, due(final=True))
+                    yield Delta(text, reason, len(prompt_ids), n, due())
                     return
                 logprobs = due()
                 if text or logprobs:
                     yield Delta(text, logprobs=logprobs)
             done = True
             text = decoder.flush()
-            yield Delta(text, "stop", len(prompt_ids), n, due(final=True))
+            yield Delta(text, "stop", len(prompt_ids), n, due())
         finally:
             self.running -= 1
             if not done:

@@ -29,6 +29,7 @@ from server.engines.base import (
     TokenLogprob,
 )
 from server.engines.detok import LogprobAligner, StreamDecoder
+from server.engines.grammar import GrammarRuntime
 
 log = logging.getLogger("ragtune.engine")
 
@@ -45,6 +46,7 @@ class _Seq:
     loop: asyncio.AbstractEventLoop
     decoder: StreamDecoder
     aligner: LogprobAligner | None = None
+    matcher: Any = None  # xgrammar.GrammarMatcher of this row's structured output, if any
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     generated: list[int] = field(default_factory=list)
     generator: Any = None
@@ -62,6 +64,7 @@ class _Seq:
             or p.repetition_penalty != 1.0
             or p.logit_bias
             or p.logprobs is not None
+            or p.structured is not None
         )
 
     def emit(self, item: Delta | BaseException) -> None:
@@ -130,6 +133,7 @@ class TransformersEngine(Engine):
         self.max_prefill_tokens = max_prefill_tokens
         self.batch_invariant = batch_invariant
         self.eos_ids = self._eos_ids()
+        self._grammar: GrammarRuntime | None = None  # built on the first structured request
         self.pad_id = (
             self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
         )
@@ -168,6 +172,7 @@ class TransformersEngine(Engine):
             loop=asyncio.get_running_loop(),
             decoder=StreamDecoder(self.tokenizer, params.stop),
             aligner=None if params.logprobs is None else LogprobAligner(self.tokenizer),
+            matcher=None if params.structured is None else self.grammar.matcher(params.structured),
         )
         if params.seed is not None:  # manual_seed takes [-2**63, 2**64); seeds are in [0, 2**63)
             seq.generator = self._torch.Generator(device=self.device).manual_seed(params.seed)
@@ -190,6 +195,14 @@ class TransformersEngine(Engine):
         finally:
             seq.cancelled = True  # no-op when finished; otherwise the worker drops it at the next step
             self._release(seq)
+
+    @property
+    def grammar(self) -> GrammarRuntime:
+        """xgrammar's compiler for this model (built once, on the first structured request)."""
+        if self._grammar is None:
+            vocab = self.model.get_output_embeddings().weight.shape[0]
+            self._grammar = GrammarRuntime(self.tokenizer, vocab, sorted(self.eos_ids))
+        return self._grammar
 
     async def add_adapter(self, name: str, path: str) -> None:
         """Load a PEFT LoRA adapter; it is applied per row, so one batch mixes adapters and the base."""
@@ -400,10 +413,15 @@ class TransformersEngine(Engine):
                 tokens.append(self.pad_id)  # the row is dropped below; any id keeps the tensor whole
                 continue
             token, logprob = pick
+            if seq.matcher is not None and not seq.matcher.accept_token(token):
+                if not seq.cancelled:
+                    self._fail(seq, SequenceFailed("the grammar refused the sampled token"), "sampling")
+                tokens.append(self.pad_id)
+                continue
             tokens.append(token)
             seq.generated.append(token)
             finish = None
-            if token in self.eos_ids and not seq.params.ignore_eos:
+            if token in self.eos_ids and (not seq.params.ignore_eos or seq.matcher is not None):
                 text, finish = seq.decoder.flush(), "stop"
             else:
                 text = seq.decoder.push(token)
@@ -417,7 +435,7 @@ class TransformersEngine(Engine):
             logprobs = None
             if seq.aligner is not None:  # logprobs travel with the text their tokens produced
                 seq.aligner.add([logprob])
-                logprobs = seq.aligner.take(seq.decoder.sent, final=finish is not None)
+                logprobs = seq.aligner.take(seq.decoder.sent)
             if finish:
                 self._finish(seq, Delta(text, finish, len(seq.prompt_ids), len(seq.generated), logprobs))
             else:
@@ -449,6 +467,8 @@ class TransformersEngine(Engine):
         p = seq.params
         scores = logits.clone()
         vocab = scores.shape[-1]
+        if seq.matcher is not None:  # this row's grammar only: -inf for every token it does not allow
+            self.grammar.mask(seq.matcher, scores)
         if p.logit_bias:
             ids = [t for t, _ in p.logit_bias]
             if not all(0 <= t < vocab for t in ids):
@@ -470,7 +490,7 @@ class TransformersEngine(Engine):
         if scores.isnan().any() or scores.isposinf().any() or not scores.isfinite().any():
             raise SequenceFailed("the scores are not finite after logit_bias and penalties")
         logprobs = torch.log_softmax(scores, dim=-1) if p.logprobs is not None else None
-        if p.ignore_eos:
+        if p.ignore_eos and seq.matcher is None:  # a grammar decides itself where the answer may end
             scores[list(self.eos_ids)] = float("-inf")
         if p.greedy:  # also temperature 1e-40: never divide by a temperature below SAMPLING_EPS
             token = int(scores.argmax())

@@ -35,6 +35,7 @@ from server.engines.base import (
     TokenLogprob,
 )
 from server.engines.detok import LogprobAligner
+from server.engines.grammar import structured_json
 
 log = logging.getLogger("ragtune.engine")
 
@@ -198,7 +199,7 @@ class VLLMEngine(Engine):
                 logprobs = None
                 if aligner is not None:  # vLLM's logprobs include tokens of a stop string it cut
                     aligner.add(token_logprobs(choice, params.logprobs))
-                    logprobs = aligner.take(sent, final=out.finished)
+                    logprobs = aligner.take(sent)
                 if out.finished:
                     yield Delta(
                         choice.text,
@@ -241,7 +242,7 @@ def vllm_sampling_params(params: SamplingParams) -> Any:
     """vLLM's SamplingParams for one sequence (`n=1`: the service asks once per choice, seeded
     `choice_seed(seed, i)`)."""
     from vllm import SamplingParams as VSamplingParams
-    from vllm.sampling_params import RequestOutputKind
+    from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
     # Greedy is temperature 0 for vLLM: it raises a temperature in (0, 1e-2) to 1e-2 and samples at it
     # (so 1e-40 would be random, not greedy), and it refuses top_p 0.
@@ -260,9 +261,12 @@ def vllm_sampling_params(params: SamplingParams) -> Any:
         logprobs=params.logprobs,
         stop=list(params.stop) or None,
         seed=params.seed,
-        ignore_eos=params.ignore_eos,
+        ignore_eos=params.ignore_eos and params.structured is None,
         skip_special_tokens=True,
         output_kind=RequestOutputKind.DELTA,
+        structured_outputs=(
+            StructuredOutputsParams(**structured_json(params.structured)) if params.structured else None
+        ),
     )
 
 
