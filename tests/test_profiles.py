@@ -13,6 +13,11 @@ from tests.helpers import MODEL, assert_error, chat
 
 @pytest.fixture
 def store_id(client, tmp_path):
+    return make_store(client, tmp_path)
+
+
+def make_store(client, tmp_path) -> str:
+    """A knowledge base holding one policy file, ingested."""
     path = tmp_path / "policy.md"
     path.write_text("# Policy\n\nThe Zorblax warehouse access code is 7431.\n")
     with open(path, "rb") as f:
@@ -93,3 +98,38 @@ def test_profile_errors(client):
     assert_error(
         client.post("/v1/profiles", json={"name": "p3", "model": MODEL, "colour": "red"}), 400, "colour"
     )
+
+
+def test_a_profile_with_knowledge_and_an_adapter_answers_with_tools_and_schemas(make_client, tmp_path):
+    """Retrieval, then a tool call or a schema answer, through a profile on an `ft:` model."""
+    from common.chat_format import format_tool_call
+
+    engine = FakeEngine(max_model_len=8192)  # one token per character: sources and tools are long
+    client = make_client(engine)
+    store = make_store(client, tmp_path)
+    adapter = "ft:smollm2-135m-instruct:x:12345678"
+    client.portal.call(client.app.state.services.catalog.add_adapter, adapter, "/a")
+    profile = {"name": "kb-ft", "model": adapter, "file_search": {"vector_store_ids": [store]}}
+    assert client.post("/v1/profiles", json=profile).status_code == 200
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "open_door",
+            "parameters": {"type": "object", "properties": {"code": {"type": "string"}}},
+        },
+    }
+    engine.enqueue(format_tool_call("open_door", {"code": "7431"}), '{"code": "7431"}')
+    question = [{"role": "user", "content": "Open the Zorblax warehouse door."}]
+    body = chat(client, model="kb-ft", messages=question, tools=[tool], tool_choice="required").json()
+    call = engine.calls[-1]
+    assert call.adapter == adapter and "7431" in call.prompt and "<tools>" in call.prompt
+    assert call.params.structured.kind == "structural_tag"
+    [choice] = body["choices"]
+    assert choice["finish_reason"] == "tool_calls"
+    assert choice["message"]["tool_calls"][0]["function"]["arguments"] == '{"code": "7431"}'
+    assert choice["message"]["annotations"][0]["filename"] == "policy.md"
+    schema = {"type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]}
+    fmt = {"type": "json_schema", "json_schema": {"name": "code", "schema": schema}}
+    body = chat(client, model="kb-ft", messages=question, response_format=fmt).json()
+    assert engine.calls[-1].params.structured.kind == "json_schema" and "7431" in engine.calls[-1].prompt
+    assert body["choices"][0]["message"]["content"] == '{"code": "7431"}'
