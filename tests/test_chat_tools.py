@@ -239,3 +239,15 @@ def test_calls_cut_by_max_tokens_say_length(client, fake_engine):
     chunks = [c for c in events[:-1] if c["choices"]]
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
     assert sum(len(c["choices"][0]["delta"].get("tool_calls") or ()) for c in chunks) == 1
+
+
+def test_a_function_without_parameters_takes_an_object(client, fake_engine):
+    fake_engine.enqueue(format_tool_call("get_time", {}))
+    bare = {"type": "function", "function": {"name": "get_time"}}
+    message = chat(client, tools=[bare], tool_choice="required").json()["choices"][0]["message"]
+    assert message["tool_calls"][0]["function"] == {"name": "get_time", "arguments": "{}"}
+    tag = fake_engine.calls[0].params.structured.spec
+    assert json.loads(tag)["format"]["tags"][0]["content"]["json_schema"] == {
+        "type": "object",
+        "properties": {},
+    }

@@ -67,6 +67,8 @@ def plan_tools(request: ChatCompletionRequest) -> ToolPlan:
         return ToolPlan()
     if choice == "none":
         return ToolPlan()
+    for tool in tools:  # no parameters: the arguments are an empty object (OpenAI's reading)
+        tool["function"].setdefault("parameters", {"type": "object", "properties": {}})
     if choice is None:
         name = "auto"
     elif isinstance(choice, str):
