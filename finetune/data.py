@@ -237,24 +237,17 @@ def _openai_message(raw: object, where: str, line: int) -> tuple[dict, float]:
             message["content"] = _content(content, where, line)
     else:
         message["content"] = _content(raw.get("content"), where, line)
-    if role == "tool":
-        call_id = raw.get("tool_call_id")
-        if not isinstance(call_id, str) or not call_id.strip():
-            raise DataError(
-                "invalid_tool_result",
-                f"{where} needs the tool_call_id (a string) of the call it answers",
-                line,
-            )
-        message["tool_call_id"] = call_id
-    elif role == "function":
-        name = raw.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise DataError(
-                "invalid_tool_result",
-                f"{where} needs the name (a string) of the function that answered",
-                line,
-            )
-        message["name"] = name
+    # A result names what it answers: the call's id (tool) or the function's name (legacy function).
+    answers = {
+        "tool": ("tool_call_id", "of the call it answers"),
+        "function": ("name", "of the function that answered"),
+    }
+    if role in answers:
+        key, what = answers[role]
+        value = raw.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise DataError("invalid_tool_result", f"{where} needs the {key} (a string) {what}", line)
+        message[key] = value
     return message, _weight(raw, role, where, line)
 
 
