@@ -138,7 +138,9 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else "Request failed"
         if exc.status_code == 404 and message == "Not Found":
             message = "Unknown route."
-        return APIError(exc.status_code, message, headers=getattr(exc, "headers", None)).response()
+        param = getattr(exc, "param", None)  # server.protocol.InvalidText names the field
+        headers = getattr(exc, "headers", None)
+        return APIError(exc.status_code, message, param=param, headers=headers).response()
 
     @app.exception_handler(ClientDisconnected)
     async def _gone(request: Request, _: ClientDisconnected) -> Response:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from fastapi import Query, Request, Response
+from fastapi import HTTPException, Query, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
 
@@ -31,12 +31,45 @@ def parse_int(digits: str) -> int | float:
     return int(digits)
 
 
+def lone_surrogate(value: Any, path: str = "") -> str | None:
+    """The path (`messages[0].content`, `query`) of the first string in a parsed JSON body that is not
+    valid Unicode text (a lone surrogate such as `"\\ud800"`, which JSON allows and no tokenizer or
+    UTF-8 encoder accepts), in a key or a value; None when every string is text."""
+    if isinstance(value, str):
+        return None if is_utf8(value) else (path or "body")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if not is_utf8(str(key)):
+                return path or "body"
+            if (found := lone_surrogate(item, where)) is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if (found := lone_surrogate(item, f"{path}[{index}]")) is not None:
+                return found
+    return None
+
+
+class InvalidText(HTTPException):
+    """A request body holding text that is not valid Unicode: a 400 naming where (OpenAI's error shape
+    through server.errors, which reads `param`)."""
+
+    def __init__(self, param: str) -> None:
+        super().__init__(400, f"'{param}' is not valid Unicode text (it holds a lone surrogate).")
+        self.param = param
+
+
 class WireRequest(Request):
-    """A request whose JSON body is parsed with `parse_int`."""
+    """A request whose JSON body is parsed with `parse_int` and whose every string is checked to be
+    valid Unicode once, here at the boundary, for every route (InvalidText otherwise)."""
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            self._json = json.loads(await self.body(), parse_int=parse_int)
+            body = json.loads(await self.body(), parse_int=parse_int)
+            if (where := lone_surrogate(body)) is not None:
+                raise InvalidText(where)
+            self._json = body
         return self._json
 
 

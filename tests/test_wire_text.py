@@ -1,0 +1,51 @@
+"""Text that is not valid Unicode (a lone surrogate: legal JSON, refused by every tokenizer and by UTF-8)
+is refused once, at the boundary, for every route that takes a JSON body: a 400 naming the field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from server.protocol import lone_surrogate
+from tests.helpers import assert_error
+
+CASES = Path(__file__).resolve().parents[2] / "shared" / "cases" / "kb-ft"
+
+
+def post_raw(client, path: str, raw: str):
+    return client.post(path, content=raw, headers={"content-type": "application/json"})
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "param"),
+    [
+        (
+            "/v1/chat/completions",
+            '{"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "a\\ud800"}]}',
+            "messages[0].content",
+        ),
+        ("/v1/embeddings", '{"model": "all-minilm-l6-v2", "input": ["ok", "b\\udc00"]}', "input[1]"),
+        ("/v1/vector_stores", '{"name": "\\ud800"}', "name"),
+        ("/v1/profiles", '{"name": "p", "model": "smollm2-135m-instruct", "system": "x\\ud83d"}', "system"),
+        ("/v1/feedback", '{"\\ud800": 1}', "body"),
+    ],
+)
+def test_lone_surrogates_are_400_naming_the_field(client, path, raw, param):
+    assert_error(post_raw(client, path, raw), 400, param)
+
+
+def test_search_case_from_a_user_report(client):
+    store = client.post("/v1/vector_stores", json={"name": "kb"}).json()["id"]
+    raw = (CASES / "search_lone_surrogate.json").read_text()
+    assert json.loads(raw)["query"] == "retry \ud800 count"
+    assert_error(post_raw(client, f"/v1/vector_stores/{store}/search", raw), 400, "query")
+    ok = client.post(f"/v1/vector_stores/{store}/search", json={"query": "retry count 🙂"})
+    assert ok.status_code == 200  # surrogate pairs (an emoji) are text
+
+
+def test_lone_surrogate_paths():
+    assert lone_surrogate({"a": [{"b": "ok"}, {"c": "x\udfff"}]}) == "a[1].c"
+    assert lone_surrogate({"a": "🙂", "b": [1, None, True]}) is None
+    assert lone_surrogate("\ud800") == "body"
