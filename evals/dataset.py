@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.text import lone_surrogate
+
 
 @dataclass
 class EvalItem:
@@ -34,6 +36,8 @@ def load_eval(path: Path, max_items: int = 5000) -> list[EvalItem]:
             raise EvalFileError(f"not valid JSON ({exc.msg})", n) from exc
         if not isinstance(record, dict):
             raise EvalFileError("each line must be a JSON object", n)
+        if (where := lone_surrogate(record)) is not None:
+            raise EvalFileError(f"{where} is not valid Unicode text (it holds a lone surrogate)", n)
         question = record.get("question")
         if not isinstance(question, str) or not question.strip():
             raise EvalFileError("'question' must be a non-empty string", n)

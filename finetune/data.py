@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common.chat_format import flatten_tools
+from common.text import lone_surrogate
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -109,6 +110,10 @@ def parse_record(record: object, line: int) -> Conversation:
     """Validate one record, detecting its format from its keys, and return it as a Conversation."""
     if not isinstance(record, dict):
         raise DataError("not_an_object", f"expected a JSON object, got {_json_type(record)}", line)
+    if (where := lone_surrogate(record)) is not None:
+        raise DataError(
+            "invalid_text", f"{where} is not valid Unicode text (it holds a lone surrogate)", line
+        )
     numbers = None
     if "messages" in record:
         messages, numbers = _from_openai(record, line)

@@ -18,6 +18,8 @@ from fastapi import HTTPException, Query, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
 
+from common.text import lone_surrogate
+
 T = TypeVar("T")
 Order = Literal["asc", "desc"]
 
@@ -29,26 +31,6 @@ def parse_int(digits: str) -> int | float:
     if len(digits) - digits.startswith("-") > sys.get_int_max_str_digits():
         return float(digits)
     return int(digits)
-
-
-def lone_surrogate(value: Any, path: str = "") -> str | None:
-    """The path (`messages[0].content`, `query`) of the first string in a parsed JSON body that is not
-    valid Unicode text (a lone surrogate such as `"\\ud800"`, which JSON allows and no tokenizer or
-    UTF-8 encoder accepts), in a key or a value; None when every string is text."""
-    if isinstance(value, str):
-        return None if is_utf8(value) else (path or "body")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if not is_utf8(str(key)):
-                return path or "body"
-            if (found := lone_surrogate(item, where)) is not None:
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            if (found := lone_surrogate(item, f"{path}[{index}]")) is not None:
-                return found
-    return None
 
 
 class InvalidText(HTTPException):
@@ -192,13 +174,3 @@ class Health(WireModel):
     status: Literal["ok"] = "ok"
     engine: str
     model: str
-
-
-def is_utf8(text: str) -> bool:
-    """Whether `text` can be encoded as UTF-8: JSON allows a lone surrogate (`"\\ud800"`), no tokenizer
-    does, so a request holding one is refused as bad input rather than failing in the tokenizer."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

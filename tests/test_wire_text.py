@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from server.protocol import lone_surrogate
+from common.text import lone_surrogate
 from tests.helpers import assert_error
 
 CASES = Path(__file__).resolve().parents[2] / "shared" / "cases" / "kb-ft"
@@ -49,3 +49,24 @@ def test_lone_surrogate_paths():
     assert lone_surrogate({"a": [{"b": "ok"}, {"c": "x\udfff"}]}) == "a[1].c"
     assert lone_surrogate({"a": "🙂", "b": [1, None, True]}) is None
     assert lone_surrogate("\ud800") == "body"
+
+
+def test_training_and_eval_files_refuse_lone_surrogates_by_line(tmp_path):
+    from evals.dataset import EvalFileError, load_eval
+    from finetune.data import DataError, load_dataset
+
+    train = tmp_path / "train.jsonl"
+    good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    train.write_text(
+        json.dumps(good) + "\n" + '{"messages": [{"role": "user", "content": "a\\ud800"}, '
+        '{"role": "assistant", "content": "b"}]}\n'
+    )
+    with pytest.raises(DataError) as error:
+        load_dataset(train)
+    assert error.value.code == "invalid_text" and error.value.line == 2
+    assert "messages[0].content" in str(error.value)
+    evals = tmp_path / "eval.jsonl"
+    evals.write_text('{"question": "q\\udc00", "reference": "r"}\n')
+    with pytest.raises(EvalFileError) as eval_error:
+        load_eval(evals)
+    assert eval_error.value.line == 1 and "question" in str(eval_error.value)

@@ -14,6 +14,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 
 from common.chat_format import flatten_tools
+from common.text import is_utf8
 from server.catalog import ChatTarget, ModelCatalog
 from server.chat.protocol import (
     TEXT_PARTS,
@@ -41,7 +42,6 @@ from server.engines.base import TokenLogprob as EngineLogprob
 from server.engines.detok import TokenBytes
 from server.errors import APIError, bad_request, overloaded
 from server.metrics import Metrics
-from server.protocol import is_utf8
 from server.vector_stores.protocol import KnowledgeSearch, SearchHit, SearchQuery
 
 

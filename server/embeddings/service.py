@@ -7,11 +7,11 @@ import base64
 
 import numpy as np
 
+from common.text import is_utf8
 from retrieval.embedder import Embedder
 from server.catalog import ModelCatalog, model_not_found
 from server.embeddings.protocol import EmbeddingItem, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage
 from server.errors import APIError, bad_request
-from server.protocol import is_utf8
 
 MAX_INPUTS = 2048
 
