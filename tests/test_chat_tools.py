@@ -251,3 +251,42 @@ def test_a_function_without_parameters_takes_an_object(client, fake_engine):
         "type": "object",
         "properties": {},
     }
+
+
+def test_forced_calls_cut_short_leave_no_markup(client, fake_engine):
+    """A forced call that max_tokens cuts is neither a call nor content: its markup is no answer."""
+    for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
+        fake_engine.enqueue(CALL, CALL)
+        body = chat(client, tools=[WEATHER], tool_choice=choice, max_tokens=12).json()
+        [answer] = body["choices"]
+        assert answer["finish_reason"] == "length" and answer["message"]["content"] is None
+        assert "tool_calls" not in answer["message"]
+        status, events = stream_chat(client, tools=[WEATHER], tool_choice=choice, max_tokens=3)
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in events[:-1] if c["choices"])
+        assert text == "" and events[-2]["choices"][0]["finish_reason"] == "length"
+
+
+def test_tool_messages_must_answer_a_call_and_names_are_unique(client):
+    orphan = [{"role": "user", "content": "hi"}, {"role": "tool", "tool_call_id": "call_x", "content": "x"}]
+    assert_error(chat(client, messages=orphan), 400, "messages[1].tool_call_id")
+    assert_error(chat(client, tools=[WEATHER, WEATHER]), 400, "tools")
+
+
+def test_json_schema_without_a_schema_is_an_object(client, fake_engine):
+    fake_engine.enqueue("{}")
+    chat(client, response_format={"type": "json_schema", "json_schema": {"name": "x"}})
+    assert json.loads(fake_engine.calls[0].params.structured.spec) == {"type": "object"}
+
+
+def test_logprobs_of_tokens_a_grammar_forbids_are_floored():
+    """-inf (a token the grammar masks) is not JSON: it is written as -9999.0, as OpenAI and vLLM do."""
+    from server.chat.service import wire_logprobs
+    from server.engines.base import TokenLogprob
+    from server.engines.fake import CharTokenizer
+
+    entry = TokenLogprob(
+        ord("a"), 0.0, ((ord("a"), 0.0), (ord("b"), float("-inf")), (ord("c"), float("nan")))
+    )
+    wire = wire_logprobs(CharTokenizer(), [entry]).model_dump_json()
+    assert "Infinity" not in wire and "NaN" not in wire
+    assert [t["logprob"] for t in json.loads(wire)["content"][0]["top_logprobs"]] == [0.0, -9999.0, -9999.0]

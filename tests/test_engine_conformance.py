@@ -569,3 +569,34 @@ def test_langchain_structured_output_and_bind_tools(server):
     message = bound.invoke(WEATHER_ASK[0]["content"])
     [call] = message.tool_calls
     assert call["name"] == "get_weather" and isinstance(call["args"]["city"], str)
+
+
+def test_a_function_without_arguments_is_called_with_an_empty_object(client):
+    """LangChain's @tool without arguments sends no parameters: the call still ends, with `{}`."""
+    ping = {"type": "function", "function": {"name": "ping", "description": "Check the server is up."}}
+    choice = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Is the server up?"}],
+        tools=[ping],
+        tool_choice="required",
+        parallel_tool_calls=False,
+        temperature=0,
+        max_tokens=60,
+    ).choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert [(c.function.name, c.function.arguments) for c in choice.message.tool_calls] == [("ping", "{}")]
+
+
+def test_constrained_logprobs_are_finite(client):
+    """Alternatives a grammar forbids are floored at -9999.0 (OpenAI's and vLLM's), never -inf/null."""
+    choice = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "JSON"}],
+        response_format={"type": "json_object"},
+        logprobs=True,
+        top_logprobs=5,
+        temperature=0,
+        max_tokens=10,
+    ).choices[0]
+    values = [a.logprob for e in choice.logprobs.content for a in e.top_logprobs]
+    assert values and all(v >= -9999.0 for v in values) and -9999.0 in values

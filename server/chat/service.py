@@ -37,7 +37,14 @@ from server.chat.protocol import (
 )
 from server.chat.rag import annotations, rag_messages
 from server.chat.tools import ToolPlan, ToolStream, plan_structured, plan_tools, read_answer
-from server.engines.base import Delta, EngineOverloaded, SamplingParams, StructuredOutput, choice_seed
+from server.engines.base import (
+    Delta,
+    EngineOverloaded,
+    SamplingParams,
+    StructuredOutput,
+    choice_seed,
+    floor_logprob,
+)
 from server.engines.base import TokenLogprob as EngineLogprob
 from server.engines.detok import TokenBytes
 from server.errors import APIError, bad_request, overloaded
@@ -480,7 +487,15 @@ def check_finish(delta: Delta) -> None:
 def check_messages(request: ChatCompletionRequest) -> None:
     """Content this text-only model cannot read gets a 400 naming the part; text must be valid UTF-8
     (JSON allows lone surrogates, which no tokenizer accepts)."""
+    calls: set[str] = set()  # ids of the calls made so far: a tool message answers one of them
     for i, message in enumerate(request.messages):
+        calls.update(call.id for call in message.tool_calls or ())
+        if message.role == "tool" and message.tool_call_id not in calls:
+            raise bad_request(
+                f"messages[{i}] answers the tool call '{message.tool_call_id}', which no earlier assistant "
+                "message made: a tool message must follow the message with its tool_calls.",
+                f"messages[{i}].tool_call_id",
+            )
         parts = message.content if isinstance(message.content, list) else []
         for j, part in enumerate(parts):
             where = f"messages[{i}].content[{j}]"
@@ -538,6 +553,7 @@ def wire_logprobs(tokenizer, entries: list[EngineLogprob]) -> ChoiceLogprobs:
         tops = []
         for alt_id, alt_logprob in entry.top:
             alt_text, alt_raw = token(alt_id)
-            tops.append(TopLogprob(token=alt_text, logprob=alt_logprob, bytes=alt_raw))
-        content.append(TokenLogprob(token=text, logprob=entry.logprob, bytes=raw, top_logprobs=tops))
+            tops.append(TopLogprob(token=alt_text, logprob=floor_logprob(alt_logprob), bytes=alt_raw))
+        logprob = floor_logprob(entry.logprob)
+        content.append(TokenLogprob(token=text, logprob=logprob, bytes=raw, top_logprobs=tops))
     return ChoiceLogprobs(content=content)

@@ -65,6 +65,10 @@ def plan_tools(request: ChatCompletionRequest) -> ToolPlan:
         parallel = request.parallel_tool_calls is not False
     else:
         return ToolPlan()
+    names = [t["function"]["name"] for t in tools]
+    if len(set(names)) < len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise bad_request(f"The function '{twice}' is given twice.", "functions" if legacy else "tools")
     if choice == "none":
         return ToolPlan()
     for tool in tools:  # no parameters: the arguments are an empty object (OpenAI's reading)
@@ -91,7 +95,7 @@ def plan_structured(request: ChatCompletionRequest, plan: ToolPlan) -> Structure
         answer = {"type": "object"}
     elif fmt is not None and fmt.type == "json_schema":
         spec = fmt.json_schema
-        answer = spec.schema_ if spec.schema_ is not None else {}
+        answer = spec.schema_ if spec.schema_ is not None else {"type": "object"}
         strict = bool(spec.strict)
         param = "response_format.json_schema.schema"
     if plan.active:
@@ -133,6 +137,7 @@ def _tool_tag(plan: ToolPlan, answer: dict | None) -> str:
             tool_choice="auto" if choice == "required" else choice,
             reasoning="disabled",
             parallel_tool_calls=plan.parallel,
+            max_whitespace_cnt=1,  # one whitespace character at a time: no newline loops in arguments
         )
     except (ValueError, TypeError) as exc:  # a malformed function definition
         raise bad_request(f"The tools cannot be used: {exc}", "tools") from exc
@@ -173,7 +178,8 @@ def read_answer(text: str, plan: ToolPlan) -> ToolAnswer:
         return ToolAnswer(text)
     content, calls = parse_tool_calls(text)
     if not calls:
-        return ToolAnswer(text)
+        # A forced call cut by max_tokens is no call and no content (its markup is not an answer).
+        return ToolAnswer(text if plan.choice == "auto" else None)
     if plan.legacy:
         first = calls[0]
         return ToolAnswer(
@@ -217,10 +223,14 @@ class ToolStream:
 
     def finish(self) -> tuple[str, list[ChunkToolCall] | ChunkFunction | None, str | None]:
         """What is left at the end: content, calls, and the finish reason the calls imply (or None)."""
+        if self.plan.active and self.plan.choice != "auto" and self.calls_at is None:
+            return "", None, None  # a forced call cut before it opened ("<tool")
         if self.calls_at is not None:
             calls = self._new_calls(final=True)
             if self.calls:
                 return "", calls, "function_call" if self.plan.legacy else "tool_calls"
+            if self.plan.choice != "auto":  # a forced call cut short: neither a call nor content
+                return "", None, None
             return self._release(len(self.text), force=True), None, None  # an unfinished call is text
         return self._release(len(self.text)), None, None
 

@@ -15,8 +15,17 @@ SAMPLING_EPS = 1e-5
 """A temperature below this is greedy: dividing logits by it overflows (vLLM's `_SAMPLING_EPS`)."""
 MAX_LOGPROBS = 20
 """The most alternatives per token (`top_logprobs`), as OpenAI allows."""
+LOGPROB_FLOOR = -9999.0
+"""What OpenAI (and vLLM's server) report for a token that cannot be picked (masked by a grammar, or
+-inf after logit_bias): -inf and NaN are not JSON."""
 MAX_SEED = 2**63 - 1
 """Seeds are int64 in OpenAI's API; choice `i` of `n` uses `(seed + i) % 2**63` (see `choice_seed`)."""
+
+
+def floor_logprob(logprob: float) -> float:
+    """`logprob`, or LOGPROB_FLOOR when it is below it, -inf or NaN (written as a comparison so that NaN
+    lands on the floor too)."""
+    return logprob if logprob > LOGPROB_FLOOR else LOGPROB_FLOOR
 
 
 def choice_seed(seed: int | None, i: int) -> int | None:

@@ -1,7 +1,9 @@
 """Grammar-constrained decoding with xgrammar (vLLM's own structured-output backend).
 
 A `StructuredOutput` (server.engines.base) names one constraint: a JSON schema, any JSON object, or an
-xgrammar structural tag (the tool-call format, see server.chat.tools). `check_structured` compiles it
+xgrammar structural tag (the tool-call format, see server.chat.tools). JSON answers are compact
+(`{"a": 1, "b": [2]}`: xgrammar's `any_whitespace=False`, vLLM's `disable_any_whitespace`): with free
+whitespace a small model can fill an object with newlines until max_tokens. `check_structured` compiles it
 without a tokenizer, so a request whose schema xgrammar cannot compile is refused (400) before any
 engine sees it. `GrammarRuntime` is the transformers engine's per-model compiler: one
 `xgrammar.GrammarMatcher` per sequence, whose token bitmask is applied to that row's logits only, so
@@ -34,7 +36,7 @@ def check_structured(structured: StructuredOutput) -> None:
     xgr = _xgrammar()
     try:
         if structured.kind == "json_schema":
-            xgr.Grammar.from_json_schema(structured.spec, strict_mode=structured.strict)
+            xgr.Grammar.from_json_schema(structured.spec, strict_mode=structured.strict, any_whitespace=False)
         elif structured.kind == "structural_tag":
             xgr.Grammar.from_structural_tag(structured.spec)
     except Exception as exc:  # xgrammar raises RuntimeError/ValueError/InvalidJSONError with its reason
@@ -67,9 +69,13 @@ class GrammarRuntime:
         """A fresh `xgrammar.GrammarMatcher` for one sequence. Raises GrammarError."""
         try:
             if structured.kind == "json_object":  # an object, not any JSON value (OpenAI's json_object)
-                compiled = self.compiler.compile_json_schema('{"type": "object"}', strict_mode=False)
+                compiled = self.compiler.compile_json_schema(
+                    '{"type": "object"}', strict_mode=False, any_whitespace=False
+                )
             elif structured.kind == "json_schema":
-                compiled = self.compiler.compile_json_schema(structured.spec, strict_mode=structured.strict)
+                compiled = self.compiler.compile_json_schema(
+                    structured.spec, strict_mode=structured.strict, any_whitespace=False
+                )
             else:
                 compiled = self.compiler.compile_structural_tag(structured.spec)
         except Exception as exc:
@@ -87,7 +93,11 @@ class GrammarRuntime:
 def structured_json(structured: StructuredOutput) -> dict:
     """The constraint as vLLM's `StructuredOutputsParams` keyword arguments."""
     if structured.kind == "json_object":  # vLLM's json_object admits any JSON value; OpenAI's is an object
-        return {"json": {"type": "object"}}
+        return {"json": {"type": "object"}, "disable_any_whitespace": True}
     if structured.kind == "json_schema":
-        return {"json": json.loads(structured.spec), "disable_additional_properties": structured.strict}
+        return {
+            "json": json.loads(structured.spec),
+            "disable_additional_properties": structured.strict,
+            "disable_any_whitespace": True,
+        }
     return {"structural_tag": structured.spec}

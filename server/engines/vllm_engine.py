@@ -33,6 +33,7 @@ from server.engines.base import (
     FinishReason,
     SamplingParams,
     TokenLogprob,
+    floor_logprob,
 )
 from server.engines.detok import LogprobAligner
 from server.engines.grammar import structured_json
@@ -46,8 +47,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DEFAULT_CPU_KV_CACHE_GIB = 2.0
 _FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
-LOGPROB_FLOOR = -9999.0
-"""What OpenAI (and vLLM's server) report for a token the sampler cannot pick: -inf is not JSON."""
 
 
 class SequenceAborted(RuntimeError):
@@ -290,16 +289,11 @@ def token_logprobs(choice: Any, top: int | None) -> list[TokenLogprob] | None:
         entries.append(
             TokenLogprob(
                 token_id,
-                _floor(position[token_id].logprob),
-                tuple((tid, _floor(lp.logprob)) for tid, lp in ranked[:top]),
+                floor_logprob(position[token_id].logprob),
+                tuple((tid, floor_logprob(lp.logprob)) for tid, lp in ranked[:top]),
             )
         )
     return entries
-
-
-def _floor(logprob: float) -> float:
-    # Written as a comparison so that NaN also lands on the floor (max() would keep a leading NaN).
-    return logprob if logprob > LOGPROB_FLOOR else LOGPROB_FLOOR
 
 
 def require_batch_invariance(on_gpu: bool) -> None:
