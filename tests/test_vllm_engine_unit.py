@@ -18,10 +18,15 @@ pytest.importorskip("vllm")
 
 from vllm.logprobs import Logprob  # noqa: E402
 
-from server.engines.base import MAX_SEED, EngineOverloaded, SamplingParams, TokenLogprob  # noqa: E402
+from server.engines.base import (  # noqa: E402
+    LOGPROB_FLOOR,
+    MAX_SEED,
+    EngineOverloaded,
+    SamplingParams,
+    TokenLogprob,
+)
 from server.engines.fake import CharTokenizer  # noqa: E402
 from server.engines.vllm_engine import (  # noqa: E402
-    LOGPROB_FLOOR,
     AdapterError,
     SequenceAborted,
     VLLMEngine,
