@@ -1,4 +1,4 @@
-"""BM25 (bm25s) over CJK-aware terms: jieba segments Chinese, Latin words are lower-cased."""
+"""BM25 (bm25s) over script-aware terms: jieba segments Han, kana runs and identifiers stay whole."""
 
 from __future__ import annotations
 
@@ -8,26 +8,53 @@ import unicodedata
 
 import numpy as np
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_WORD = re.compile(r"\w+", re.UNICODE)
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_HIRAGANA = "\u3040-\u309f"
+_KATAKANA = "\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f"
+_LETTER = rf"[^\W_{_HAN}{_HIRAGANA}{_KATAKANA}]"
+# One pass over the text, script by script: a run of Han (segmented by jieba), a run of kana (a word:
+# katakana loanwords such as サーバー), or a Latin/digit token that keeps what makes it an identifier:
+# inner `_ . - /` (max_retry_count, 2.4.1, utf-8) and a trailing `+`/`#` (C++, C#); anything else in \w.
+_RUN = re.compile(
+    rf"(?P<han>[{_HAN}]+)"
+    rf"|(?P<kana>[{_KATAKANA}]+|[{_HIRAGANA}]+)"
+    rf"|(?P<word>_*{_LETTER}+(?:[_.\-/]{_LETTER}+)*[+#]*)",
+    re.UNICODE,
+)
+_PARTS = re.compile(rf"{_LETTER}+", re.UNICODE)
 _STOP_WORDS = (
     "a an and are as at be but by for from has have how i in is it its of on or that the this to was what "
     "when where which who why will with you your 的 了 是 在 和 与 及 或 也 就 都 而 之 吗 呢 吧 啊"
 )
-_STOP = frozenset(_STOP_WORDS.split())  # noqa: SIM905 - one readable line per language
+_STOP = frozenset(_STOP_WORDS.split())
 
 
 def terms(text: str) -> list[str]:
-    """Index terms of `text`: jieba's search-mode segmentation for CJK, lower-cased words otherwise."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    if _CJK.search(text):
-        import jieba
+    """Index terms of `text`, the same function for a chunk and for a query, whatever the script mix.
 
-        jieba.setLogLevel(logging.WARNING)
-        words = jieba.lcut_for_search(text)
-    else:
-        words = _WORD.findall(text)
-    return [w for w in (w.strip() for w in words) if w and w not in _STOP and _WORD.match(w)]
+    NFKC and lower case, then one pass over the text by script: a Han run is segmented by jieba (search
+    mode: words and their sub-words); a katakana or hiragana run is one term (サーバー, バックアップ);
+    a Latin/digit token keeps what makes it an identifier (max_retry_count, 2.4.1, utf-8, C++, C#) and
+    also gives its parts (max, retry, count), so prose that says "retry count" finds it too. Stop words
+    are dropped. Terms are stored with each chunk: changing what this returns needs a migration step that
+    recomputes them (server/storage/migrations.py, step 3)."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    out = []
+    for match in _RUN.finditer(text):
+        if match.lastgroup == "han":
+            import jieba
+
+            jieba.setLogLevel(logging.WARNING)
+            out.extend(jieba.lcut_for_search(match.group()))
+        elif match.lastgroup == "kana":
+            out.append(match.group())
+        else:
+            word = match.group()
+            out.append(word)
+            parts = _PARTS.findall(word)
+            if len(parts) > 1:
+                out.extend(parts)
+    return [w for w in out if w and w not in _STOP]
 
 
 class LexicalIndex:

@@ -144,6 +144,23 @@ CREATE TABLE IF NOT EXISTS adapters (
 """
 
 
+def _recompute_terms(conn: sqlite3.Connection) -> None:
+    """Every chunk's `terms` from its text, with today's `retrieval.lexical.terms` (steps that change the
+    tokenizer again call this again)."""
+    import json
+
+    from retrieval.lexical import terms
+
+    rows = conn.execute("SELECT id, text FROM chunks").fetchall()
+    conn.executemany(
+        "UPDATE chunks SET terms = ? WHERE id = ?",
+        [
+            (json.dumps(terms(text), ensure_ascii=False, separators=(",", ":")), row_id)
+            for row_id, text in rows
+        ],
+    )
+
+
 @dataclass(frozen=True)
 class Step:
     """One schema change: SQL statements (`;`-separated) or a function given the open connection.
@@ -166,6 +183,9 @@ STEPS: tuple[Step, ...] = (
         "CREATE INDEX IF NOT EXISTS vsf_file ON vector_store_files(file_id);"
         "CREATE INDEX IF NOT EXISTS ft_checkpoints_job ON fine_tuning_checkpoints(job_id, step);",
     ),
+    # BM25 terms are derived from each chunk's text by retrieval.lexical.terms, which now splits by script
+    # (identifiers, C++, katakana words stay whole): chunks indexed before must get the query's terms.
+    Step(3, "recompute every chunk's BM25 terms with the script-aware tokenizer", _recompute_terms),
 )
 LATEST = STEPS[-1].version
 
