@@ -73,6 +73,24 @@ class LexicalIndex:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def coverage(self, query_terms: list[str], ids: list[int]) -> dict[int, float]:
+        """For each chunk id, the idf-weighted share of the query's distinct terms it holds, in [0, 1]:
+        1.0 when it holds them all. A term no chunk holds weighs the most (idf with df = 0), so a query
+        naming something absent scores low everywhere. idf is BM25's, log(1 + (N - df + 0.5) / (df + 0.5))."""
+        unique = list(dict.fromkeys(query_terms))
+        if not unique or not len(self):
+            return dict.fromkeys(ids, 0.0)
+        rows = [self.position.get(int(i)) for i in ids]
+        n = len(self)
+        total, held = 0.0, np.zeros(len(ids))
+        for term in unique:
+            present = self.bm25.get_scores([term]) > 0 if term in self.bm25.vocab_dict else np.zeros(n, bool)
+            df = int(present.sum())
+            idf = float(np.log(1.0 + (n - df + 0.5) / (df + 0.5)))
+            total += idf
+            held += idf * np.array([bool(present[r]) if r is not None else False for r in rows])
+        return {int(i): float(h / total) for i, h in zip(ids, held, strict=True)}
+
     def search(
         self, query_terms: list[str], k: int, allowed: np.ndarray | None = None
     ) -> list[tuple[int, float]]:

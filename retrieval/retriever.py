@@ -1,8 +1,11 @@
 """Hybrid retrieval over one knowledge base: dense (FAISS) and BM25, fused by reciprocal rank fusion.
 
 The indexes are derived data: SQLite holds every chunk's text, terms and vector, so a missing or stale
-index is rebuilt from there. `score` on a hit is always the cosine similarity of the chunk to the query
-(clipped to [0, 1]), whatever ranker ordered the hits, so one threshold means the same for every ranker.
+index is rebuilt from there. `score` on a hit is its relevance whatever ranker ordered the hits, so one
+threshold means the same for every ranker: the better of the chunk's cosine similarity to the query
+(clipped to [0, 1]) and its lexical coverage (the idf-weighted share of the query's terms it holds,
+`LexicalIndex.coverage`). A chunk an English-only embedder misjudges but that holds the query's rare
+terms (a part number, an identifier, Chinese words) is not gated away by a cosine threshold.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ TermsLoader = Callable[[], tuple[list[int], list[list[str]]]]
 @dataclass
 class Hit:
     id: int
-    score: float  # cosine similarity to the query, in [0, 1]
+    score: float  # relevance in [0, 1]: max(cosine similarity, lexical coverage of the query's terms)
     rank_score: float  # what ordered the hits (RRF, cosine or BM25)
 
 
@@ -88,7 +91,8 @@ class Retriever:
                 cosine.update(
                     zip(missing, (vectors @ np.asarray(query_vector).ravel()).tolist(), strict=True)
                 )
-        return [Hit(i, min(max(cosine[i], 0.0), 1.0), s) for i, s in ordered]
+            covered = self.lexical().coverage(query_terms, [i for i, _ in ordered])
+        return [Hit(i, max(min(max(cosine[i], 0.0), 1.0), covered[i]), s) for i, s in ordered]
 
     # ---- persistence ------------------------------------------------------------------------------
 

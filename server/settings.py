@@ -107,7 +107,9 @@ class Settings(BaseSettings):
         0.25,
         ge=0.0,
         le=1.0,
-        description="Chat RAG ignores chunks whose cosine similarity to the question is below this.",
+        description="Chat RAG ignores chunks whose relevance to the question is below this: the better of "
+        "cosine similarity and lexical coverage (the idf-weighted share of the question's terms a chunk holds), "
+        "the same score for every ranker.",
     )
 
     max_training_jobs: int = Field(

@@ -192,10 +192,16 @@ def test_rankers_and_threshold(client, kb):
     for ranker in ("auto", "dense", "bm25", "hybrid"):
         hits = search(client, store_id, "Zorblax warehouse access code", ranking_options={"ranker": ranker})
         assert hits[0]["file_id"] == ids["pdf"], ranker
+    # The score is the better of cosine and lexical coverage: the chunk holding every query term scores
+    # 1.0 and passes any threshold; a query no chunk matches passes none.
     strict = search(
         client, store_id, "Zorblax warehouse access code", ranking_options={"score_threshold": 0.99}
     )
-    assert strict == []
+    assert strict and strict[0]["file_id"] == ids["pdf"] and all(h["score"] >= 0.99 for h in strict)
+    unrelated = search(
+        client, store_id, "quantum chromodynamics gluons", ranking_options={"score_threshold": 0.9}
+    )
+    assert unrelated == []
     assert_error(
         client.post(
             f"/v1/vector_stores/{store_id}/search",

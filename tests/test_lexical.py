@@ -85,3 +85,36 @@ def test_step_3_recomputes_stored_terms(tmp_path):
     stored = db.one("SELECT terms FROM chunks")["terms"]
     db.close()
     assert '"max_retry_count"' in stored and '"重试"' in stored
+
+
+def test_chat_keeps_a_strong_lexical_hit_the_cosine_gate_dropped(make_client):
+    """../shared/cases/kb-ft/parts_table.md: the row of part P-1077 (unit price 62.75) reaches the prompt
+    although its cosine to the question is below RAG_SCORE_THRESHOLD: the gate reads the fused relevance."""
+    from server.engines.fake import FakeEngine
+
+    engine = FakeEngine(max_model_len=8192)
+    client = make_client(engine)
+    path = CROSSLANG.parent / "parts_table.md"
+    with open(path, "rb") as f:
+        file_id = client.post(
+            "/v1/files", data={"purpose": "assistants"}, files={"file": (path.name, f)}
+        ).json()["id"]
+    store = client.post("/v1/vector_stores", json={"file_ids": [file_id]}).json()["id"]
+    for _ in range(400):
+        if client.get(f"/v1/vector_stores/{store}").json()["file_counts"]["completed"]:
+            break
+        __import__("time").sleep(0.05)
+    question = [{"role": "user", "content": "What is the unit price of part P-1077?"}]
+    body = {
+        "model": "smollm2-135m-instruct",
+        "messages": question,
+        "file_search": {"vector_store_ids": [store]},
+    }
+    answer = client.post("/v1/chat/completions", json=body).json()
+    assert "| P-1077 |" in engine.calls[-1].prompt and "62.75" in engine.calls[-1].prompt
+    cited = [
+        a
+        for a in answer["choices"][0]["message"]["annotations"]
+        if "P-1077" in a["quote"] or "P-107" in a["quote"]
+    ]
+    assert cited and all(a["score"] >= 0.25 for a in cited)
