@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.text import lone_surrogate
+from ingest.encoding import decode_text
 
 
 @dataclass
@@ -27,7 +28,10 @@ class EvalFileError(ValueError):
 
 def load_eval(path: Path, max_items: int = 5000) -> list[EvalItem]:
     items: list[EvalItem] = []
-    for n, raw in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+    text = decode_text(path.read_bytes())  # as knowledge-base and training files are decoded
+    if text is None:
+        raise EvalFileError("the eval file is not text in UTF-8 or an encoding that can be detected")
+    for n, raw in enumerate(text.removeprefix("\ufeff").split("\n"), start=1):
         if not raw.strip():
             continue
         try:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from common.chat_format import flatten_tools
 from common.text import lone_surrogate
+from ingest.encoding import decode_text
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -135,10 +136,14 @@ def parse_record(record: object, line: int) -> Conversation:
 
 def _read_records(path: Path) -> Iterator[tuple[int, object]]:
     """Yield (line, record); a JSONL line that does not parse comes as its DataError, so reading goes on."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise DataError("invalid_json", f"{path.name} is not UTF-8 text: {error}") from None
+    # Decoded as knowledge-base files are (ingest.encoding): a BOM, UTF-8, or a detected encoding.
+    text = decode_text(path.read_bytes())
+    if text is None:
+        raise DataError(
+            "invalid_encoding",
+            f"{path.name} is not text in UTF-8, UTF-16/32 with a BOM, or an encoding that can be detected",
+        )
+    text = text.removeprefix("\ufeff")
     if text.lstrip().startswith("["):
         try:
             records = json.loads(text)

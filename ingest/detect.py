@@ -37,7 +37,7 @@ HEAD_SIZE = 8192
 
 _ZIP = "application/zip"
 _BINARY = "application/octet-stream"
-_ENCODINGS = "UTF-8, UTF-16 with a BOM or GB18030"
+_ENCODINGS = "UTF-8, UTF-16/32 with a BOM, or a detected encoding (GB18030, Big5, Shift-JIS, Windows-1252, …)"
 
 
 def detect_type(head: bytes, filename: str) -> str:

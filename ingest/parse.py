@@ -53,7 +53,11 @@ def _read(path: Path, mime: str) -> tuple[list[str], str | None]:
         return [text], title
     text = decode_text(path.read_bytes())
     if text is None:
-        raise IngestError("parse_error", "The file is not text in UTF-8, UTF-16 (with a BOM) or GB18030.")
+        raise IngestError(
+            "parse_error",
+            "The file's text encoding could not be determined (not UTF-8, no BOM, and no common encoding "
+            "reads it cleanly): save it as UTF-8.",
+        )
     if mime == HTML:
         markdown, title = read_html(text)
         return [markdown], title

@@ -435,10 +435,32 @@ def test_utf16_with_bom(tmp_path):
 
 
 def test_undecodable_text_file_is_a_parse_error(tmp_path):
-    # Valid UTF-8 in the first 8 KiB, then bytes no supported encoding accepts.
-    path = write(tmp_path, "mixed.txt", b"a" * 9000 + b"\xff\xfe\xff\xff")
+    # Valid UTF-8 in the first 8 KiB, then corrupted: UTF-8 with bad bytes, not another encoding.
+    path = write(tmp_path, "mixed.txt", "中文".encode() * 3000 + b"\xff\xfe\xff\xff")
     assert detect_file(path, "mixed.txt") == TEXT
-    assert error_of(path).code == "parse_error"
+    error = error_of(path)
+    assert error.code == "parse_error" and "encoding could not be determined" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [
+        ("倉庫安全須知：堆高機限速每小時五公里，進入冷凍庫必須穿戴防寒衣。", "big5"),
+        ("参数控制失败任务的重试次数，默认值为七次，超过后任务进入死信队列。", "gbk"),
+        ("Café crème brûlée — a naïve façade; “quotes” and € signs in the résumé.", "cp1252"),
+        ("設定ファイルでサーバーのポート番号を変更してください。毎晩バックアップを取得します。", "shift_jis"),
+    ],
+)
+def test_legacy_encodings_are_detected_not_assumed(tmp_path, text, encoding):
+    """Big5 was read as GB18030 mojibake and Windows-1252 refused: charset-normalizer decides now."""
+    path = write(tmp_path, f"{encoding}.txt", text.encode(encoding))
+    assert parse(path, TEXT).text.strip() == text
+
+
+def test_safety_big5_case_reads_as_traditional_chinese():
+    path = Path(__file__).resolve().parents[2] / "shared" / "cases" / "kb-ft" / "safety_big5.txt"
+    text = parse(path, TEXT).text
+    assert "倉庫安全須知" in text and "堆高機" in text
 
 
 # --- CSV, JSON, JSONL ---------------------------------------------------------------------------

@@ -70,3 +70,25 @@ def test_training_and_eval_files_refuse_lone_surrogates_by_line(tmp_path):
     with pytest.raises(EvalFileError) as eval_error:
         load_eval(evals)
     assert eval_error.value.line == 1 and "question" in str(eval_error.value)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "gbk"])
+def test_training_and_eval_files_decode_as_knowledge_base_files_do(tmp_path, encoding):
+    """A UTF-16 (PowerShell's `>`) or GBK training file used to pass upload and then fail the job as
+    "not UTF-8"; it is decoded as a knowledge-base file is."""
+    from evals.dataset import load_eval
+    from finetune.data import load_dataset
+
+    record = {
+        "messages": [
+            {"role": "user", "content": "你好，请介绍一下"},
+            {"role": "assistant", "content": "好的。"},
+        ]
+    }
+    train = tmp_path / "train.jsonl"
+    train.write_bytes((json.dumps(record, ensure_ascii=False) + "\n").encode(encoding))
+    [conversation] = load_dataset(train)
+    assert conversation.messages[-1].content == "好的。"
+    evals = tmp_path / "eval.jsonl"
+    evals.write_bytes('{"question": "重试次数是多少？", "reference": "七次"}\n'.encode(encoding))
+    assert load_eval(evals)[0].question == "重试次数是多少？"
