@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,21 @@ from server.storage.db import Database
 from server.storage.migrations import STEPS, migrate
 
 CROSSLANG = Path(__file__).resolve().parents[2] / "shared" / "cases" / "kb-ft" / "crosslang"
+
+
+def ingested_store(client, paths: list[Path]) -> str:
+    """A knowledge base holding `paths`, every file ingested (or the test fails)."""
+    ids = []
+    for path in paths:
+        with open(path, "rb") as f:
+            upload = client.post("/v1/files", data={"purpose": "assistants"}, files={"file": (path.name, f)})
+        ids.append(upload.json()["id"])
+    store = client.post("/v1/vector_stores", json={"file_ids": ids}).json()["id"]
+    for _ in range(400):
+        if client.get(f"/v1/vector_stores/{store}").json()["file_counts"]["completed"] == len(ids):
+            return store
+        time.sleep(0.05)
+    raise AssertionError(f"not all of {len(ids)} files were ingested")
 
 
 @pytest.mark.parametrize(
@@ -41,20 +57,7 @@ def test_a_query_and_a_chunk_that_holds_it_share_its_terms(query):
 
 def test_crosslang_case_bm25_finds_each_term(client):
     """../shared/cases/kb-ft/crosslang: each term's file is BM25's first hit, and hybrid's."""
-    ids = []
-    for path in sorted(CROSSLANG.glob("*.txt")):
-        with open(path, "rb") as f:
-            ids.append(
-                client.post(
-                    "/v1/files", data={"purpose": "assistants"}, files={"file": (path.name, f)}
-                ).json()["id"]
-            )
-    store = client.post("/v1/vector_stores", json={"file_ids": ids}).json()["id"]
-    for _ in range(400):
-        counts = client.get(f"/v1/vector_stores/{store}").json()["file_counts"]
-        if counts["completed"] == len(ids):
-            break
-        __import__("time").sleep(0.05)
+    store = ingested_store(client, sorted(CROSSLANG.glob("*.txt")))
     expected = {
         "max_retry_count": "cfg_retry.txt",
         "C++": "lang_cpp.txt",
@@ -94,16 +97,7 @@ def test_chat_keeps_a_strong_lexical_hit_the_cosine_gate_dropped(make_client):
 
     engine = FakeEngine(max_model_len=8192)
     client = make_client(engine)
-    path = CROSSLANG.parent / "parts_table.md"
-    with open(path, "rb") as f:
-        file_id = client.post(
-            "/v1/files", data={"purpose": "assistants"}, files={"file": (path.name, f)}
-        ).json()["id"]
-    store = client.post("/v1/vector_stores", json={"file_ids": [file_id]}).json()["id"]
-    for _ in range(400):
-        if client.get(f"/v1/vector_stores/{store}").json()["file_counts"]["completed"]:
-            break
-        __import__("time").sleep(0.05)
+    store = ingested_store(client, [CROSSLANG.parent / "parts_table.md"])
     question = [{"role": "user", "content": "What is the unit price of part P-1077?"}]
     body = {
         "model": "smollm2-135m-instruct",
