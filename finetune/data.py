@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -559,6 +559,8 @@ class TokenStats:
     max_tokens: int  # longest example before truncation
     truncated: int  # examples cut to max_length
     empty_after_truncation: int = 0  # examples left with no trained token; kept, the caller decides
+    truncated_lines: list[int] = field(default_factory=list)  # the file lines of the truncated examples
+    empty_lines: list[int] = field(default_factory=list)  # the file lines of examples with nothing to train
 
 
 def tokenize(
@@ -571,8 +573,10 @@ def tokenize(
 
     By default only assistant turns with weight 1 are trained: their content and the end-of-turn marker
     the template writes after it (so the model learns to stop), not the role header nor any whitespace
-    after the marker. `train_on_prompts` trains every token. Examples longer than `max_length` tokens
-    keep their start.
+    after the marker. `train_on_prompts` trains every token. An example longer than `max_length` tokens
+    keeps its answer: its prompt is cut in the middle (`fit`), as LLaMA-Factory truncates the source
+    before the target; `stats` lists the lines of the truncated examples and of those left with nothing
+    to train on (see `check_trainable`).
     """
     if max_length < 1:
         raise ValueError(f"max_length must be at least 1, got {max_length}")
@@ -592,7 +596,8 @@ def tokenize(
     ):
         labels = list(ids) if train_on_prompts else _labels(ids, offsets, spans)
         truncated = len(ids) > max_length
-        example = Example(list(ids[:max_length]), labels[:max_length], conversation.line, truncated)
+        keep = fit(labels, max_length)
+        example = Example([ids[i] for i in keep], [labels[i] for i in keep], conversation.line, truncated)
         examples.append(example)
         trained = sum(label != IGNORE_INDEX for label in example.labels)
         stats.examples += 1
@@ -601,7 +606,60 @@ def tokenize(
         stats.max_tokens = max(stats.max_tokens, len(ids))
         stats.truncated += truncated
         stats.empty_after_truncation += trained == 0
+        if truncated:
+            stats.truncated_lines.append(conversation.line)
+        if trained == 0:
+            stats.empty_lines.append(conversation.line)
     return examples, stats
+
+
+ANSWER_CONTEXT = 32
+"""Prompt tokens kept right before the first trained token when an example is cut (its role header and
+the end of the question), besides the prompt's start."""
+MAX_EMPTY_SHARE = 0.5
+"""The largest share of examples that may be left with nothing to train on before a file is refused."""
+
+
+def fit(labels: list[int], max_length: int) -> list[int]:
+    """The token positions an example keeps within `max_length`: all of them when it fits; else the
+    prompt's start, the `ANSWER_CONTEXT` tokens before the first trained token, and everything from
+    there on (the answer), dropping the middle of the prompt. When the trained part alone does not fit,
+    the window starts `ANSWER_CONTEXT` tokens before it and the answer's end is cut."""
+    n = len(labels)
+    if n <= max_length:
+        return list(range(n))
+    first = next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), None)
+    if first is None:  # nothing to train on: keep the start (reported by check_trainable)
+        return list(range(max_length))
+    start = max(0, first - min(ANSWER_CONTEXT, max_length // 4))  # the answer is at least 3/4 of the window
+    tail = n - start
+    if tail >= max_length:
+        return list(range(start, start + max_length))
+    head = max_length - tail
+    return list(range(head)) + list(range(start, n))
+
+
+def check_trainable(stats: TokenStats) -> None:
+    """Raise DataError when the file would train on nothing: no example keeps a trained token
+    (`no_trained_tokens`), or more than MAX_EMPTY_SHARE of them keep none (`too_many_empty_examples`);
+    `line` is the first such example's."""
+    if not stats.examples:
+        return
+    lines = ", ".join(map(str, stats.empty_lines[:10])) + (" …" if len(stats.empty_lines) > 10 else "")
+    if stats.trained_tokens == 0:
+        raise DataError(
+            "no_trained_tokens",
+            "no example has a token to train on (an assistant answer with weight 1, within max_length); "
+            f"lines {lines}",
+            stats.empty_lines[0] if stats.empty_lines else None,
+        )
+    if len(stats.empty_lines) > MAX_EMPTY_SHARE * stats.examples:
+        raise DataError(
+            "too_many_empty_examples",
+            f"{len(stats.empty_lines)} of {stats.examples} examples have nothing to train on "
+            f"(more than {MAX_EMPTY_SHARE:.0%}); lines {lines}",
+            stats.empty_lines[0],
+        )
 
 
 def describe(stats: TokenStats, max_length: int) -> str:

@@ -23,7 +23,7 @@ import torch
 
 from common.atomic import atomic_dir, atomic_write_json
 from finetune.config import TrainConfig
-from finetune.data import Conversation, DataError, Example, Message, load_dataset, tokenize
+from finetune.data import Conversation, DataError, Example, Message, check_trainable, load_dataset, tokenize
 from finetune.general import REHEARSAL_PROMPTS, RETENTION_QUESTIONS, is_correct
 
 log = logging.getLogger("ragtune.finetune")
@@ -90,7 +90,16 @@ class LoRARecipe:
         self.examples, stats = tokenize(
             load_dataset(self.training_file), self.tokenizer, cfg.max_length, cfg.train_on_prompts
         )
+        check_trainable(stats)  # a file that would train nothing fails here, before any step
         self.examples = [e for e in self.examples if any(label != -100 for label in e.labels)]
+        if stats.truncated_lines or stats.empty_lines:
+            self.reporter.event(
+                f"{len(stats.truncated_lines)} examples longer than {cfg.max_length} tokens kept their "
+                f"answer and lost the middle of their prompt (lines {_lines(stats.truncated_lines)}); "
+                f"{len(stats.empty_lines)} have nothing to train on and are skipped "
+                f"(lines {_lines(stats.empty_lines)}).",
+                {"truncated_lines": stats.truncated_lines[:100], "empty_lines": stats.empty_lines[:100]},
+            )
         self.valid = []
         if self.validation_file:
             self.valid, _ = tokenize(load_dataset(self.validation_file), self.tokenizer, cfg.max_length)
@@ -414,3 +423,8 @@ def generate(
     finally:
         tokenizer.padding_side = side
     return answers
+
+
+def _lines(lines: list[int]) -> str:
+    shown = ", ".join(map(str, lines[:10]))
+    return (shown + " …") if len(lines) > 10 else (shown or "none")

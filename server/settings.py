@@ -108,8 +108,8 @@ class Settings(BaseSettings):
         ge=0.0,
         le=1.0,
         description="Chat RAG ignores chunks whose relevance to the question is below this: the better of "
-        "cosine similarity and lexical coverage (the idf-weighted share of the question's terms a chunk holds), "
-        "the same score for every ranker.",
+        "cosine similarity and lexical coverage (the idf-weighted share of the question's terms a chunk "
+        "holds), the same score for every ranker.",
     )
 
     max_training_jobs: int = Field(

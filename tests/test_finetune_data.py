@@ -379,7 +379,7 @@ def test_template_refusal_is_a_data_error(smol_tokenizer):
 # ---------------------------------------------------------------- truncation and stats
 
 
-def test_truncation_keeps_the_start_and_counts(smol_tokenizer):
+def test_truncation_keeps_the_answer_and_counts(smol_tokenizer):
     short = chat(("user", "hi"), ("assistant", "hello"))
     long = chat(("user", "hi"), ("assistant", "word " * 200))
     [full_short, full_long], _ = tokenize([short, long], smol_tokenizer, max_length=4096)
@@ -388,8 +388,10 @@ def test_truncation_keeps_the_start_and_counts(smol_tokenizer):
 
     examples, stats = tokenize([short, long], smol_tokenizer, max_length=limit)
     assert [e.truncated for e in examples] == [False, True]
-    assert examples[1].input_ids == full_long.input_ids[:limit]
-    assert examples[1].labels == full_long.labels[:limit]
+    # The answer alone is longer than the window: it starts a quarter window before the answer.
+    start = max(0, first_trained - min(32, limit // 4))
+    assert examples[1].input_ids == full_long.input_ids[start : start + limit]
+    assert examples[1].labels == full_long.labels[start : start + limit]
     assert stats == TokenStats(
         examples=2,
         total_tokens=len(full_short.input_ids) + limit,
@@ -397,19 +399,24 @@ def test_truncation_keeps_the_start_and_counts(smol_tokenizer):
         max_tokens=len(full_long.input_ids),
         truncated=1,
         empty_after_truncation=0,
+        truncated_lines=[examples[1].line],
     )
     line = describe(stats, limit)
     assert line.startswith(f"2 examples, {stats.total_tokens:,} tokens ({stats.trained_tokens:,} trained)")
     assert f"1 longer than {limit} tokens was truncated" in line
 
 
-def test_example_with_nothing_left_to_train_is_kept_and_counted(smol_tokenizer):
+def test_a_long_question_keeps_its_short_answer(smol_tokenizer):
+    """Cut to 32 tokens, a 150-word question used to lose its answer (nothing left to train on); the
+    answer is kept now, with the end of the question before it."""
     conversation = chat(("user", "a long question " * 50), ("assistant", "yes"))
     examples, stats = tokenize([conversation], smol_tokenizer, max_length=32)
     assert len(examples) == 1 and examples[0].truncated and len(examples[0].input_ids) == 32
-    assert set(examples[0].labels) == {IGNORE_INDEX}
-    assert (stats.trained_tokens, stats.truncated, stats.empty_after_truncation) == (0, 1, 1)
-    assert "1 example with nothing left to train on" in describe(stats, 32)
+    trained = [
+        t for t, label in zip(examples[0].input_ids, examples[0].labels, strict=True) if label != IGNORE_INDEX
+    ]
+    assert smol_tokenizer.decode(trained).startswith("yes")
+    assert (stats.truncated, stats.empty_after_truncation) == (1, 0) and stats.trained_tokens > 0
 
 
 def test_describe_without_truncation():
@@ -784,3 +791,48 @@ def test_tool_errors_are_collected_with_max_errors(tmp_path):
     with pytest.raises(DataError) as raised:
         load_dataset(path, max_errors=5)
     assert [(e.code, e.line) for e in raised.value.errors] == [("invalid_tool_call", 2), ("empty_content", 4)]
+
+
+def test_a_long_prompt_is_cut_in_the_middle_and_the_answer_kept(smol_tokenizer):
+    """Over-long examples keep their answer (the prompt loses its middle, as LLaMA-Factory truncates the
+    source first); the lines of truncated examples are reported."""
+    from finetune.data import IGNORE_INDEX, Conversation, Message, tokenize
+
+    log = "Log line: sensor reading nominal. " * 300
+    conversation = Conversation(
+        [
+            Message("user", "Here is the log:\n" + log + "\nWhat is the status?"),
+            Message("assistant", "All nominal."),
+        ],
+        7,
+    )
+    [example], stats = tokenize([conversation], smol_tokenizer, max_length=128)
+    assert len(example.input_ids) == 128 and stats.truncated_lines == [7] and stats.empty_lines == []
+    trained = [t for t, label in zip(example.input_ids, example.labels, strict=True) if label != IGNORE_INDEX]
+    assert "All nominal." in smol_tokenizer.decode(trained)
+    text = smol_tokenizer.decode(example.input_ids)
+    assert text.startswith("<|im_start|>system") and "What is the status?" in text
+
+
+def test_a_file_that_trains_nothing_is_refused(smol_tokenizer):
+    """../shared/cases/kb-ft/single_long_prompt.jsonl used to 'succeed' after 0 steps; with weight 0 on
+    every answer (or nothing left to train), the file is refused by line with a clear code."""
+    from finetune.data import DataError, check_trainable, load_dataset, tokenize
+
+    case = Path(__file__).resolve().parents[2] / "shared" / "cases" / "kb-ft" / "single_long_prompt.jsonl"
+    _, stats = tokenize(load_dataset(case), smol_tokenizer, max_length=256)
+    check_trainable(stats)  # the prompt is cut, the answer kept: it trains
+    assert stats.trained_tokens > 0 and stats.truncated_lines == [1]
+
+    # A file whose examples all lose every trained token (a template whose answers cannot be found, say)
+    # is refused before any step, by its first such line; a few such examples are only reported.
+    from finetune.data import TokenStats
+
+    empty = TokenStats(2, 100, 0, 60, 0, 2, empty_lines=[1, 2])
+    with pytest.raises(DataError) as error:
+        check_trainable(empty)
+    assert error.value.code == "no_trained_tokens" and error.value.line == 1
+    with pytest.raises(DataError) as error:
+        check_trainable(TokenStats(4, 100, 30, 60, 0, 3, empty_lines=[2, 3, 4]))
+    assert error.value.code == "too_many_empty_examples" and error.value.line == 2
+    check_trainable(TokenStats(4, 100, 30, 60, 0, 1, empty_lines=[3]))  # one of four: trained, reported

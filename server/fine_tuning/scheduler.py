@@ -22,7 +22,7 @@ from typing import Any
 
 from common.atomic import atomic_write_json
 from finetune.config import TrainConfig, resolve_auto
-from finetune.data import DataError, describe, load_dataset, tokenize
+from finetune.data import DataError, check_trainable, describe, load_dataset, tokenize
 from server.catalog import ModelCatalog
 from server.fine_tuning.jobs import add_event, fail, insert_event, job_row, model_name
 from server.fine_tuning.protocol import job_error
@@ -151,11 +151,16 @@ class FineTuningScheduler:
             _, stats = tokenize(
                 conversations, self.catalog.engine.tokenizer, base.max_length, base.train_on_prompts
             )
+            check_trainable(stats)  # a file that would train nothing never gets a job that "succeeds"
             hyperparameters, config = resolve_auto(
                 json.loads(job["hyperparameters"]), len(conversations), base
             )
-        except (DataError, ValueError) as exc:
-            fail(self.db, job_id, job_error(getattr(exc, "code", "invalid_training_file"), str(exc)))
+        except DataError as exc:
+            line = None if exc.line is None else str(exc.line)
+            fail(self.db, job_id, job_error(exc.code, exc.message, line))
+            return
+        except ValueError as exc:
+            fail(self.db, job_id, job_error("invalid_training_file", str(exc)))
             return
         with self.db.transaction() as tx:
             tx.execute(
