@@ -36,7 +36,14 @@ from server.chat.protocol import (
     Usage,
 )
 from server.chat.rag import annotations, rag_messages
-from server.chat.tools import ToolPlan, ToolStream, plan_structured, plan_tools, read_answer
+from server.chat.tools import (
+    ToolPlan,
+    ToolStream,
+    finish_reason,
+    plan_structured,
+    plan_tools,
+    read_answer,
+)
 from server.engines.base import (
     Delta,
     EngineOverloaded,
@@ -276,9 +283,6 @@ class ChatService:
             await asyncio.gather(*tasks, return_exceptions=True)
         tokenizer = chat.target.engine.tokenizer
         wants_logprobs = chat.params[0].logprobs is not None
-        usage = self._account(
-            chat, [r.completion_tokens for r in results], [r.finish_reason for r in results]
-        )
         choices = []
         for i, r in enumerate(results):
             answer = read_answer(r.text, chat.tools)
@@ -292,13 +296,14 @@ class ChatService:
                 Choice(
                     index=i,
                     message=message,
-                    # An answer cut by max_tokens says so, even when it holds complete calls.
-                    finish_reason=r.finish_reason
-                    if r.finish_reason == "length"
-                    else answer.finish_reason or r.finish_reason,
+                    finish_reason=finish_reason(r.finish_reason, answer.finish_reason),
                     logprobs=wire_logprobs(tokenizer, r.logprobs) if wants_logprobs else None,
                 )
             )
+        # Counted by the reasons the client sees (tool_calls included), as the stream counts them.
+        usage = self._account(
+            chat, [r.completion_tokens for r in results], [c.finish_reason for c in choices]
+        )
         return ChatCompletion(
             id=chat.id,
             created=chat.created,
@@ -357,9 +362,7 @@ class ChatService:
                     yield self._chunk(chat, [ChunkChoice(index=index, delta=delta, logprobs=logprobs)])
                 if item.finish_reason:
                     remaining -= 1
-                    reason = (
-                        item.finish_reason if item.finish_reason == "length" else reason or item.finish_reason
-                    )
+                    reason = finish_reason(item.finish_reason, reason)
                     counts[index], reasons[index] = item.completion_tokens, reason
                     # Citations travel on each choice's final chunk.
                     final = ChunkDelta(annotations=annotations(chat.sources) if chat.file_search else None)

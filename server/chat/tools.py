@@ -172,6 +172,12 @@ class ToolAnswer:
         return "function_call" if self.function_call else None
 
 
+def finish_reason(engine_reason: str, call_reason: str | None) -> str:
+    """A choice's finish reason: `length` when max_tokens cut the answer (even one holding complete
+    calls), else `tool_calls` / `function_call` when it calls, else the engine's."""
+    return engine_reason if engine_reason == "length" else call_reason or engine_reason
+
+
 def read_answer(text: str, plan: ToolPlan) -> ToolAnswer:
     """Split a finished answer into content and calls (no plan: all content)."""
     if not plan.active:

@@ -7,7 +7,6 @@ import base64
 
 import numpy as np
 
-from common.text import is_utf8
 from retrieval.embedder import Embedder
 from server.catalog import ModelCatalog, model_not_found
 from server.embeddings.protocol import EmbeddingItem, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage
@@ -54,8 +53,6 @@ class EmbeddingService:
             raise bad_request(f"At most {MAX_INPUTS} inputs per request.", "input")
         if any(not text.strip() for text in data):
             raise bad_request("'input' must not contain empty strings.", "input")
-        if not all(is_utf8(text) for text in data):
-            raise bad_request("'input' must be valid UTF-8 text.", "input")
         if request.dimensions is not None and request.dimensions != self.embedder.dimension:
             raise bad_request(
                 f"This model has {self.embedder.dimension} dimensions and cannot be shortened.", "dimensions"

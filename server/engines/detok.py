@@ -21,12 +21,14 @@ class StreamDecoder:
         self.stop = tuple(s for s in stop if s)
         self.ids: list[int] = []
         self.sent = 0  # characters of the decoded text already handed out
+        self.length = 0  # characters of the whole decoded text (LogprobAligner's offsets)
         self.stopped = False
 
     def push(self, token_id: int) -> str:
         """Add one token; return the text that may be sent now (possibly empty)."""
         self.ids.append(token_id)
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        self.length = len(text)
         hit = self._find_stop(text)
         if hit is not None:
             self.stopped = True
@@ -89,11 +91,17 @@ class LogprobAligner:
         self.released = 0
         self.special = set(getattr(tokenizer, "all_special_ids", ()) or ())
 
-    def add(self, entries: Any) -> None:
+    def add(self, entries: Any, end: int | None = None) -> None:
+        """Take the entries of newly generated tokens. `end`, for a single entry, is the length of the
+        whole text decoded through it when the caller has it already (`StreamDecoder.length`), so the
+        ids are not decoded twice per token; otherwise they are decoded here."""
         for entry in entries or ():
             self.ids.append(entry.token_id)
             self.entries.append(entry)
-            self.ends.append(len(self.tokenizer.decode(self.ids, skip_special_tokens=True)))
+            if end is None:
+                self.ends.append(len(self.tokenizer.decode(self.ids, skip_special_tokens=True)))
+            else:
+                self.ends.append(end)
 
     def take(self, sent: int) -> list[Any]:
         n = last = self.released

@@ -121,7 +121,7 @@ class FakeEngine(Engine):
                     await asyncio.sleep(self.delay)
                 text = decoder.push(token)
                 if aligner is not None:
-                    aligner.add([fake_logprobs(token, params.logprobs or 0)])
+                    aligner.add([fake_logprobs(token, params.logprobs or 0)], end=decoder.length)
                 if decoder.stopped or n == params.max_tokens:
                     reason = "stop" if decoder.stopped else "length"
                     done = True

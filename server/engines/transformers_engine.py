@@ -434,7 +434,7 @@ class TransformersEngine(Engine):
                     text, finish = text + seq.decoder.flush(), "length"
             logprobs = None
             if seq.aligner is not None:  # logprobs travel with the text their tokens produced
-                seq.aligner.add([logprob])
+                seq.aligner.add([logprob], end=seq.decoder.length)
                 logprobs = seq.aligner.take(seq.decoder.sent)
             if finish:
                 self._finish(seq, Delta(text, finish, len(seq.prompt_ids), len(seq.generated), logprobs))
