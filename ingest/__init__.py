@@ -5,7 +5,7 @@ from .detect import detect_file, detect_type
 from .parse import parse
 from .pipeline import ingest_file
 from .split import ChunkingStrategy, resolve_chunking, split
-from .types import Chunk, Document, IngestError, Page, UnsupportedFileType
+from .types import Chunk, Document, IngestError, Page, ParseReport, UnsupportedFileType
 
 __all__ = [
     "Chunk",
@@ -13,6 +13,7 @@ __all__ = [
     "Document",
     "IngestError",
     "Page",
+    "ParseReport",
     "UnsupportedFileType",
     "clean",
     "detect_file",

@@ -75,11 +75,17 @@ def decode_text(data: bytes, *, partial: bool = False) -> str | None:
 
     `partial` says `data` is the head of a longer file, so its last character may be cut in half.
     """
+    return decode_with_encoding(data, partial=partial)[0]
+
+
+def decode_with_encoding(data: bytes, *, partial: bool = False) -> tuple[str | None, str | None]:
+    """(text, encoding) of `data`, as decode_text decodes it; text is None when it is binary or its
+    encoding cannot be determined (encoding None too in the latter case)."""
     encoding = detect_encoding(data)
     if encoding is None:
-        return None
+        return None, None
     try:
         text = codecs.getincrementaldecoder(encoding)().decode(data, final=not partial)
     except UnicodeDecodeError:
-        return None
-    return None if looks_binary(text) else text
+        return None, encoding
+    return (None if looks_binary(text) else text), encoding

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from .clean import clean, drop_repeated_lines
 from .detect import CSV, DOCX, HTML, JSON, JSONL, MARKDOWN, PDF, SUPPORTED_TYPES, TEXT
-from .encoding import decode_text
+from .encoding import decode_with_encoding
 from .read_data import read_csv, read_json, read_jsonl
 from .read_docx import read_docx
 from .read_html import read_html
 from .read_pdf import read_pdf
-from .types import Document, IngestError, Page, UnsupportedFileType
+from .types import Document, IngestError, Page, ParseReport, UnsupportedFileType
 
 _LABELS = {PDF: "PDF", DOCX: "Word", HTML: "HTML", MARKDOWN: "Markdown", TEXT: "text", CSV: "CSV"}
 _MARKDOWN_TITLE = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
@@ -20,11 +20,14 @@ _MAX_DETAIL_CHARS = 200
 
 
 def parse(path: Path, mime: str) -> Document:
-    """Read, clean and check a file; every problem with its content is raised as an IngestError."""
+    """Read, clean and check a file; every problem with its content is raised as an IngestError.
+
+    The Document's `report` says what the reader saw (see ParseReport)."""
     if mime not in SUPPORTED_TYPES:
         raise UnsupportedFileType(f"Files of type {mime} are not supported.", mime)
+    report = ParseReport()
     try:
-        raw_pages, title = _read(Path(path), mime)
+        raw_pages, title = _read(Path(path), mime, report)
     except IngestError:
         raise
     except Exception as error:  # a library failing on a malformed file is the file's fault, not ours
@@ -42,16 +45,20 @@ def parse(path: Path, mime: str) -> Document:
     metadata = {"mime": mime, "title": (clean(title) or None) if title else None}
     if mime == PDF:
         metadata["page_count"] = len(raw_pages)
-    return Document(text="\n\n".join(page.text for page in pages), pages=pages, metadata=metadata)
+        report.pages = len(raw_pages)
+    return Document(
+        text="\n\n".join(page.text for page in pages), pages=pages, metadata=metadata, report=report
+    )
 
 
-def _read(path: Path, mime: str) -> tuple[list[str], str | None]:
+def _read(path: Path, mime: str, report: ParseReport) -> tuple[list[str], str | None]:
     if mime == PDF:
-        return read_pdf(path)
+        return read_pdf(path, report)
     if mime == DOCX:
-        text, title = read_docx(path)
+        text, title = read_docx(path, report)
         return [text], title
-    text = decode_text(path.read_bytes())
+    text, report.encoding = decode_with_encoding(path.read_bytes())
+    report.parser = {HTML: "beautifulsoup4+markdownify", MARKDOWN: "text"}.get(mime, "text")
     if text is None:
         raise IngestError(
             "parse_error",
@@ -59,7 +66,7 @@ def _read(path: Path, mime: str) -> tuple[list[str], str | None]:
             "reads it cleanly): save it as UTF-8.",
         )
     if mime == HTML:
-        markdown, title = read_html(text)
+        markdown, title = read_html(text, report)
         return [markdown], title
     if mime == MARKDOWN:
         match = _MARKDOWN_TITLE.search(text)

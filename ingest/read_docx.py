@@ -10,7 +10,7 @@ import docx
 from docx.table import Table
 from docx.text.paragraph import Paragraph
 
-from .types import IngestError
+from .types import IngestError, ParseReport
 
 MAX_UNCOMPRESSED_BYTES = 200 * 1024 * 1024
 MAX_MEMBERS = 10_000
@@ -42,8 +42,11 @@ def check_zip(path: Path) -> None:
             raise IngestError("unsafe_file", message)
 
 
-def read_docx(path: Path) -> tuple[str, str | None]:
-    """The document body as Markdown, and its title (core properties, else the first top-level heading)."""
+def read_docx(path: Path, report: ParseReport | None = None) -> tuple[str, str | None]:
+    """The document body as Markdown, and its title (core properties, else the first top-level heading);
+    `report` (when given) records what was read."""
+    report = report if report is not None else ParseReport()
+    report.parser = "python-docx"
     check_zip(path)
     document = docx.Document(str(path))
     blocks: list[str] = []

@@ -7,14 +7,18 @@ import re
 from bs4 import BeautifulSoup, Tag
 from markdownify import ATX, MarkdownConverter
 
+from .types import ParseReport
+
 _FURNITURE = ["script", "style", "noscript", "template", "nav", "aside", "form", "iframe", "svg"]
 _DISPLAY_NONE = re.compile(r"display\s*:\s*none", re.IGNORECASE)
 # Links and images become their text: URLs cost many tokens and rarely answer a question.
 _CONVERTER = MarkdownConverter(heading_style=ATX, strip=["a", "img"], table_infer_header=True, bullets="-")
 
 
-def read_html(text: str) -> tuple[str, str | None]:
-    """The main content of an HTML page as Markdown, and the page's <title>."""
+def read_html(text: str, report: ParseReport | None = None) -> tuple[str, str | None]:
+    """The main content of an HTML page as Markdown, and the page's <title>; `report` (when given)
+    records what was read and dropped."""
+    report = report if report is not None else ParseReport()
     soup = BeautifulSoup(text, "lxml")
     title = soup.title.get_text(" ", strip=True) if soup.title else None
     for tag in soup(_FURNITURE):

@@ -10,7 +10,7 @@ import pypdf
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
-from .types import IngestError
+from .types import IngestError, ParseReport
 
 log = logging.getLogger(__name__)
 
@@ -21,15 +21,19 @@ _PDFIUM_LOCK = threading.Lock()
 _ENCRYPTED = "The PDF is password-protected; remove the password and upload it again."
 
 
-def read_pdf(path: Path) -> tuple[list[str], str | None]:
-    """The raw text of every page (index i is page i + 1) and the title from the PDF metadata."""
+def read_pdf(path: Path, report: ParseReport | None = None) -> tuple[list[str], str | None]:
+    """The raw text of every page (index i is page i + 1) and the title from the PDF metadata; `report`
+    (when given) records what was read."""
+    report = report if report is not None else ParseReport()
     try:
         with _PDFIUM_LOCK:
+            report.parser = "pypdfium2"
             return _read_pdfium(path)
     except pdfium.PdfiumError as error:
         if getattr(error, "err_code", None) in _LOCKED:
             raise IngestError("encrypted_file", _ENCRYPTED) from error
         log.info("pypdfium2 could not read %s (%s); trying pypdf", path, error)
+    report.parser = "pypdf"
     return _read_pypdf(path)
 
 
