@@ -137,7 +137,7 @@ def ragtune_side(workdir: Path, embedder: Embedder, texts: list[str], vectors: n
     indexes.get(store_id)
     chunk_terms = [terms(t) for t in texts]
     with db.transaction() as tx:
-        ids = insert_chunks(tx, store_id, "bench", chunks, chunk_terms, vectors)
+        ids = insert_chunks(tx, store_id, "bench", chunks, chunk_terms, vectors, "bench")
     indexes.add(store_id, ids, vectors)
     indexes.flush()  # persist FAISS and build BM25, as the worker does when it goes idle
     seconds = time.perf_counter() - start

@@ -97,6 +97,30 @@ def test_vector_store_file_objects(client, kb):
     assert any("red badge" in part["text"] for part in content["data"])
 
 
+def test_file_objects_say_what_the_parser_saw_and_content_is_the_parsed_text(client, kb, corpus):
+    store_id, ids = kb
+    pdf = client.get(f"/v1/vector_stores/{store_id}/files/{ids['pdf']}").json()
+    assert pdf["parse"]["parser"] == "pypdfium2" and pdf["parse"]["pages"] == 3
+    assert pdf["parse"]["ocr_pages"] == [] and pdf["parse"]["dropped"] == []
+    text = client.get(f"/v1/vector_stores/{store_id}/files/{ids['txt_zh']}").json()
+    assert text["parse"]["encoding"] == "gb18030"  # tests/docs.py writes it so: detected, not assumed
+    # The parsed text, once, not the overlapping chunks: the Markdown file comes back as it was read.
+    [part] = client.get(f"/v1/vector_stores/{store_id}/files/{ids['md']}/content").json()["data"]
+    assert part["text"] == corpus["md"].read_text(encoding="utf-8").strip()
+
+
+def test_parse_extension_is_absent_until_completed(client, corpus):
+    file_id = upload(client, corpus["md"]).json()["id"]
+    store_id = client.post("/v1/vector_stores", json={"name": "pending"}).json()["id"]
+    attached = client.post(f"/v1/vector_stores/{store_id}/files", json={"file_id": file_id}).json()
+    if attached["status"] == "in_progress":
+        assert attached["parse"] is None
+        content = client.get(f"/v1/vector_stores/{store_id}/files/{file_id}/content").json()
+        assert content["data"] == []
+    wait_for_store(client, store_id)
+    assert client.get(f"/v1/vector_stores/{store_id}/files/{file_id}").json()["parse"]["parser"] == "text"
+
+
 def test_detach_and_delete_remove_chunks(client, kb):
     store_id, ids = kb
     assert search(client, store_id, "Zorblax warehouse access code")[0]["file_id"] == ids["pdf"]
@@ -125,6 +149,89 @@ def test_identical_bytes_share_chunks(client, kb, corpus):
     # Detaching the original keeps the shared chunks for the twin.
     client.delete(f"/v1/vector_stores/{store_id}/files/{ids['md']}")
     assert search(client, store_id, "What badge must visitors wear?")[0]["file_id"] == twin
+
+
+def test_identical_bytes_under_other_chunking_get_their_own_chunks(client, corpus):
+    store_id = client.post("/v1/vector_stores", json={"name": "twins"}).json()["id"]
+    first = upload(client, corpus["md"]).json()["id"]
+    second = upload(client, corpus["md"], name="copy.md").json()["id"]
+    static = {"type": "static", "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 0}}
+    client.post(f"/v1/vector_stores/{store_id}/files", json={"file_id": first})
+    client.post(f"/v1/vector_stores/{store_id}/files", json={"file_id": second, "chunking_strategy": static})
+    wait_for_store(client, store_id)
+    db = client.app.state.services.db
+    keys = {
+        r["chunking_key"]: r["n"]
+        for r in db.query(
+            "SELECT chunking_key, COUNT(*) AS n FROM chunks WHERE vector_store_id = ? GROUP BY chunking_key",
+            (store_id,),
+        )
+    }
+    assert set(keys) == {"254/127", "100/0"}
+    client.delete(f"/v1/vector_stores/{store_id}/files/{first}")  # the twin keeps its own chunks
+    hits = search(client, store_id, "What badge must visitors wear?")
+    assert hits and {h["file_id"] for h in hits} == {second}
+    assert (
+        db.one("SELECT COUNT(*) AS n FROM chunks WHERE vector_store_id = ?", (store_id,))["n"]
+        == keys["100/0"]
+    )
+
+
+def test_reattached_while_ingesting_commits_the_new_runs_chunks(client, tmp_path):
+    """../shared/cases/kb-ft/make_big_log.py: a file detached while it is being embedded and at once
+    re-attached with another chunking strategy gets the new strategy's chunks; the old run commits
+    nothing (it used to commit its chunks for the new attachment)."""
+    from server.vector_stores.protocol import AttachFile
+
+    services = client.app.state.services
+    lines = [
+        f"2026-11-30 07:{i // 60 % 60:02d}:{i % 60:02d} INFO worker {i} processed batch {i * 7}"
+        for i in range(3000)
+    ]
+    big = docs.write(tmp_path / "big_log.txt", "\n".join(lines))
+    file_id = upload(client, big).json()["id"]
+    store_id = client.post("/v1/vector_stores", json={"name": "race"}).json()["id"]
+    static = {"type": "static", "static": {"max_chunk_size_tokens": 400, "chunk_overlap_tokens": 0}}
+    embed = services.ingestion.embedder.embed
+    reattached = []
+
+    def embed_then_reattach(texts):
+        vectors = embed(texts)
+        if not reattached:  # in the worker's thread, between two embedding batches of the first run
+            services.vector_stores.detach(store_id, file_id)
+            reattached.append(
+                services.vector_stores.attach(store_id, AttachFile(file_id=file_id, chunking_strategy=static))
+            )
+        return vectors
+
+    services.ingestion.embedder = type(
+        "Spy",
+        (),
+        {"embed": staticmethod(embed_then_reattach), "tokenizer": services.ingestion.embedder.tokenizer},
+    )()
+    try:
+        client.post(f"/v1/vector_stores/{store_id}/files", json={"file_id": file_id})
+        store = wait_for_store(client, store_id)
+    finally:
+        services.ingestion.embedder = services.vector_stores.embedder
+    assert reattached and store["file_counts"]["completed"] == 1
+    vs_file = client.get(f"/v1/vector_stores/{store_id}/files/{file_id}").json()
+    assert vs_file["chunking_strategy"]["static"] == static["static"]
+    rows = services.db.query(
+        "SELECT chunking_key, MAX(tokens) AS longest, COUNT(*) AS n FROM chunks WHERE vector_store_id = ? "
+        "GROUP BY chunking_key",
+        (store_id,),
+    )
+    assert [(r["chunking_key"], r["longest"] <= 400) for r in rows] == [("400/0", True)]
+    # No overlap: the chunks hold each line once.
+    texts = services.vector_stores.tables.chunk_texts(
+        store_id, vs_file_sha(services, store_id, file_id), "400/0"
+    )
+    assert sum(t.count("INFO worker 1234 processed") for t in texts) == 1
+
+
+def vs_file_sha(services, store_id: str, file_id: str) -> str:
+    return services.vector_stores.tables.file(store_id, file_id)["sha256"]
 
 
 def test_attaching_again_keeps_what_it_does_not_give(client, corpus):

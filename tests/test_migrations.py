@@ -80,10 +80,24 @@ def make_v1(path: Path) -> Path:
     return path
 
 
+def v1_columns() -> dict[str, list[str]]:
+    """The columns each table had in version 1 (later steps may add columns, never drop one)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(SCHEMA_V1.read_text())
+        return {t: [row[1] for row in conn.execute(f"PRAGMA table_info({t})")] for t in V1_ROWS}
+    finally:
+        conn.close()
+
+
 def contents(path: Path) -> dict[str, list[tuple]]:
+    """Every version-1 row, in version-1 columns."""
     conn = sqlite3.connect(path)
     try:
-        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in V1_ROWS}
+        return {
+            t: conn.execute(f"SELECT {', '.join(columns)} FROM {t} ORDER BY rowid").fetchall()
+            for t, columns in v1_columns().items()
+        }
     finally:
         conn.close()
 
@@ -231,3 +245,29 @@ def test_new_data_directory_starts_at_the_latest_version(tmp_path):
     db.close()
     assert user_version(path) == LATEST
     assert not list(path.parent.glob("*.bak-*"))  # nothing to back up
+
+
+def test_step_4_keys_chunks_by_their_attachment_and_gives_every_run_an_id(tmp_path):
+    """Existing chunks take the chunking key of the attachment of their bytes; every attachment gets a
+    run id; the parsed-documents table exists (empty: old files have no parsed text kept)."""
+    path = tmp_path / "ragtune.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, path, STEPS[:3])
+    conn.execute("INSERT INTO vector_stores (id, created_at, last_active_at) VALUES ('vs_1', 1, 1)")
+    conn.execute("INSERT INTO files VALUES ('file-1', 'a.md', 'assistants', 3, 'h1', 'text/markdown', 1)")
+    static = '{"type":"static","static":{"max_chunk_size_tokens":300,"chunk_overlap_tokens":20}}'
+    conn.execute(
+        "INSERT INTO vector_store_files (vector_store_id, file_id, sha256, status, chunking, created_at) "
+        "VALUES ('vs_1', 'file-1', 'h1', 'completed', ?, 1)",
+        (static,),
+    )
+    conn.execute(
+        "INSERT INTO chunks (vector_store_id, sha256, seq, text, tokens, terms, embedding) "
+        "VALUES ('vs_1', 'h1', 0, 'text', 1, '[]', x'00')"
+    )
+    migrate(conn, path)
+    assert conn.execute("SELECT chunking_key FROM chunks").fetchone()[0] == "300/20"
+    key, run_id = conn.execute("SELECT chunking_key, run_id FROM vector_store_files").fetchone()
+    assert key == "300/20" and len(run_id) == 16
+    assert conn.execute("SELECT COUNT(*) FROM parsed_documents").fetchone()[0] == 0
+    conn.close()

@@ -161,6 +161,46 @@ def _recompute_terms(conn: sqlite3.Connection) -> None:
     )
 
 
+def _key_derived_data_by_run(conn: sqlite3.Connection) -> None:
+    """Step 4: derived data is keyed by what produced it.
+
+    - `vector_store_files.run_id`: a fresh id per attachment run; the ingestion worker commits only if the
+      row still has the run id it started with (a detached and re-attached file is another run).
+    - `chunking_key` ("max/overlap" tokens) on attachments and chunks: identical bytes share chunks only
+      under the same chunking settings. Existing chunks take the key of the oldest attachment of their bytes.
+    - `parsed_documents`: each document's parsed text and parse report, kept with its chunks.
+    """
+    key = (
+        "CAST(json_extract(chunking, '$.static.max_chunk_size_tokens') AS TEXT) || '/' || "
+        "CAST(json_extract(chunking, '$.static.chunk_overlap_tokens') AS TEXT)"
+    )
+    script = f"""
+        ALTER TABLE vector_store_files ADD COLUMN run_id TEXT;
+        ALTER TABLE vector_store_files ADD COLUMN chunking_key TEXT NOT NULL DEFAULT '';
+        UPDATE vector_store_files SET run_id = lower(hex(randomblob(8))), chunking_key = COALESCE({key}, '');
+        ALTER TABLE chunks ADD COLUMN chunking_key TEXT NOT NULL DEFAULT '';
+        UPDATE chunks SET chunking_key = COALESCE((
+            SELECT v.chunking_key FROM vector_store_files v
+            WHERE v.vector_store_id = chunks.vector_store_id AND v.sha256 = chunks.sha256
+            ORDER BY v.status != 'completed', v.created_at, v.rowid LIMIT 1), '');
+        DROP INDEX IF EXISTS chunks_owner;
+        CREATE INDEX chunks_owner ON chunks(vector_store_id, sha256, chunking_key);
+        DROP INDEX IF EXISTS vsf_hash;
+        CREATE INDEX vsf_hash ON vector_store_files(vector_store_id, sha256, chunking_key);
+        CREATE TABLE parsed_documents (
+            vector_store_id TEXT NOT NULL REFERENCES vector_stores(id) ON DELETE CASCADE,
+            sha256 TEXT NOT NULL,
+            chunking_key TEXT NOT NULL,
+            text TEXT NOT NULL,
+            report TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            PRIMARY KEY (vector_store_id, sha256, chunking_key)
+        );
+        """
+    for statement in _statements(script):  # not executescript: it would COMMIT the step's transaction
+        conn.execute(statement)
+
+
 @dataclass(frozen=True)
 class Step:
     """One schema change: SQL statements (`;`-separated) or a function given the open connection.
@@ -186,6 +226,7 @@ STEPS: tuple[Step, ...] = (
     # BM25 terms are derived from each chunk's text by retrieval.lexical.terms, which now splits by script
     # (identifiers, C++, katakana words stay whole): chunks indexed before must get the query's terms.
     Step(3, "recompute every chunk's BM25 terms with the script-aware tokenizer", _recompute_terms),
+    Step(4, "key chunks by attachment run and chunking settings; keep parsed text", _key_derived_data_by_run),
 )
 LATEST = STEPS[-1].version
 

@@ -4,6 +4,12 @@ The queue is the `vector_store_files` rows in status `in_progress`, so it surviv
 restart the rows still in progress are simply taken again (a file that took the server down three times
 is marked failed instead). Chunks and the `completed` status are written in one transaction, so a file
 is never half-ingested; the FAISS index is derived and reconciled from SQLite when opened.
+
+Derived data is keyed by what produced it: every attachment run has its own `run_id`, and the worker
+touches the row (attempts, status, chunks) only while it still holds that run id, so a file detached
+and re-attached while being ingested gets the new run's chunks, never the old run's. Chunks and the
+parsed text belong to (store, content hash, chunking key): identical bytes share them only under the
+same chunking settings.
 """
 
 from __future__ import annotations
@@ -15,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from ingest import IngestError, ingest_file
+from ingest import Document, IngestError, ingest_file
 from ingest.split import ChunkingStrategy
 from retrieval.lexical import terms
-from server.storage.db import Database, dumps
+from server.storage.db import Database, dumps, now
 from server.vector_stores.indexes import IndexRegistry
 
 log = logging.getLogger("ragtune.ingest")
@@ -73,13 +79,15 @@ class IngestionWorker:
                 self._finish_failed(row, "server_error", f"Ingestion failed unexpectedly: {exc}")
 
     def ingest(self, row: Any) -> None:
+        """Ingest one attachment run (a `vector_store_files` row in progress): parse, split, embed and
+        commit, or fail it with `last_error`; nothing is written once the run is no longer current."""
         store_id, file_id, sha256 = row["vector_store_id"], row["file_id"], row["sha256"]
         with self.db.transaction() as tx:
             attempts = tx.execute(
                 "UPDATE vector_store_files SET attempts = attempts + 1 WHERE "
-                "vector_store_id = ? AND file_id = ? "
+                "vector_store_id = ? AND file_id = ? AND run_id = ? "
                 "AND status = 'in_progress' RETURNING attempts",
-                (store_id, file_id),
+                (store_id, file_id, row["run_id"]),
             ).fetchone()
         if attempts is None:
             return
@@ -89,14 +97,18 @@ class IngestionWorker:
             )
             return
         if self.db.one(
-            "SELECT 1 FROM chunks WHERE vector_store_id = ? AND sha256 = ? LIMIT 1", (store_id, sha256)
+            "SELECT 1 FROM parsed_documents WHERE vector_store_id = ? AND sha256 = ? AND chunking_key = ? "
+            "UNION ALL SELECT 1 FROM chunks WHERE vector_store_id = ? AND sha256 = ? AND chunking_key = ? "
+            "LIMIT 1",
+            (store_id, sha256, row["chunking_key"]) * 2,
         ):
-            self._commit(row, [], None)  # identical bytes are already in this store: share their chunks
+            # Identical bytes under the same chunking are already in this store: share their chunks.
+            self._commit(row, None, [], None)
             return
         static = json.loads(row["chunking"])["static"]
         strategy = ChunkingStrategy(static["max_chunk_size_tokens"], static["chunk_overlap_tokens"])
         try:
-            _, _, chunks = ingest_file(
+            _, document, chunks = ingest_file(
                 self.files.path(file_id), row["filename"], strategy, self.embedder.tokenizer
             )
         except IngestError as exc:
@@ -106,23 +118,27 @@ class IngestionWorker:
             return  # the file was deleted meanwhile; its row went with it
         vectors = []
         for start in range(0, len(chunks), EMBED_BATCH):
-            if not self._still_wanted(store_id, file_id):
-                return  # cancelled or detached while embedding
+            if not self._still_wanted(row):
+                return  # cancelled, or detached (and perhaps re-attached: another run) while embedding
             vectors.append(self.embedder.embed([c.text for c in chunks[start : start + EMBED_BATCH]]))
-        self._commit(row, chunks, np.concatenate(vectors) if vectors else None)
+        self._commit(row, document, chunks, np.concatenate(vectors) if vectors else None)
 
-    def _still_wanted(self, store_id: str, file_id: str) -> bool:
+    def _still_wanted(self, row: Any) -> bool:
+        """Whether the run `row` started is still the file's current run, and not cancelled."""
         return (
             self.db.one(
-                "SELECT 1 FROM vector_store_files WHERE vector_store_id = ? AND file_id = ? "
+                "SELECT 1 FROM vector_store_files WHERE vector_store_id = ? AND file_id = ? AND run_id = ? "
                 "AND status = 'in_progress'",
-                (store_id, file_id),
+                (row["vector_store_id"], row["file_id"], row["run_id"]),
             )
             is not None
         )
 
-    def _commit(self, row: Any, chunks: list, vectors: np.ndarray | None) -> None:
+    def _commit(self, row: Any, document: Document | None, chunks: list, vectors: np.ndarray | None) -> None:
+        """Chunks, parsed text and `completed` in one transaction, if the run is still current.
+        `document` None: the chunks of identical bytes under the same chunking are shared."""
         store_id, file_id, sha256 = row["vector_store_id"], row["file_id"], row["sha256"]
+        key = row["chunking_key"]
         chunk_terms = [terms(c.text) for c in chunks]  # before the lock: jieba is slow-ish
         # Open the index before the commit: opened after it, it would already hold the new chunks
         # (it is rebuilt from SQLite) and adding them again would duplicate them.
@@ -130,12 +146,18 @@ class IngestionWorker:
         with self.db.transaction() as tx:
             done = tx.execute(
                 "UPDATE vector_store_files SET status = 'completed', last_error = NULL "
-                "WHERE vector_store_id = ? AND file_id = ? AND status = 'in_progress'",
-                (store_id, file_id),
+                "WHERE vector_store_id = ? AND file_id = ? AND run_id = ? AND status = 'in_progress'",
+                (store_id, file_id, row["run_id"]),
             ).rowcount
             if not done:
                 return
-            ids = insert_chunks(tx, store_id, sha256, chunks, chunk_terms, vectors)
+            ids = insert_chunks(tx, store_id, sha256, chunks, chunk_terms, vectors, key)
+            if document is not None:
+                tx.execute(
+                    "INSERT OR REPLACE INTO parsed_documents (vector_store_id, sha256, chunking_key, text, "
+                    "report, created_at) VALUES (?,?,?,?,?,?)",
+                    (store_id, sha256, key, document.text, dumps(document.report.as_dict()), now()),
+                )
         if ids:
             self.indexes.add(store_id, ids, vectors)
         log.info("ingested %s into %s: %d chunks", file_id, store_id, len(ids))
@@ -144,8 +166,13 @@ class IngestionWorker:
         with self.db.transaction() as tx:
             tx.execute(
                 "UPDATE vector_store_files SET status = 'failed', last_error = ? WHERE vector_store_id = ? "
-                "AND file_id = ? AND status = 'in_progress'",
-                (dumps({"code": code, "message": message}), row["vector_store_id"], row["file_id"]),
+                "AND file_id = ? AND run_id = ? AND status = 'in_progress'",
+                (
+                    dumps({"code": code, "message": message}),
+                    row["vector_store_id"],
+                    row["file_id"],
+                    row["run_id"],
+                ),
             )
         log.info("ingestion of %s failed: %s", row["file_id"], message)
 
@@ -157,18 +184,21 @@ def insert_chunks(
     chunks: list,
     chunk_terms: list[list[str]],
     vectors: np.ndarray | None,
+    chunking_key: str = "",
 ) -> list[int]:
-    """Insert one document's chunks (text, BM25 terms, vector) inside the caller's transaction."""
+    """Insert one document's chunks (text, BM25 terms, vector) inside the caller's transaction; the
+    document is `(sha256, chunking_key)` (see server.vector_stores.store.chunking_key)."""
     ids = []
     for chunk, chunk_terms_, vector in zip(
         chunks, chunk_terms, vectors if vectors is not None else [], strict=True
     ):
         cursor = tx.execute(
-            "INSERT INTO chunks (vector_store_id, sha256, seq, text, page, tokens, metadata, terms, "
-            "embedding) VALUES (?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO chunks (vector_store_id, sha256, chunking_key, seq, text, page, tokens, metadata, "
+            "terms, embedding) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (
                 store_id,
                 sha256,
+                chunking_key,
                 chunk.index,
                 chunk.text,
                 chunk.page,

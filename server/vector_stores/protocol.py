@@ -228,9 +228,27 @@ class LastError(WireModel):
     message: str
 
 
+class ParseSummary(BaseModel):
+    """What the parser saw in a file (ragtune's extension of the file object; see ingest.ParseReport):
+    the library that read it, the detected text encoding, PDF pages, tables, images that gave no text,
+    pages read by OCR and their mean confidence (0..1), parts left out (`{part, reason, count}`) and
+    warnings."""
+
+    parser: str
+    encoding: str | None = None
+    pages: int | None = None
+    tables: int = 0
+    images_without_text: int = 0
+    ocr_pages: list[int] = []
+    ocr_mean_score: float | None = None
+    dropped: list[dict[str, Any]] = []
+    warnings: list[str] = []
+
+
 class VectorStoreFile(WireModel):
     """A file attached to a store; its `id` is the file's id. `status`: `in_progress`, `completed`,
-    `failed` (see `last_error`) or `cancelled`."""
+    `failed` (see `last_error`) or `cancelled`. `parse` (a ragtune extension, completed files only) says
+    what the parser saw, so a lossy parse is visible without reading chunks."""
 
     id: str
     object: Literal["vector_store.file"] = "vector_store.file"
@@ -242,6 +260,7 @@ class VectorStoreFile(WireModel):
     chunking_strategy: dict[str, Any] | None = None
     # Any: a number must come back as it was stored (pydantic's union would make 3 into 3.0).
     attributes: dict[str, Any] | None = None
+    parse: ParseSummary | None = None
 
 
 class VectorStoreFileBatch(WireModel):
@@ -279,7 +298,8 @@ class VectorStoreSearchResultsPage(WireModel):
 
 
 class VectorStoreFileContentPage(WireModel):
-    """A stored file's chunks in order, as text parts on one page."""
+    """A stored file's parsed text (what was read from it, before chunking) as one text part; files
+    ingested before ragtune kept the parsed text give their chunks in order instead."""
 
     object: Literal["vector_store.file_content.page"] = "vector_store.file_content.page"
     data: list[TextContent]

@@ -139,14 +139,23 @@ class VectorStoreService:
         completed = row["status"] == "completed"
         return VectorStoreFile(
             id=row["file_id"],
-            usage_bytes=self.tables.usage_bytes(row["vector_store_id"], row["sha256"]) if completed else 0,
+            usage_bytes=(
+                self.tables.usage_bytes(row["vector_store_id"], row["sha256"], row["chunking_key"])
+                if completed
+                else 0
+            ),
             created_at=row["created_at"],
             vector_store_id=row["vector_store_id"],
             status=row["status"],
             last_error=json.loads(row["last_error"]) if row["last_error"] else None,
             chunking_strategy=json.loads(row["chunking"]),
             attributes=json.loads(row["attributes"]),
+            parse=self._parse_summary(row) if completed else None,
         )
+
+    def _parse_summary(self, row: Any) -> dict[str, Any] | None:
+        parsed = self.tables.parsed_document(row["vector_store_id"], row["sha256"], row["chunking_key"])
+        return json.loads(parsed["report"]) if parsed is not None else None
 
     def attach(self, store_id: str, body: AttachFile, batch_id: str | None = None) -> VectorStoreFile:
         """Queue a file for ingestion into the store (attaching it again only changes the attributes given).
@@ -186,14 +195,20 @@ class VectorStoreService:
     def detach(self, store_id: str, file_id: str) -> DeletedObject:
         """Remove the file from the store (its chunks too, unless a twin file shares them)."""
         self._store_row(store_id)
-        row = self._vs_file_row(store_id, file_id)
-        detach(self.tables.db, self.indexes, store_id, file_id, row["sha256"])
+        self._vs_file_row(store_id, file_id)
+        detach(self.tables.db, self.indexes, store_id, file_id)
         return DeletedObject(id=file_id, object="vector_store.file.deleted")
 
     def file_content(self, store_id: str, file_id: str) -> VectorStoreFileContentPage:
-        """The file's chunks as stored, in order (empty until it is ingested)."""
+        """The file's parsed text, as read before chunking (no parts until it is ingested); for files
+        ingested before ragtune kept the parsed text, its chunks in order."""
         row = self._vs_file_row(store_id, file_id)
-        texts = self.tables.chunk_texts(store_id, row["sha256"])
+        if row["status"] != "completed":
+            return VectorStoreFileContentPage(data=[])
+        parsed = self.tables.parsed_document(store_id, row["sha256"], row["chunking_key"])
+        if parsed is not None:
+            return VectorStoreFileContentPage(data=[TextContent(text=parsed["text"])])
+        texts = self.tables.chunk_texts(store_id, row["sha256"], row["chunking_key"])
         return VectorStoreFileContentPage(data=[TextContent(text=t) for t in texts])
 
     # ---- batches ----------------------------------------------------------------------------------
@@ -300,9 +315,9 @@ class VectorStoreService:
         hits = []
         for hit in found:
             row = rows.get(hit.id)  # a chunk deleted since the index was read is never returned
-            if row is None or row["sha256"] not in files:
+            file = files.get((row["sha256"], row["chunking_key"])) if row is not None else None
+            if file is None:
                 continue
-            file = files[row["sha256"]]
             hits.append(
                 SearchHit(
                     hit.id,
@@ -325,16 +340,18 @@ class VectorStoreService:
             self._touched[store_id] = now()
             self.tables.touch(store_id)
 
-    def _searchable_files(self, store_id: str, filters: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-        """sha256 → the first completed file with those bytes whose attributes pass the filters."""
-        found: dict[str, dict[str, Any]] = {}
+    def _searchable_files(
+        self, store_id: str, filters: dict[str, Any] | None
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """(sha256, chunking key) → the first completed file with those bytes and chunking whose
+        attributes pass the filters."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
         for row in self.tables.completed_files(store_id):
             attributes = json.loads(row["attributes"])
-            if row["sha256"] in found or (
-                filters is not None and not filter_grammar.matches(filters, attributes)
-            ):
+            document = (row["sha256"], row["chunking_key"])
+            if document in found or (filters is not None and not filter_grammar.matches(filters, attributes)):
                 continue
-            found[row["sha256"]] = {
+            found[document] = {
                 "file_id": row["file_id"],
                 "filename": row["filename"],
                 "attributes": attributes,

@@ -9,11 +9,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from server.storage.db import Database, dumps, now
+from server.storage.db import Database, dumps, new_id, now
 from server.vector_stores.indexes import IndexRegistry
 
 STATUSES = ("in_progress", "completed", "failed", "cancelled")
 _USAGE = "SELECT COALESCE(SUM(LENGTH(CAST(text AS BLOB)) + LENGTH(embedding)), 0) AS n FROM chunks "
+
+
+def chunking_key(chunking: dict[str, Any]) -> str:
+    """ "max/overlap" (tokens) of a resolved static chunking strategy: with the content hash, the key of
+    the chunks and parsed text derived from a file (identical bytes share them only under the same
+    settings)."""
+    static = chunking["static"]
+    return f"{static['max_chunk_size_tokens']}/{static['chunk_overlap_tokens']}"
 
 
 class VectorStoreTables:
@@ -59,11 +67,14 @@ class VectorStoreTables:
         """Mark the store active now."""
         self.db.execute("UPDATE vector_stores SET last_active_at = ? WHERE id = ?", (now(), store_id))
 
-    def usage_bytes(self, store_id: str, sha256: str | None = None) -> int:
-        """Bytes of chunk text and vectors in the store (of one document's chunks when `sha256` is given)."""
+    def usage_bytes(self, store_id: str, sha256: str | None = None, key: str = "") -> int:
+        """Bytes of chunk text and vectors in the store (of one document's chunks when `sha256` and its
+        chunking `key` are given)."""
         if sha256 is None:
             return self.db.one(_USAGE + "WHERE vector_store_id = ?", (store_id,))["n"]
-        return self.db.one(_USAGE + "WHERE vector_store_id = ? AND sha256 = ?", (store_id, sha256))["n"]
+        return self.db.one(
+            _USAGE + "WHERE vector_store_id = ? AND sha256 = ? AND chunking_key = ?", (store_id, sha256, key)
+        )["n"]
 
     def file_counts(self, store_id: str, batch_id: str | None = None) -> dict[str, int]:
         """Attached files by status (every status present, plus `total`), of one batch if given."""
@@ -105,9 +116,9 @@ class VectorStoreTables:
         chunking: dict[str, Any],
         batch_id: str | None,
     ) -> None:
-        """Queue the file for ingestion (status `in_progress`). A file already queued or ingested in
-        this store keeps its chunks and status: given `attributes` replace its own (None keeps them), and
-        a batch that names it counts it (its `batch_id` becomes the batch's)."""
+        """Queue the file for ingestion (status `in_progress`) under a new `run_id`. A file already queued
+        or ingested in this store keeps its chunks and status: given `attributes` replace its own (None
+        keeps them), and a batch that names it counts it (its `batch_id` becomes the batch's)."""
         with self.db.transaction() as tx:
             existing = tx.execute(
                 "SELECT status, attributes, batch_id FROM vector_store_files "
@@ -128,7 +139,8 @@ class VectorStoreTables:
             else:
                 tx.execute(
                     "INSERT OR REPLACE INTO vector_store_files (vector_store_id, file_id, sha256, status, "
-                    "attributes, chunking, batch_id, created_at) VALUES (?,?,?,?,?,?,?,?)",
+                    "attributes, chunking, chunking_key, run_id, batch_id, created_at) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (
                         store_id,
                         file_id,
@@ -136,6 +148,8 @@ class VectorStoreTables:
                         "in_progress",
                         dumps(attributes or {}),
                         dumps(chunking),
+                        chunking_key(chunking),
+                        new_id("run_"),
                         batch_id,
                         now(),
                     ),
@@ -150,10 +164,11 @@ class VectorStoreTables:
             )
 
     def completed_files(self, store_id: str) -> list[Any]:
-        """The store's completed attachments with their file names (`file_id`, `sha256`, `attributes`
-        as JSON, `filename`), oldest first."""
+        """The store's completed attachments with their file names (`file_id`, `sha256`, `chunking_key`,
+        `attributes` as JSON, `filename`), oldest first."""
         return self.db.query(
-            "SELECT v.file_id, v.sha256, v.attributes, f.filename FROM vector_store_files v JOIN files f "
+            "SELECT v.file_id, v.sha256, v.chunking_key, v.attributes, f.filename FROM vector_store_files v "
+            "JOIN files f "
             "ON f.id = v.file_id WHERE v.vector_store_id = ? AND v.status = 'completed' "
             "ORDER BY v.created_at, v.rowid",
             (store_id,),
@@ -186,67 +201,80 @@ class VectorStoreTables:
 
     # ---- chunks -----------------------------------------------------------------------------------
 
-    def chunk_texts(self, store_id: str, sha256: str) -> list[str]:
+    def chunk_texts(self, store_id: str, sha256: str, key: str) -> list[str]:
         """One document's chunk texts in document order."""
         rows = self.db.query(
-            "SELECT text FROM chunks WHERE vector_store_id = ? AND sha256 = ? ORDER BY seq",
-            (store_id, sha256),
+            "SELECT text FROM chunks WHERE vector_store_id = ? AND sha256 = ? AND chunking_key = ? "
+            "ORDER BY seq",
+            (store_id, sha256, key),
         )
         return [r["text"] for r in rows]
 
-    def chunk_ids(self, store_id: str, sha256s: Sequence[str]) -> list[int]:
-        """Ids of the chunks of these documents in the store."""
-        marks = ",".join("?" * len(sha256s))
-        return [
-            r["id"]
-            for r in self.db.query(
-                f"SELECT id FROM chunks WHERE vector_store_id = ? AND sha256 IN ({marks})",
-                [store_id, *sha256s],
-            )
-        ]
+    def parsed_document(self, store_id: str, sha256: str, key: str) -> Any:
+        """The document's parsed text and parse report (`text`, `report` as JSON), or None (documents
+        ingested before ragtune kept them, or not ingested yet)."""
+        return self.db.one(
+            "SELECT text, report FROM parsed_documents WHERE vector_store_id = ? AND sha256 = ? "
+            "AND chunking_key = ?",
+            (store_id, sha256, key),
+        )
+
+    def chunk_ids(self, store_id: str, documents: Sequence[tuple[str, str]]) -> list[int]:
+        """Ids of the chunks of these documents, each `(sha256, chunking_key)`, in the store."""
+        ids: list[int] = []
+        for sha256, key in documents:
+            ids += [
+                r["id"]
+                for r in self.db.query(
+                    "SELECT id FROM chunks WHERE vector_store_id = ? AND sha256 = ? AND chunking_key = ?",
+                    (store_id, sha256, key),
+                )
+            ]
+        return ids
 
     def chunks(self, store_id: str, ids: Sequence[int]) -> dict[int, Any]:
-        """id → row (`vector_store_id`, `sha256`, `text`, `page`) of those of `ids` still in the store."""
+        """id → row (`vector_store_id`, `sha256`, `chunking_key`, `text`, `page`) of those of `ids` still in
+        the store."""
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
         # By primary key only: with the store id in the WHERE clause SQLite picks the (store, sha256)
         # index and scans the whole store (6 ms at 100k chunks).
         rows = self.db.query(
-            f"SELECT id, vector_store_id, sha256, text, page FROM chunks WHERE id IN ({marks})", list(ids)
+            f"SELECT id, vector_store_id, sha256, chunking_key, text, page FROM chunks WHERE id IN ({marks})",
+            list(ids),
         )
         return {r["id"]: r for r in rows if r["vector_store_id"] == store_id}
 
 
-def detach(db: Database, indexes: IndexRegistry, store_id: str, file_id: str, sha256: str) -> None:
-    """Remove a file from a store; its chunks go too unless another attached file has the same bytes."""
+def detach(db: Database, indexes: IndexRegistry, store_id: str, file_id: str) -> None:
+    """Remove a file from a store; its chunks and parsed text go too unless another attached file has the
+    same bytes under the same chunking settings. A run still ingesting it will not commit (its run id is
+    gone with the row)."""
     with db.transaction() as tx:
-        tx.execute(
-            "DELETE FROM vector_store_files WHERE vector_store_id = ? AND file_id = ?",
+        row = tx.execute(
+            "DELETE FROM vector_store_files WHERE vector_store_id = ? AND file_id = ? "
+            "RETURNING sha256, chunking_key",
             (store_id, file_id),
-        )
-        twin = tx.execute(
-            "SELECT 1 FROM vector_store_files WHERE vector_store_id = ? AND sha256 = ? LIMIT 1",
-            (store_id, sha256),
         ).fetchone()
-        ids = (
-            []
-            if twin
-            else [
-                r["id"]
-                for r in tx.execute(
-                    "SELECT id FROM chunks WHERE vector_store_id = ? AND sha256 = ?", (store_id, sha256)
-                )
-            ]
-        )
-        if ids:
-            tx.execute("DELETE FROM chunks WHERE vector_store_id = ? AND sha256 = ?", (store_id, sha256))
+        if row is None:
+            return
+        owner = (store_id, row["sha256"], row["chunking_key"])
+        twin = tx.execute(
+            "SELECT 1 FROM vector_store_files WHERE vector_store_id = ? AND sha256 = ? AND chunking_key = ? "
+            "LIMIT 1",
+            owner,
+        ).fetchone()
+        ids = []
+        if not twin:
+            where = "WHERE vector_store_id = ? AND sha256 = ? AND chunking_key = ?"
+            ids = [r["id"] for r in tx.execute("SELECT id FROM chunks " + where, owner)]
+            tx.execute("DELETE FROM chunks " + where, owner)
+            tx.execute("DELETE FROM parsed_documents " + where, owner)
     indexes.remove(store_id, ids)
 
 
 def detach_everywhere(db: Database, indexes: IndexRegistry, file_id: str) -> None:
     """Remove a file from every store it is attached to (a hook of FileService.delete)."""
-    for row in db.query(
-        "SELECT vector_store_id, sha256 FROM vector_store_files WHERE file_id = ?", (file_id,)
-    ):
-        detach(db, indexes, row["vector_store_id"], file_id, row["sha256"])
+    for row in db.query("SELECT vector_store_id FROM vector_store_files WHERE file_id = ?", (file_id,)):
+        detach(db, indexes, row["vector_store_id"], file_id)
