@@ -30,6 +30,12 @@ log = logging.getLogger("ragtune.finetune")
 RETENTION_TOKENS = 24  # the general answers are one short sentence; the accepted word comes early
 
 
+def rehearsal_count(ratio: float, n_user: int) -> int:
+    """Rehearsal examples for `n_user` user examples at `ratio` per example, rounded up: any positive
+    ratio gives at least one (round() made 0.5 × 1 example zero, so a one-example job had no rehearsal)."""
+    return math.ceil(ratio * n_user) if ratio > 0 and n_user > 0 else 0
+
+
 class Reporter(Protocol):
     def event(self, message: str, data: dict[str, Any] | None = None, kind: str = "message") -> None: ...
 
@@ -156,7 +162,7 @@ class LoRARecipe:
 
     def _rehearsal(self, n_user: int) -> list[Example]:
         """The base model's own answers to general prompts, as training examples (self-distillation)."""
-        count = round(self.config.rehearsal_ratio * n_user)
+        count = rehearsal_count(self.config.rehearsal_ratio, n_user)
         if count == 0:
             return []
         answers = self._general_answers("rehearsal", REHEARSAL_PROMPTS, 64)

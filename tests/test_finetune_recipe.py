@@ -200,3 +200,14 @@ def test_unknown_target_modules_fail_at_once_as_bad_data(tiny_model_dir, tmp_pat
         recipe.setup()
     assert caught.value.code == "invalid_hyperparameters" and "q_proj" in caught.value.message
     assert not (tmp_path / "c").exists()  # no base answers were generated
+
+
+@pytest.mark.parametrize(
+    ("ratio", "n_user", "expected"),
+    [(0.5, 1, 1), (0.5, 3, 2), (0.5, 40, 20), (0.25, 1, 1), (0, 5, 0), (1, 0, 0)],
+)
+def test_one_example_still_gets_rehearsal(ratio, n_user, expected):
+    """README promises rehearsal in every job: 0.5 × 1 example used to round to none."""
+    from finetune.recipe import rehearsal_count
+
+    assert rehearsal_count(ratio, n_user) == expected
