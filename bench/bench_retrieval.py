@@ -13,7 +13,10 @@ At 100k chunks the extra 90k chunks are distinct generated facts whose vectors a
 of the 10k real ones (embedding 100k texts would take ~7 min on 2 cores): latency and ingestion are
 measured at that size; recall is reported on the 10k corpus where every vector is real.
 
-    .venv/bin/python bench/bench_retrieval.py [--sizes 10000 100000] [--queries 300]
+Parse throughput per format (ragtune's readers vs LangChain's document loaders) and OCR pages/s on
+image-only pages are measured first (see bench/parse_formats.py).
+
+    .venv/bin/python bench/bench_retrieval.py [--sizes 10000 100000] [--queries 300] [--parse-only]
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from langchain_core.embeddings import Embeddings  # noqa: E402
 
+from bench import parse_formats  # noqa: E402
 from bench.common import RESULTS, write_report  # noqa: E402
 from ingest.types import Chunk  # noqa: E402
 from retrieval.embedder import Embedder  # noqa: E402
@@ -194,6 +198,52 @@ def run_size(n: int, base_texts, base_vectors, queries, embedder, rng) -> dict:
     }
 
 
+PARSE_PEER = (
+    "LangChain document loaders: PyPDFLoader, Docx2txtLoader, BSHTMLLoader, TextLoader; OCR: the OCR "
+    "engine alone on the same page images"
+)
+
+
+def print_parse_table(parsing: dict) -> None:
+    table = Table(title="parse: ragtune readers vs LangChain loaders (best of 3, one file each)")
+    for col in (
+        "format",
+        "MB",
+        "pages",
+        "ragtune MB/s",
+        "peer MB/s",
+        "ragtune pages/s",
+        "ratio ragtune/peer",
+    ):
+        table.add_column(col, justify="right")
+    for name, r in parsing.items():
+        if name == "ocr":
+            continue
+        table.add_row(
+            name,
+            f"{r['bytes'] / 2**20:.2f}",
+            str(r["pages"] or "-"),
+            f"{r['ragtune_mb_per_s']:.2f}",
+            f"{r['peer_mb_per_s']:.2f}",
+            f"{r['ragtune_pages_per_s']:.1f}" if r["ragtune_pages_per_s"] else "-",
+            f"{r['ratio_ragtune_over_peer']:.2f}",
+        )
+    ocr = parsing["ocr"]
+    if "error" in ocr:
+        table.add_row("ocr", "-", "-", "-", "-", ocr["error"], "-")
+    else:
+        table.add_row(
+            "ocr (image-only PDF)",
+            "-",
+            str(ocr["pages"]),
+            "-",
+            f"engine {ocr.get('engine_only_pages_per_s', 0):.2f} p/s",
+            f"{ocr['ragtune_pages_per_s']:.2f}",
+            f"{ocr.get('ratio_ragtune_over_engine', float('nan')):.2f}",
+        )
+    Console(width=200).print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -201,7 +251,24 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--out", type=Path, default=RESULTS / "bench_retrieval.json")
+    parser.add_argument("--parse-only", action="store_true", help="only the parse and OCR throughput")
+    parser.add_argument("--ocr-pages", type=int, default=3)
     args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        parsing = parse_formats.run(Path(tmp), ocr_pages=args.ocr_pages)
+    print_parse_table(parsing)
+    if args.parse_only:
+        write_report(
+            args.out.with_name("bench_parse.json"),
+            {
+                "benchmark": "parse",
+                "peer": PARSE_PEER,
+                "machine": {"platform": platform.platform()},
+                "results": parsing,
+            },
+        )
+        return
 
     rng = random.Random(7)
     base = min(args.sizes)
@@ -263,6 +330,7 @@ def main() -> None:
         "queries": args.queries,
         "machine": {"platform": platform.platform()},
         "results": results,
+        "parse": {"peer": PARSE_PEER, "results": parsing},
     }
     write_report(args.out, report)
 
