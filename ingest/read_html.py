@@ -49,6 +49,17 @@ class _Converter(MarkdownConverter):
             return self.convert_div
         return super().get_conv_fn(tag_name)
 
+    def convert_td(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        # A literal | in a cell would split it into two columns of the pipe table.
+        return super().convert_td(el, _escape_pipes(text), parent_tags)
+
+    def convert_th(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        return super().convert_th(el, _escape_pipes(text), parent_tags)
+
+
+def _escape_pipes(text: str) -> str:
+    return re.sub(r"(?<!\\)\|", r"\\|", text)
+
 
 # Links and images become their text: URLs cost many tokens and rarely answer a question.
 _CONVERTER = _Converter(heading_style=ATX, strip=["a", "img"], table_infer_header=True, bullets="-")

@@ -275,3 +275,10 @@ def test_case_faq_noisy_keeps_all_three_articles():
     ]
     assert document.report.parser == "beautifulsoup4+markdownify"
     assert document.report.warnings == []
+
+
+def test_pipe_in_a_table_cell_stays_in_its_cell():
+    """A literal | would split the cell into two columns of the Markdown table."""
+    html = "<table><tr><th>Code</th><th>Note</th></tr><tr><td>a | b</td><td>c</td></tr></table>"
+    markdown, _ = read_html(html)
+    assert markdown.strip().split("\n") == ["| Code | Note |", "| --- | --- |", "| a \\| b | c |"]
