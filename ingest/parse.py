@@ -76,6 +76,10 @@ def _read(path: Path, mime: str, report: ParseReport) -> tuple[list[str], str | 
 
 
 def _empty_message(mime: str) -> str:
+    from .ocr import ocr_available  # cheap: looks the package up without importing it
+
+    if mime == PDF and not ocr_available():
+        return "The PDF has no extractable text, and OCR (to read scanned pages) is not available."
     if mime == PDF:
-        return "The PDF has no extractable text (scanned? OCR is not supported)."
+        return "The PDF has no extractable text: it has no text layer, and OCR found no text on its pages."
     return "The file contains no text."

@@ -233,15 +233,15 @@ def test_pdf_with_only_an_owner_password_is_read(tmp_path):
     assert FACTS[2] in parse(path, PDF).text
 
 
-def test_pdf_without_text_says_ocr_is_not_supported(tmp_path):
+def test_pdf_whose_images_hold_no_text_says_ocr_found_none(tmp_path):
     pdf = FPDF()
     for _ in range(2):
         pdf.add_page()
-        pdf.image(Image.new("L", (200, 100), 128), x=20, y=20, w=100)  # a "scanned" page
+        pdf.image(Image.new("L", (200, 100), 128), x=20, y=20, w=100)  # a "scanned" page, blank
     pdf.output(str(tmp_path / "scan.pdf"))
     error = error_of(tmp_path / "scan.pdf")
     assert error.code == "empty_file"
-    assert "OCR is not supported" in error.message
+    assert "OCR found no text" in error.message
 
 
 def test_broken_pdf_is_a_parse_error(tmp_path):
