@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import unicodedata
 
 # Control characters that do not occur in real text (tab, newline, form feed and carriage return do).
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
@@ -48,11 +49,42 @@ def detect_encoding(data: bytes) -> str | None:
     from charset_normalizer import from_bytes
 
     readings = [r for r in from_bytes(data) if r.encoding in GUESSES and r.chaos <= MAX_CHAOS]
-    if not readings:
-        return None
-    best = min((r.chaos, -r.coherence) for r in readings)
-    tied = [r.encoding for r in readings if (r.chaos, -r.coherence) == best]
-    return min(tied, key=GUESSES.index)
+    # Ranked: least mess, most coherence, then GUESSES order.
+    readings.sort(key=lambda r: (r.chaos, -r.coherence, GUESSES.index(r.encoding)))
+    for reading in readings:
+        if _reads_cleanly_where_it_matters(str(reading)):
+            return reading.encoding
+    return None
+
+
+def _reads_cleanly_where_it_matters(text: str) -> bool:
+    """Whether the words holding non-ASCII characters read cleanly on their own (mess ratio at most
+    MAX_CHAOS). charset-normalizer's ratio is over the whole text, so a few stray bytes in a long ASCII
+    file ("warehouse \xff\xfe\xc3manual" → "˙ţĂmanual" in cp1250) are diluted to nothing; judged
+    by themselves they are plainly mojibake, while "café crème" or Chinese text stay clean."""
+    from charset_normalizer.md import mess_ratio
+
+    words = [word for word in text.split() if not word.isascii()]
+    if not words:
+        return True
+    if any(_symbol_inside_word(word) for word in words):
+        return False
+    return mess_ratio(" ".join(words), MAX_CHAOS) <= MAX_CHAOS
+
+
+def _symbol_inside_word(word: str) -> bool:
+    """A non-ASCII symbol (Unicode category S*: ₫, ˙, ¤, ©) with a letter on both sides, as stray bytes
+    decode in some code page ("ÿ₫Ămanual"); real text puts symbols beside digits or spaces ("25°C",
+    "4,50 €"), and its in-word punctuation ("don’t") is P*, not S*."""
+    for before, char, after in zip(word, word[1:], word[2:], strict=False):
+        if (
+            not char.isascii()
+            and unicodedata.category(char).startswith("S")
+            and before.isalpha()
+            and after.isalpha()
+        ):
+            return True
+    return False
 
 
 def looks_binary(text: str) -> bool:

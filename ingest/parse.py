@@ -12,6 +12,7 @@ from .read_data import read_csv, read_json, read_jsonl
 from .read_docx import read_docx
 from .read_html import read_html
 from .read_pdf import read_pdf
+from .split import count_tables
 from .types import Document, IngestError, Page, ParseReport, UnsupportedFileType
 
 _LABELS = {PDF: "PDF", DOCX: "Word", HTML: "HTML", MARKDOWN: "Markdown", TEXT: "text", CSV: "CSV"}
@@ -36,7 +37,11 @@ def parse(path: Path, mime: str) -> Document:
         raise IngestError("parse_error", f"The file could not be read as {label}: {detail}") from error
     texts = [clean(text) for text in raw_pages]
     if mime == PDF:
+        lines_before = sum(_lines(text) for text in texts)
         texts = [clean(text) for text in drop_repeated_lines(texts)]
+        removed = lines_before - sum(_lines(text) for text in texts)
+        if removed > 0:
+            report.drop("page header/footer line", "repeated on most pages, or a page number", removed)
         pages = [Page(number, text) for number, text in enumerate(texts, start=1) if text]
     else:
         pages = [Page(None, texts[0])] if texts[0] else []
@@ -69,10 +74,15 @@ def _read(path: Path, mime: str, report: ParseReport) -> tuple[list[str], str | 
         markdown, title = read_html(text, report)
         return [markdown], title
     if mime == MARKDOWN:
+        report.tables = count_tables(text)
         match = _MARKDOWN_TITLE.search(text)
         return [text], match.group(1) if match else None
     readers = {TEXT: str, CSV: read_csv, JSON: read_json, JSONL: read_jsonl}
     return [readers[mime](text)], None
+
+
+def _lines(text: str) -> int:
+    return sum(1 for line in text.split("\n") if line.strip())
 
 
 def _empty_message(mime: str) -> str:

@@ -146,6 +146,11 @@ class _Table:
 _Part = tuple[str, int, dict[str, bool]]  # chunk text, its token count, metadata flags
 
 
+def count_tables(text: str) -> int:
+    """The Markdown pipe tables (with at least one body row) in `text`, as the splitter finds them."""
+    return sum(isinstance(block, _Table) for block in _blocks(text))
+
+
 def _blocks(text: str) -> list[str | _Table]:
     """A section as text and pipe tables (with at least one body row), in order.
 

@@ -1,5 +1,10 @@
 """Hybrid retrieval over one knowledge base: dense (FAISS) and BM25, fused by reciprocal rank fusion.
 
+Hybrid search takes the top max(k, RERANK_POOL) by fusion, orders them by `score` (relevance; fusion
+rank breaks ties) and keeps k, so a one-source chat gets the chunk holding every rare term of the
+question rather than the one fusion liked for middling ranks in both lists; `dense` and `bm25` return
+their own top k in their own order.
+
 The indexes are derived data: SQLite holds every chunk's text, terms and vector, so a missing or stale
 index is rebuilt from there. `score` on a hit is its relevance whatever ranker ordered the hits, so one
 threshold means the same for every ranker: the better of the chunk's cosine similarity to the query
@@ -23,6 +28,9 @@ from retrieval.lexical import LexicalIndex
 from retrieval.vector_index import VectorIndex
 
 RANKERS = ("auto", "default-2024-11-15", "hybrid", "dense", "bm25")
+RERANK_POOL = 10
+"""Fused candidates that relevance re-orders before k are kept (hybrid); 10 = the default result count,
+so results at k ≥ 10 hold the same chunks as plain fusion, only ordered by score."""
 TermsLoader = Callable[[], tuple[list[int], list[list[str]]]]
 
 
@@ -83,7 +91,8 @@ class Retriever:
                 ordered = reciprocal_rank_fusion([[i for i, _ in dense], [i for i, _ in lexical]])
             else:
                 ordered = dense or lexical
-            ordered = ordered[:k]
+            # Hybrid: fusion picks a pool of at least RERANK_POOL, relevance orders it, k are kept.
+            ordered = ordered[: max(k, RERANK_POOL) if ranker == "hybrid" else k]
             cosine = dict(dense)
             missing = [i for i, _ in ordered if i not in cosine]
             if missing:
@@ -92,7 +101,13 @@ class Retriever:
                     zip(missing, (vectors @ np.asarray(query_vector).ravel()).tolist(), strict=True)
                 )
             covered = self.lexical().coverage(query_terms, [i for i, _ in ordered])
-        return [Hit(i, max(min(max(cosine[i], 0.0), 1.0), covered[i]), s) for i, s in ordered]
+        hits = [Hit(i, max(min(max(cosine[i], 0.0), 1.0), covered[i]), s) for i, s in ordered]
+        if ranker == "hybrid":
+            # By relevance, fusion rank breaking ties: a chunk holding every rare term of the query
+            # (score 1.0) is not listed below one that fusion liked for its middling rank in both lists
+            # (chat keeps the first sources).
+            hits.sort(key=lambda hit: -hit.score)  # stable: ties keep the fusion order
+        return hits[:k]
 
     # ---- persistence ------------------------------------------------------------------------------
 

@@ -200,6 +200,10 @@ def test_pdf_keeps_pages_and_drops_repeated_header(tmp_path, tokenizer):
         assert not re.search(r"^\d+$", page.text, re.MULTILINE)  # page numbers dropped
     assert document.text == "\n\n".join(page.text for page in document.pages)
     assert document.metadata["page_count"] == 3
+    # Not silent: the header and page number of each of the 3 pages are reported as dropped.
+    assert document.report.dropped == [
+        {"part": "page header/footer line", "reason": "repeated on most pages, or a page number", "count": 6}
+    ]
     assert [chunk.page for chunk in chunks] == [1, 2, 3]
     assert [chunk.index for chunk in chunks] == [0, 1, 2]
     assert FACTS[1] in chunks[1].text
@@ -615,3 +619,26 @@ def test_chunk_still_too_long_is_cut_at_token_boundaries(tokenizer):
     parts = _within_limit("word " * 45, tokenizer, 10)
     assert [tokens for _, tokens in parts] == [10, 10, 10, 10, 5]
     assert all(text.split() == ["word"] * tokens for text, tokens in parts)
+
+
+def test_stray_bytes_in_ascii_text_are_not_read_as_a_code_page():
+    """A few stray bytes in a long ASCII file read "cleanly" in cp1250 or cp1258 by the whole file's
+    mess ratio ("warehouse ˙ţĂmanual"): judged by the words that hold them, no encoding reads them."""
+    from ingest.encoding import detect_encoding
+
+    data = b"The warehouse \xff\xfe\xc3manual says to lift with care.\n" + b"Plain ASCII line two.\n" * 50
+    assert detect_encoding(data) is None
+
+
+def test_western_text_with_symbols_and_curly_quotes_is_still_detected():
+    from ingest.encoding import detect_encoding
+
+    text = "café crème 4,50 € – „Kaffee“ naïve façade Zürich l’été 25°C\n" * 3
+    assert detect_encoding(text.encode("cp1252")) == "cp1252"
+
+
+def test_markdown_tables_are_counted_in_the_report():
+    document = parse(
+        Path(__file__).resolve().parents[2] / "shared" / "cases" / "kb-ft" / "parts_table.md", MARKDOWN
+    )
+    assert document.report.tables == 1 and document.report.parser == "text"

@@ -538,5 +538,12 @@ def test_work_queued_while_the_worker_flushes_is_not_lost(client, corpus, monkey
     monkeypatch.setattr(services.indexes, "flush", flush_then_attach)
     other = upload(client, corpus["html"]).json()["id"]
     client.post(f"/v1/vector_stores/{store_id}/files", json={"file_id": other})
-    store = wait_for_store(client, store_id, timeout=60)
+    # The store can look done between `other`'s commit and the idle flush that attaches `late`: wait for
+    # both files, not for the first moment nothing is in progress.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        store = wait_for_store(client, store_id, timeout=60)
+        if store["file_counts"]["completed"] == 2:
+            break
+        time.sleep(0.05)
     assert attached and store["file_counts"]["completed"] == 2

@@ -112,3 +112,26 @@ def test_chat_keeps_a_strong_lexical_hit_the_cosine_gate_dropped(make_client):
         if "P-1077" in a["quote"] or "P-107" in a["quote"]
     ]
     assert cited and all(a["score"] >= 0.25 for a in cited)
+
+
+def test_hybrid_hits_come_in_order_of_relevance(make_client):
+    """parts_table.md: fusion chose the intro chunk first (middling in both rankings) and the P-1077 rows
+    (score 1.0) below it, so a one-source chat saw only the intro and answered 15.50. Hybrid hits are
+    returned by score; the one source is now the P-1077 row, with its table header."""
+    from server.engines.fake import FakeEngine
+
+    engine = FakeEngine(max_model_len=8192)
+    client = make_client(engine)
+    store = ingested_store(client, [CROSSLANG.parent / "parts_table.md"])
+    question = "What is the unit price of part P-1077?"
+    hits = client.post(f"/v1/vector_stores/{store}/search", json={"query": question}).json()["data"]
+    scores = [h["score"] for h in hits]
+    assert scores == sorted(scores, reverse=True) and "| P-1077 |" in hits[0]["content"][0]["text"]
+    body = {
+        "model": "smollm2-135m-instruct",
+        "messages": [{"role": "user", "content": question}],
+        "file_search": {"vector_store_ids": [store], "max_num_results": 1},
+    }
+    client.post("/v1/chat/completions", json=body)
+    prompt = engine.calls[-1].prompt
+    assert "| P-1077 |" in prompt and "Unit price" in prompt
