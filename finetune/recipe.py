@@ -184,6 +184,12 @@ class LoRARecipe:
             cached = json.loads(path.read_text())
             if cached.get("prompts") == prompts:
                 return cached["answers"]
+        # Minutes on a CPU, once per base model: say so, or the job looks stuck before its first step.
+        self.reporter.event(
+            f"Generating the base model's answers to {len(prompts)} built-in {name} prompts (once per base "
+            "model, then cached; several minutes on a CPU).",
+            {"stage": f"{name}_answers", "prompts": len(prompts)},
+        )
         answers = generate(self.model, self.tokenizer, prompts, max_new_tokens)
         atomic_write_json(path, {"prompts": prompts, "answers": answers}, indent=None)
         return answers
