@@ -10,14 +10,11 @@ DuReader score), Latin text is split into words. ROUGE-L is computed on the same
 from __future__ import annotations
 
 import re
-import string
-import unicodedata
-from collections import Counter
 from collections.abc import Sequence
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = set(string.punctuation) | set("，。！？；：、“”‘’（）《》【】—…·「」『』")
+# Moved to common/ so fine-tuning scores epochs with the very metrics comparisons report.
+from common.answer_metrics import exact_match, f1, normalize, tokens  # noqa: F401
+
 _STOP = frozenset(
     "a an and are as at be by for from has have in is it its of on or that the this to was were will with "
     "的 了 是 在 和 与 及 或".split()
@@ -30,51 +27,6 @@ ABSTAIN = re.compile(
     r"不知道|无法回答|没有(提到|相关|找到)|未提及)",
     re.IGNORECASE,
 )
-
-
-def normalize(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = "".join(" " if ch in _PUNCT else ch for ch in text)
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
-
-
-def tokens(text: str) -> list[str]:
-    """Words for Latin text, single characters for CJK."""
-    out: list[str] = []
-    for word in normalize(text).split():
-        buffer = ""
-        for ch in word:
-            if _CJK.match(ch):
-                if buffer:
-                    out.append(buffer)
-                    buffer = ""
-                out.append(ch)
-            else:
-                buffer += ch
-        if buffer:
-            out.append(buffer)
-    return out
-
-
-def exact_match(prediction: str, references: Sequence[str]) -> float:
-    answer = tokens(prediction)
-    return float(any(answer == tokens(ref) for ref in references))
-
-
-def _f1(pred: list[str], ref: list[str]) -> float:
-    common = Counter(pred) & Counter(ref)
-    same = sum(common.values())
-    if not pred or not ref:
-        return float(pred == ref)
-    if same == 0:
-        return 0.0
-    precision, recall = same / len(pred), same / len(ref)
-    return 2 * precision * recall / (precision + recall)
-
-
-def f1(prediction: str, references: Sequence[str]) -> float:
-    return max((_f1(tokens(prediction), tokens(ref)) for ref in references), default=0.0)
 
 
 def _lcs(a: list[str], b: list[str]) -> int:

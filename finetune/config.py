@@ -67,6 +67,7 @@ BOUNDS: dict[str, Bound] = {
     "target_modules": Bound(min_length=1),
     "rehearsal_ratio": Bound(ge=0, le=4),
     "min_retention": Bound(ge=0, le=1),
+    "held_out_share": Bound(ge=0, le=0.5),
     "seed": Bound(ge=0, le=2**31 - 1),
     "checkpoint_every": Bound(ge=1),
 }
@@ -84,6 +85,7 @@ REQUEST_FIELDS: dict[str, tuple[str, str]] = {
     "train_on_prompts": ("training", "train_on_prompts"),
     "rehearsal_ratio": ("training", "rehearsal_ratio"),
     "min_retention": ("training", "min_retention"),
+    "held_out_share": ("training", "held_out_share"),
     "max_length": ("training", "max_length"),
     "micro_batch_size": ("training", "micro_batch_size"),
     "gradient_checkpointing": ("training", "gradient_checkpointing"),
@@ -129,8 +131,14 @@ class TrainConfig:
     rehearsal_ratio: float = 0.5
     """Rehearsal examples (the base model's own answers to general prompts) per user example; 0 = off."""
     min_retention: float = 0.8
-    """After each epoch the share of general questions still answered correctly is measured; below this
-    the run stops and keeps the last epoch that met it (0 = never stop early)."""
+    """After each epoch the share of general questions the base model answers correctly that the tuned
+    model still answers correctly is measured; the published epoch is the best-scoring one whose
+    retention is at least this (0 = retention never rules an epoch out). Every epoch asked for is
+    trained."""
+    held_out_share: float = 0.1
+    """Without a validation file, this share of the training examples (only when there are at least
+    `HELD_OUT_MIN_EXAMPLES`; chosen by `seed`) is held out of training to score each epoch; 0 = score on
+    the training prompts themselves."""
     seed: int = 0
     """Seeds data order, LoRA initialisation and dropout."""
     checkpoint_every: int = 20

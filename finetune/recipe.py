@@ -1,10 +1,17 @@
 """LoRA supervised fine-tuning, as one readable recipe: setup() → train() → save() → cleanup().
 
 Loss is taken on assistant tokens only (by default). To keep the base model's general ability, the
-recipe mixes in *rehearsal* examples (the base model's own answers to built-in general prompts) and
-measures *retention* after every epoch (the share of built-in general questions the base model answers
-correctly that the tuned model still answers correctly); if an epoch drops retention below
-`min_retention`, training stops and the previous epoch's adapter is kept.
+recipe mixes in *rehearsal* examples (the base model's own answers to built-in general prompts). Every
+epoch asked for is trained; after each one the recipe measures
+
+- *retention*: the share of built-in general questions the base model answers correctly that the tuned
+  model still answers correctly, with its Wilson interval;
+- the *task score*: token F1 (and exact match) of greedy answers against the user's references, from the
+  validation file, else from held-out training examples, else from the training prompts themselves
+  (`task_source` says which), with the metrics comparisons report (common/answer_metrics.py);
+
+and keeps the epoch's adapter. The published adapter is the epoch with the best task score among those
+whose retention is at least `min_retention` (`choose_epoch`); events and metrics say which and why.
 """
 
 from __future__ import annotations
@@ -13,21 +20,29 @@ import hashlib
 import json
 import logging
 import math
+import random
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
+from common.answer_metrics import exact_match, f1
 from common.atomic import atomic_dir, atomic_write_json
 from finetune.config import TrainConfig
 from finetune.data import Conversation, DataError, Example, Message, check_trainable, load_dataset, tokenize
-from finetune.general import REHEARSAL_PROMPTS, RETENTION_QUESTIONS, is_correct
+from finetune.general import REHEARSAL_PROMPTS, RETENTION_QUESTIONS, is_correct, retention_interval
 
 log = logging.getLogger("ragtune.finetune")
 RETENTION_TOKENS = 24  # the general answers are one short sentence; the accepted word comes early
+TASK_TOKENS = 64  # answers scored per epoch: long enough for a sentence of facts
+TASK_MAX_PROMPTS = (
+    64  # examples scored per epoch at most (a seeded sample): generation costs minutes on a CPU
+)
+HELD_OUT_MIN_EXAMPLES = 40  # fewer examples: none is held out, the training prompts are scored instead
+HELD_OUT_MAX = 64
 
 
 def rehearsal_count(ratio: float, n_user: int) -> int:
@@ -54,7 +69,7 @@ class Progress:
     step_in_epoch: int = 0
     step: int = 0
     tokens_seen: int = 0
-    best_epoch_retention: float | None = None
+    epochs: list[dict[str, Any]] = field(default_factory=list)  # per finished epoch: scores, checkpoint
 
 
 class LoRARecipe:
@@ -93,9 +108,10 @@ class LoRARecipe:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=self.dtype)
         self._check_targets()  # before minutes of base-model generation, not after
-        self.examples, stats = tokenize(
-            load_dataset(self.training_file), self.tokenizer, cfg.max_length, cfg.train_on_prompts
-        )
+        conversations = load_dataset(self.training_file)
+        valid_conversations = load_dataset(self.validation_file) if self.validation_file else []
+        conversations, held_out = self._hold_out(conversations, bool(valid_conversations))
+        self.examples, stats = tokenize(conversations, self.tokenizer, cfg.max_length, cfg.train_on_prompts)
         check_trainable(stats)  # a file that would train nothing fails here, before any step
         self.examples = [e for e in self.examples if any(label != -100 for label in e.labels)]
         if stats.truncated_lines or stats.empty_lines:
@@ -107,8 +123,9 @@ class LoRARecipe:
                 {"truncated_lines": stats.truncated_lines[:100], "empty_lines": stats.empty_lines[:100]},
             )
         self.valid = []
-        if self.validation_file:
-            self.valid, _ = tokenize(load_dataset(self.validation_file), self.tokenizer, cfg.max_length)
+        if valid_conversations:
+            self.valid, _ = tokenize(valid_conversations, self.tokenizer, cfg.max_length)
+        self._task_set(valid_conversations, held_out, conversations)
         questions = [q for q, _ in RETENTION_QUESTIONS]
         self.base_answers = self._general_answers("base", questions, RETENTION_TOKENS)
         self.rehearsal = self._rehearsal(len(self.examples))
@@ -160,6 +177,46 @@ class LoRARecipe:
                 f"its linear layers are {sorted(linear)}.",
             )
 
+    def _hold_out(
+        self, conversations: list[Conversation], has_validation: bool
+    ) -> tuple[list[Conversation], list[Conversation]]:
+        """(kept for training, held out to score epochs): `held_out_share` of the examples, by seed, only
+        without a validation file and with at least HELD_OUT_MIN_EXAMPLES examples."""
+        share = self.config.held_out_share
+        if has_validation or share <= 0 or len(conversations) < HELD_OUT_MIN_EXAMPLES:
+            return conversations, []
+        count = min(HELD_OUT_MAX, max(2, round(share * len(conversations))))
+        chosen = set(random.Random(self.config.seed).sample(range(len(conversations)), count))
+        kept = [c for i, c in enumerate(conversations) if i not in chosen]
+        held = [c for i, c in enumerate(conversations) if i in chosen]
+        self.reporter.event(
+            f"Held out {len(held)} of {len(conversations)} examples (lines {_lines([c.line for c in held])}) "
+            "to score each epoch; they are not trained on. Give a validation_file, or set "
+            "training.held_out_share to 0, to train on all of them.",
+            {"held_out_lines": [c.line for c in held]},
+        )
+        return kept, held
+
+    def _task_set(
+        self, valid: list[Conversation], held_out: list[Conversation], train: list[Conversation]
+    ) -> None:
+        """The (prompt messages, reference answer) pairs each epoch is scored on, and where they come from."""
+        source, self.task_source = (
+            (valid, "validation file")
+            if valid
+            else (held_out, "held-out examples")
+            if held_out
+            else (train, "training prompts")
+        )
+        items = [item for item in (_task_item(c) for c in source) if item is not None]
+        if len(items) > TASK_MAX_PROMPTS:
+            items = random.Random(self.config.seed).sample(items, TASK_MAX_PROMPTS)
+        self.task = items
+        self.reporter.event(
+            f"Each epoch is scored on {len(items)} {self.task_source} (token F1 of greedy answers).",
+            {"task_source": self.task_source, "task_examples": len(items)},
+        )
+
     def _rehearsal(self, n_user: int) -> list[Example]:
         """The base model's own answers to general prompts, as training examples (self-distillation)."""
         count = rehearsal_count(self.config.rehearsal_ratio, n_user)
@@ -199,7 +256,6 @@ class LoRARecipe:
     def train(self) -> dict[str, Any]:
         cfg, p = self.config, self.progress
         started, tokens_at_start = time.perf_counter(), p.tokens_seen
-        kept_epoch_dir: Path | None = None
         while p.epoch < cfg.n_epochs:
             order = torch.randperm(
                 len(self.data), generator=torch.Generator().manual_seed(cfg.seed + p.epoch)
@@ -228,9 +284,9 @@ class LoRARecipe:
                 if p.step % cfg.checkpoint_every == 0 and p.step_in_epoch < len(batches):
                     self.checkpoint()
             p.epoch, p.step_in_epoch = p.epoch + 1, 0
-            if not self._end_of_epoch(kept_epoch_dir):
-                break
-            kept_epoch_dir = self.checkpoint()
+            scores = self._end_of_epoch()
+            p.epochs.append({**scores, "checkpoint": str(self.checkpoint(scores))})
+        self._publish_best()
         self.metrics.update({"steps": p.step, "epochs": p.epoch, "tokens_seen": p.tokens_seen})
         return self.metrics
 
@@ -268,34 +324,53 @@ class LoRARecipe:
         logits = base.get_output_embeddings()(hidden[keep]).float()
         return torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum")
 
-    def _end_of_epoch(self, previous: Path | None) -> bool:
-        """Validation loss and retention after an epoch; False stops training (retention guard)."""
+    def _end_of_epoch(self) -> dict[str, Any]:
+        """Validation loss, retention (with its interval) and task score after an epoch, as an event."""
         p = self.progress
         data: dict[str, Any] = {"epoch": p.epoch, "step": p.step}
         if self.valid:
             data["valid_loss"] = self.validation_loss()
             self.metrics["valid_loss"] = data["valid_loss"]
-        retention = self.retention()
-        data["retention"] = retention
+        data.update(self.retention_scores())
+        data.update(self.task_scores())
+        low, high = data["retention_interval"]
         self.reporter.event(
-            f"Epoch {p.epoch}/{self.config.n_epochs}: retention={retention:.2f}"
+            f"Epoch {p.epoch}/{self.config.n_epochs}: task F1={data['task_f1']:.3f} on {self.task_source}, "
+            f"retention={data['retention']:.2f} (95% interval {low:.2f}–{high:.2f}, "
+            f"{data['retention_kept']}/{data['retention_known']} questions)"
             + (f", validation loss={data['valid_loss']:.4f}" if "valid_loss" in data else ""),
             data,
             kind="metrics",
         )
-        if retention >= self.config.min_retention or previous is None:
-            self.metrics["retention"] = retention
-            return True
-        self.reporter.event(
-            f"Retention fell to {retention:.2f} (< {self.config.min_retention}); stopping and keeping the "
-            f"adapter of epoch {p.epoch - 1}.",
-            {"retention": retention, "kept_epoch": p.epoch - 1},
+        return data
+
+    def _publish_best(self) -> None:
+        """Load the chosen epoch's adapter (see choose_epoch) and say which and why."""
+        epochs = self.progress.epochs
+        if not epochs:
+            return
+        index, reason = choose_epoch(epochs, self.config.min_retention)
+        chosen = epochs[index]
+        if index != len(epochs) - 1:
+            self._load_adapter(Path(chosen["checkpoint"]))
+        self.metrics.update(
+            {
+                "chosen_epoch": chosen["epoch"],
+                "chosen_reason": reason,
+                "retention": chosen["retention"],
+                "retention_interval": chosen["retention_interval"],
+                "task_f1": chosen["task_f1"],
+                "task_exact_match": chosen["task_exact_match"],
+                "task_source": self.task_source,
+                "epoch_scores": [
+                    {k: e[k] for k in ("epoch", "task_f1", "retention", "retention_interval")} for e in epochs
+                ],
+            }
         )
-        self._load_adapter(previous)
-        self.metrics["stopped_early"] = True
-        self.metrics["retention"] = json.loads((previous / "progress.json").read_text())["retention"]
-        p.epoch -= 1
-        return False
+        self.reporter.event(
+            f"Publishing epoch {chosen['epoch']} of {len(epochs)}: {reason}",
+            {"chosen_epoch": chosen["epoch"], "reason": reason},
+        )
 
     @torch.no_grad()
     def validation_loss(self) -> float:
@@ -309,25 +384,52 @@ class LoRARecipe:
             count += int((labels[:, 1:] != -100).sum())
         return total / max(count, 1)
 
-    def retention(self) -> float:
-        """Share of the general questions the base model gets right that the tuned model still gets right."""
+    def retention_scores(self) -> dict[str, Any]:
+        """Retention: of the general questions the base model gets right, the share the tuned model still
+        gets right, with its 95% Wilson interval (`retention_kept` of `retention_known`)."""
         questions = [q for q, _ in RETENTION_QUESTIONS]
         known = [i for i, (_, ok) in enumerate(RETENTION_QUESTIONS) if is_correct(self.base_answers[i], ok)]
-        if not known:
-            return 1.0
-        tuned = generate(self.model, self.tokenizer, [questions[i] for i in known], RETENTION_TOKENS)
-        kept = sum(is_correct(a, RETENTION_QUESTIONS[i][1]) for a, i in zip(tuned, known, strict=True))
-        return kept / len(known)
+        kept = 0
+        if known:
+            tuned = generate(self.model, self.tokenizer, [questions[i] for i in known], RETENTION_TOKENS)
+            kept = sum(is_correct(a, RETENTION_QUESTIONS[i][1]) for a, i in zip(tuned, known, strict=True))
+        retention = kept / len(known) if known else 1.0
+        interval = retention_interval(kept, len(known))  # (0, 1) when nothing is known: no information
+        return {
+            "retention": retention,
+            "retention_interval": [round(interval[0], 4), round(interval[1], 4)],
+            "retention_kept": kept,
+            "retention_known": len(known),
+        }
+
+    def retention(self) -> float:
+        """Share of the general questions the base model gets right that the tuned model still gets right."""
+        return self.retention_scores()["retention"]
+
+    def task_scores(self) -> dict[str, Any]:
+        """Mean token F1 and exact match (CJK-aware, as comparisons score) of greedy answers to the task
+        set against its references."""
+        if not self.task:
+            return {"task_f1": 0.0, "task_exact_match": 0.0, "task_examples": 0}
+        answers = generate(self.model, self.tokenizer, [m for m, _ in self.task], TASK_TOKENS)
+        references = [r for _, r in self.task]
+        return {
+            "task_f1": sum(f1(a, [r]) for a, r in zip(answers, references, strict=True)) / len(answers),
+            "task_exact_match": sum(exact_match(a, [r]) for a, r in zip(answers, references, strict=True))
+            / len(answers),
+            "task_examples": len(answers),
+        }
 
     # ---- checkpoints ------------------------------------------------------------------------------
 
-    def checkpoint(self) -> Path:
-        """Adapter + optimizer + scheduler + RNG + progress, written to a temporary dir and renamed."""
+    def checkpoint(self, scores: dict[str, Any] | None = None) -> Path:
+        """Adapter + optimizer + scheduler + RNG + progress (with the epoch's `scores`, at an epoch end),
+        written to a temporary dir and renamed."""
         p = self.progress
         final = self.run_dir / "checkpoints" / f"step-{p.step:06d}"
         state = {
             **p.__dict__,
-            "retention": self.metrics.get("retention"),
+            **(scores or {}),
             "train_loss": self.metrics.get("train_loss"),
             "valid_loss": self.metrics.get("valid_loss"),
         }
@@ -364,7 +466,7 @@ class LoRARecipe:
         torch.set_rng_state(state["rng"])
         saved = json.loads((latest / "progress.json").read_text())
         self.progress = Progress(**{k: saved[k] for k in Progress.__dataclass_fields__ if k in saved})
-        for key in ("retention", "train_loss", "valid_loss"):
+        for key in ("train_loss", "valid_loss"):
             if saved.get(key) is not None:
                 self.metrics[key] = saved[key]
         self.reporter.event(
@@ -411,9 +513,14 @@ def collate(batch: list[Example], pad_id: int) -> tuple[torch.Tensor, torch.Tens
 
 @torch.no_grad()
 def generate(
-    model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int, batch_size: int = 16
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str] | list[list[dict[str, str]]],
+    max_new_tokens: int,
+    batch_size: int = 16,
 ) -> list[str]:
-    """Greedy answers to single-turn prompts, batched with left padding."""
+    """Greedy answers to prompts (a user message, or the messages before the answer), batched with left
+    padding."""
     model.eval()
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     answers: list[str] = []
@@ -421,7 +528,9 @@ def generate(
         for start in range(0, len(prompts), batch_size):
             texts = [
                 tokenizer.apply_chat_template(
-                    [{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True
+                    [{"role": "user", "content": q}] if isinstance(q, str) else q,
+                    tokenize=False,
+                    add_generation_prompt=True,
                 )
                 for q in prompts[start : start + batch_size]
             ]
@@ -440,3 +549,38 @@ def generate(
 def _lines(lines: list[int]) -> str:
     shown = ", ".join(map(str, lines[:10]))
     return (shown + " …") if len(lines) > 10 else (shown or "none")
+
+
+def choose_epoch(epochs: list[dict[str, Any]], min_retention: float) -> tuple[int, str]:
+    """(index into `epochs`, reason) of the epoch to publish: the best `task_f1` among epochs whose
+    `retention` is at least `min_retention` (ties: higher retention, then the earlier epoch); when none
+    keeps retention, the epoch with the best retention (ties: better task score), and the reason says so.
+
+    `epochs`: one dict per trained epoch with `epoch`, `task_f1`, `retention`. Raises ValueError if empty."""
+    if not epochs:
+        raise ValueError("no epoch to choose from")
+    allowed = [i for i, e in enumerate(epochs) if e["retention"] >= min_retention]
+    if allowed:
+        best = max(allowed, key=lambda i: (epochs[i]["task_f1"], epochs[i]["retention"], -i))
+        e = epochs[best]
+        return best, (
+            f"the best task F1 ({e['task_f1']:.3f}) of the {len(allowed)} epoch(s) whose retention is at "
+            f"least {min_retention:g} (this one: {e['retention']:.2f})."
+        )
+    best = max(range(len(epochs)), key=lambda i: (epochs[i]["retention"], epochs[i]["task_f1"], -i))
+    e = epochs[best]
+    return best, (
+        f"no epoch kept retention at {min_retention:g} or more; this one kept the most "
+        f"({e['retention']:.2f}, task F1 {e['task_f1']:.3f})."
+    )
+
+
+def _task_item(conversation: Conversation) -> tuple[list[dict[str, str]], str] | None:
+    """(messages before the last trained assistant answer, that answer), or None without one."""
+    messages = conversation.messages
+    for index in range(len(messages) - 1, 0, -1):
+        message = messages[index]
+        if message.role == "assistant" and message.weight and message.content.strip():
+            prompt = [{"role": m.role, "content": m.content} for m in messages[:index]]
+            return (prompt, message.content) if any(m["role"] == "user" for m in prompt) else None
+    return None

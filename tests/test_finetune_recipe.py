@@ -146,7 +146,10 @@ def test_config_is_checked():
     assert TrainConfig(batch_size=4, micro_batch_size=16).micro_batch_size == 4
 
 
-def test_retention_guard_keeps_the_last_good_epoch(tiny_model_dir, tmp_path, monkeypatch):
+def test_every_epoch_is_trained_and_the_best_allowed_one_is_published(tiny_model_dir, tmp_path, monkeypatch):
+    """Retention dips at epoch 2 and recovers: training is not cut short (all 4 epochs run), and the
+    published adapter is epoch 4's, the best task score among epochs whose retention is at least 0.8;
+    epoch 3 scores higher but lost retention. Events and metrics say which and why."""
     data = write(tmp_path / "facts.jsonl")
     valid = write(tmp_path / "valid.jsonl", phrasings=1)
     reporter = Recorder()
@@ -160,27 +163,119 @@ def test_retention_guard_keeps_the_last_good_epoch(tiny_model_dir, tmp_path, mon
         cache_dir=tmp_path / "c",
     )
     recipe.setup()
-    scores = iter([0.95, 0.85, 0.5, 0.9])
-    monkeypatch.setattr(recipe, "retention", lambda: next(scores))
-    kept = {}
+    assert recipe.task_source == "validation file" and recipe.task
+    retention = iter([(57, 60), (40, 60), (45, 60), (54, 60)])
+    task = iter([0.10, 0.30, 0.70, 0.50])
+
+    def scripted_retention():
+        kept, known = next(retention)
+        return {
+            "retention": kept / known,
+            "retention_interval": [0.0, 1.0],
+            "retention_kept": kept,
+            "retention_known": known,
+        }
+
+    monkeypatch.setattr(recipe, "retention_scores", scripted_retention)
+    monkeypatch.setattr(recipe, "task_scores", lambda: {"task_f1": next(task), "task_exact_match": 0.0})
+    adapters = {}
     original = recipe.checkpoint
 
-    def remember():
-        path = original()
-        if recipe.progress.step_in_epoch == 0:  # an end-of-epoch checkpoint, not a periodic one
-            kept[recipe.progress.epoch] = {
+    def remember(scores=None):
+        path = original(scores)
+        if scores is not None:  # an end-of-epoch checkpoint, not a periodic one
+            adapters[recipe.progress.epoch] = {
                 k: v.clone() for k, v in recipe.model.named_parameters() if "lora_" in k
             }
         return path
 
     monkeypatch.setattr(recipe, "checkpoint", remember)
     metrics = recipe.train()
-    assert metrics["stopped_early"] is True and metrics["retention"] == 0.85 and metrics["epochs"] == 2
+    assert metrics["epochs"] == 4 and metrics["chosen_epoch"] == 4 and metrics["task_f1"] == 0.5
+    assert [e["epoch"] for e in metrics["epoch_scores"]] == [1, 2, 3, 4]
     final = dict(recipe.model.named_parameters())
-    assert all(torch.equal(final[k], v) for k, v in kept[2].items())  # epoch 2's adapter, not epoch 3's
-    epochs = [d for _, d, k in reporter.events if k == "metrics" and "retention" in d and "epoch" in d]
-    assert [d["epoch"] for d in epochs][:3] == [1, 2, 3] and all("valid_loss" in d for d in epochs[:3])
-    assert any("Retention fell to 0.50" in m for m, _, _ in reporter.events)
+    assert all(torch.equal(final[k], v) for k, v in adapters[4].items())
+    assert any("Publishing epoch 4 of 4" in m for m, _, _ in reporter.events)
+
+
+def test_the_chosen_epoch_adapter_is_loaded_when_it_is_not_the_last(tiny_model_dir, tmp_path, monkeypatch):
+    recipe = LoRARecipe(
+        config(n_epochs=3, min_retention=0.8),
+        tiny_model_dir,
+        write(tmp_path / "facts.jsonl", phrasings=1),
+        tmp_path / "run",
+        Recorder(),
+        cache_dir=tmp_path / "c",
+    )
+    recipe.setup()
+    assert recipe.task_source == "training prompts"  # too few examples to hold any out
+    retention = iter([0.9, 0.9, 0.5])
+    task = iter([0.2, 0.6, 0.9])
+    monkeypatch.setattr(
+        recipe,
+        "retention_scores",
+        lambda: {
+            "retention": next(retention),
+            "retention_interval": [0.0, 1.0],
+            "retention_kept": 0,
+            "retention_known": 0,
+        },
+    )
+    monkeypatch.setattr(recipe, "task_scores", lambda: {"task_f1": next(task), "task_exact_match": 0.0})
+    adapters = {}
+    original = recipe.checkpoint
+
+    def remember(scores=None):
+        path = original(scores)
+        if scores is not None:
+            adapters[recipe.progress.epoch] = {
+                k: v.clone() for k, v in recipe.model.named_parameters() if "lora_" in k
+            }
+        return path
+
+    monkeypatch.setattr(recipe, "checkpoint", remember)
+    metrics = recipe.train()
+    assert metrics["chosen_epoch"] == 2 and metrics["epochs"] == 3
+    final = dict(recipe.model.named_parameters())
+    assert all(torch.equal(final[k], v) for k, v in adapters[2].items())
+    assert not all(torch.equal(final[k], v) for k, v in adapters[3].items())
+
+
+@pytest.mark.parametrize(
+    ("epochs", "floor", "chosen"),
+    [
+        ([(0.9, 0.1), (0.7, 0.5), (0.9, 0.4)], 0.8, 2),  # dip and recover: the best allowed, not the first
+        ([(0.9, 0.5), (0.9, 0.5)], 0.8, 0),  # ties go to the earlier epoch
+        ([(0.5, 0.9), (0.6, 0.1)], 0.8, 1),  # none allowed: the best retention
+        ([(0.1, 0.2), (0.0, 0.9)], 0.0, 1),  # min_retention 0: task score alone
+    ],
+)
+def test_choose_epoch(epochs, floor, chosen):
+    from finetune.recipe import choose_epoch
+
+    rows = [{"epoch": i + 1, "retention": r, "task_f1": t} for i, (r, t) in enumerate(epochs)]
+    index, reason = choose_epoch(rows, floor)
+    assert index == chosen and reason
+
+
+def test_large_files_hold_out_examples_to_score_epochs(tiny_model_dir, tmp_path):
+    from finetune.recipe import HELD_OUT_MIN_EXAMPLES
+
+    data = write(tmp_path / "facts.jsonl", phrasings=3)
+    lines = data.read_text().splitlines()
+    assert len(lines) >= HELD_OUT_MIN_EXAMPLES, len(lines)
+    reporter = Recorder()
+    recipe = LoRARecipe(config(), tiny_model_dir, data, tmp_path / "run", reporter, cache_dir=tmp_path / "c")
+    recipe.setup()
+    held = next(d for _, d, _ in reporter.events if "held_out_lines" in d)["held_out_lines"]
+    assert recipe.task_source == "held-out examples" and len(held) == len(recipe.task) == round(
+        0.1 * len(lines)
+    )
+    again = LoRARecipe(
+        config(), tiny_model_dir, data, tmp_path / "run2", Recorder(), cache_dir=tmp_path / "c"
+    )
+    again.setup()
+    assert [m for m, _ in again.task] == [m for m, _ in recipe.task]  # reproducible by seed
 
 
 def test_unknown_target_modules_fail_at_once_as_bad_data(tiny_model_dir, tmp_path):

@@ -70,6 +70,7 @@ class TrainingOptions(_Body):
     train_on_prompts: bool | None = None
     rehearsal_ratio: float | None = Field(None, **_limits("rehearsal_ratio"))
     min_retention: float | None = Field(None, **_limits("min_retention"))
+    held_out_share: float | None = Field(None, **_limits("held_out_share"))
     max_length: int | None = Field(None, **_limits("max_length"))
     micro_batch_size: int | None = Field(None, **_limits("micro_batch_size"))
     gradient_checkpointing: bool | None = None
