@@ -57,8 +57,10 @@ class Reporter(Protocol):
     def stop_requested(self) -> bool: ...
 
 
-class Cancelled(Exception):
-    """The job was cancelled; the recipe stopped at a step boundary."""
+class Cancelled(BaseException):
+    """The job was cancelled: raised at a step boundary, or by the worker's SIGTERM handler wherever the
+    signal lands (loading, generating, measuring). A BaseException, like KeyboardInterrupt, so library
+    code that catches Exception (a tokenizer or generation fallback) cannot swallow a cancel."""
 
 
 @dataclass
