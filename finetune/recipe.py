@@ -287,7 +287,9 @@ class LoRARecipe:
                     self.checkpoint()
             p.epoch, p.step_in_epoch = p.epoch + 1, 0
             scores = self._end_of_epoch()
-            p.epochs.append({**scores, "checkpoint": str(self.checkpoint(scores))})
+            # Recorded before the checkpoint is written, so a run resumed from it knows this epoch too.
+            p.epochs.append({**scores, "checkpoint": str(self._checkpoint_dir())})
+            self.checkpoint(scores)
         self._publish_best()
         self.metrics.update({"steps": p.step, "epochs": p.epoch, "tokens_seen": p.tokens_seen})
         return self.metrics
@@ -428,7 +430,7 @@ class LoRARecipe:
         """Adapter + optimizer + scheduler + RNG + progress (with the epoch's `scores`, at an epoch end),
         written to a temporary dir and renamed."""
         p = self.progress
-        final = self.run_dir / "checkpoints" / f"step-{p.step:06d}"
+        final = self._checkpoint_dir()
         state = {
             **p.__dict__,
             **(scores or {}),
@@ -452,6 +454,9 @@ class LoRARecipe:
             kind="checkpoint",
         )
         return final
+
+    def _checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints" / f"step-{self.progress.step:06d}"
 
     def _resume(self) -> None:
         root = self.run_dir / "checkpoints"

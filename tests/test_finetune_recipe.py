@@ -126,6 +126,25 @@ def test_interrupted_run_resumes_to_the_same_adapter(tiny_model_dir, tmp_path):
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+def test_a_run_resumed_from_an_epoch_end_knows_that_epochs_scores(tiny_model_dir, tmp_path):
+    """Cancelled at the first step of epoch 2, the run resumes from epoch 1's checkpoint, whose progress
+    already holds epoch 1's scores: the choice is made over both epochs."""
+    data = write(tmp_path / "facts.jsonl", phrasings=1)
+    probe = LoRARecipe(
+        config(), tiny_model_dir, data, tmp_path / "probe", Recorder(), cache_dir=tmp_path / "c"
+    )
+    probe.setup()
+    per_epoch = probe.total_steps // 2
+    with pytest.raises(Cancelled):
+        run(tiny_model_dir, tmp_path / "run", data, config(), Recorder(stop_at_step=per_epoch + 1))
+    reporter = Recorder()
+    resumed = run(tiny_model_dir, tmp_path / "run", data, config(), reporter)
+    assert any(
+        m.startswith(f"Resumed from the checkpoint at step {per_epoch}") for m, _, _ in reporter.events
+    )
+    assert [e["epoch"] for e in resumed.metrics["epoch_scores"]] == [1, 2]
+
+
 def test_train_on_prompts_trains_more_tokens(tiny_model_dir, tmp_path):
     data = write(tmp_path / "facts.jsonl")
     only_answers = LoRARecipe(config(rehearsal_ratio=0), tiny_model_dir, data, tmp_path / "a", Recorder())
