@@ -101,7 +101,11 @@ def test_file_objects_say_what_the_parser_saw_and_content_is_the_parsed_text(cli
     store_id, ids = kb
     pdf = client.get(f"/v1/vector_stores/{store_id}/files/{ids['pdf']}").json()
     assert pdf["parse"]["parser"] == "pypdfium2" and pdf["parse"]["pages"] == 3
-    assert pdf["parse"]["ocr_pages"] == [] and pdf["parse"]["dropped"] == []
+    assert pdf["parse"]["ocr_pages"] == []
+    # The handbook header repeated on its 3 pages is dropped, and said so.
+    assert pdf["parse"]["dropped"] == [
+        {"part": "page header/footer line", "reason": "repeated on most pages, or a page number", "count": 3}
+    ]
     text = client.get(f"/v1/vector_stores/{store_id}/files/{ids['txt_zh']}").json()
     assert text["parse"]["encoding"] == "gb18030"  # tests/docs.py writes it so: detected, not assumed
     # The parsed text, once, not the overlapping chunks: the Markdown file comes back as it was read.
