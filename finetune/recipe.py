@@ -406,10 +406,6 @@ class LoRARecipe:
             "retention_known": len(known),
         }
 
-    def retention(self) -> float:
-        """Share of the general questions the base model gets right that the tuned model still gets right."""
-        return self.retention_scores()["retention"]
-
     def task_scores(self) -> dict[str, Any]:
         """Mean token F1 and exact match (CJK-aware, as comparisons score) of greedy answers to the task
         set against its references."""

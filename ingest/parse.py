@@ -63,7 +63,7 @@ def _read(path: Path, mime: str, report: ParseReport) -> tuple[list[str], str | 
         text, title = read_docx(path, report)
         return [text], title
     text, report.encoding = decode_with_encoding(path.read_bytes())
-    report.parser = {HTML: "beautifulsoup4+markdownify", MARKDOWN: "text"}.get(mime, "text")
+    report.parser = "text"  # read_html names its own
     if text is None:
         raise IngestError(
             "parse_error",

@@ -221,16 +221,17 @@ class VectorStoreTables:
 
     def chunk_ids(self, store_id: str, documents: Sequence[tuple[str, str]]) -> list[int]:
         """Ids of the chunks of these documents, each `(sha256, chunking_key)`, in the store."""
-        ids: list[int] = []
-        for sha256, key in documents:
-            ids += [
-                r["id"]
-                for r in self.db.query(
-                    "SELECT id FROM chunks WHERE vector_store_id = ? AND sha256 = ? AND chunking_key = ?",
-                    (store_id, sha256, key),
-                )
-            ]
-        return ids
+        if not documents:
+            return []
+        pairs = ",".join(["(?,?)"] * len(documents))
+        return [
+            r["id"]
+            for r in self.db.query(
+                "SELECT id FROM chunks WHERE vector_store_id = ? "
+                f"AND (sha256, chunking_key) IN (VALUES {pairs})",
+                [store_id, *(value for document in documents for value in document)],
+            )
+        ]
 
     def chunks(self, store_id: str, ids: Sequence[int]) -> dict[int, Any]:
         """id → row (`vector_store_id`, `sha256`, `chunking_key`, `text`, `page`) of those of `ids` still in
