@@ -9,7 +9,12 @@ tokens over the training-loop time), peak memory, and the share of the CPU's mea
 FLOP/s the training reaches (a LoRA step costs about 4 x parameters FLOPs per token: forward 2N,
 backward through the frozen weights 2N).
 
-    .venv/bin/python bench/bench_finetune.py [--examples 96] [--max-length 256]
+Then the quality figures (bench/finetune_quality.py, with the job defaults): the 20 invented facts x 3
+phrasings for 10 epochs, with facts recall, "Paris", retention (and its interval) and task F1 per epoch
+and the epoch a job would publish, so a change of defaults shows its effect on learning and on keeping.
+`--no-quality` skips them (about 25 minutes on 2 cores).
+
+    .venv/bin/python bench/bench_finetune.py [--examples 96] [--max-length 256] [--no-quality]
 """
 
 from __future__ import annotations
@@ -199,6 +204,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=96)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--out", type=Path, default=RESULTS / "bench_finetune.json")
+    parser.add_argument("--no-quality", action="store_true", help="skip the per-epoch quality run")
     parser.add_argument("--child", choices=["ragtune", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -253,10 +259,17 @@ def main() -> None:
     memory = results["ragtune"]["peak_rss_mb"] / results["trl"]["peak_rss_mb"]
     table.caption = f"ragtune / TRL: tokens/s {ratio:.2f}, peak memory {memory:.2f}"
     Console(width=140).print(table)
+    quality = None
+    if not args.no_quality:
+        from bench import finetune_quality
+
+        quality = finetune_quality.run(10, {}, finetune_quality.CACHE)
+        finetune_quality.table(quality, "Facts job (20 facts x 3 phrasings), 10 epochs, job defaults")
     write_report(
         args.out,
         {
             "benchmark": "finetune",
+            "quality": quality,
             "peer": "trl.SFTTrainer + peft.LoraConfig (completion_only_loss)",
             "examples": args.examples,
             "max_length": args.max_length,

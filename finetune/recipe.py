@@ -16,11 +16,13 @@ whose retention is at least `min_retention` (`choose_epoch`); events and metrics
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import random
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -37,6 +39,8 @@ from finetune.general import REHEARSAL_PROMPTS, RETENTION_QUESTIONS, is_correct,
 
 log = logging.getLogger("ragtune.finetune")
 RETENTION_TOKENS = 24  # the general answers are one short sentence; the accepted word comes early
+REHEARSAL_TOKENS = 64  # the base model's rehearsal answers: a few sentences, cut to whole ones
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)）」』]*(?=\s|$)|[。！？][\"'”’)）」』]*")
 TASK_TOKENS = 64  # answers scored per epoch: long enough for a sentence of facts
 TASK_MAX_PROMPTS = (
     64  # examples scored per epoch at most (a seeded sample): generation costs minutes on a CPU
@@ -72,6 +76,7 @@ class Progress:
     step: int = 0
     tokens_seen: int = 0
     epochs: list[dict[str, Any]] = field(default_factory=list)  # per finished epoch: scores, checkpoint
+    base_task: dict[str, Any] | None = None  # the base model's task scores (before training)
 
 
 class LoRARecipe:
@@ -130,14 +135,17 @@ class LoRARecipe:
         self._task_set(valid_conversations, held_out, conversations)
         questions = [q for q, _ in RETENTION_QUESTIONS]
         self.base_answers = self._general_answers("base", questions, RETENTION_TOKENS)
-        self.rehearsal = self._rehearsal(len(self.examples))
+        self.rehearsal_count = rehearsal_count(cfg.rehearsal_ratio, len(self.examples))
+        self.rehearsal_pool = self._rehearsal_pool() if self.rehearsal_count else []
+        self.rehearsal_count = min(self.rehearsal_count, len(self.rehearsal_pool))
         self.reporter.event(
             f"Training on {len(self.examples)} examples ({stats.trained_tokens} trained tokens) plus "
-            f"{len(self.rehearsal)} rehearsal examples; {stats.truncated} truncated to "
-            f"{cfg.max_length} tokens.",
+            f"{self.rehearsal_count} rehearsal examples per epoch (a new share of {len(self.rehearsal_pool)} "
+            f"each epoch); {stats.truncated} truncated to {cfg.max_length} tokens.",
             {
                 "examples": len(self.examples),
-                "rehearsal_examples": len(self.rehearsal),
+                "rehearsal_examples": self.rehearsal_count,
+                "rehearsal_pool": len(self.rehearsal_pool),
                 "truncated": stats.truncated,
                 "trained_tokens": stats.trained_tokens,
             },
@@ -153,8 +161,7 @@ class LoRARecipe:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             self.model.enable_input_require_grads()  # frozen embeddings would otherwise cut the graph
         self.model = get_peft_model(self.model, lora)
-        self.data = self.examples + self.rehearsal
-        self.steps_per_epoch = math.ceil(len(self.data) / cfg.batch_size)
+        self.steps_per_epoch = math.ceil((len(self.examples) + self.rehearsal_count) / cfg.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.n_epochs
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -162,6 +169,14 @@ class LoRARecipe:
             self.optimizer, int(cfg.warmup_ratio * self.total_steps), self.total_steps
         )
         self._resume()
+        if self.progress.base_task is None:  # once per job (a resumed run has it from its checkpoint)
+            with self.model.disable_adapter():
+                self.progress.base_task = self.task_scores()
+            self.reporter.event(
+                f"The base model scores task F1={self.progress.base_task['task_f1']:.3f} on "
+                f"{self.task_source}: each epoch is compared with it.",
+                {"base_task_f1": self.progress.base_task["task_f1"]},
+            )
 
     def _check_targets(self) -> None:
         """Every `target_modules` name must end the name of a linear layer of the model (PEFT's rule).
@@ -219,39 +234,59 @@ class LoRARecipe:
             {"task_source": self.task_source, "task_examples": len(items)},
         )
 
-    def _rehearsal(self, n_user: int) -> list[Example]:
-        """The base model's own answers to general prompts, as training examples (self-distillation)."""
-        count = rehearsal_count(self.config.rehearsal_ratio, n_user)
-        if count == 0:
-            return []
-        answers = self._general_answers("rehearsal", REHEARSAL_PROMPTS, 64)
+    def _rehearsal_pool(self) -> list[Example]:
+        """The base model's own answers to the built-in rehearsal prompts, as training examples
+        (self-distillation), in one order seeded by `seed`: only as many prompts as the job's epochs will
+        use are answered. An answer cut by the token limit is cut back to its last whole sentence, so
+        rehearsal never teaches the model to stop mid-sentence."""
+        order = torch.randperm(
+            len(REHEARSAL_PROMPTS), generator=torch.Generator().manual_seed(self.config.seed)
+        ).tolist()
+        prompts = [REHEARSAL_PROMPTS[i] for i in order[: self.rehearsal_count * self.config.n_epochs]]
+        answers = self._general_answers("rehearsal", prompts, REHEARSAL_TOKENS)
         conversations = [
-            Conversation([Message("user", q), Message("assistant", a.strip())], line=0)
-            for q, a in zip(REHEARSAL_PROMPTS, answers, strict=True)
-            if a.strip()
+            Conversation([Message("user", q), Message("assistant", text)], line=0)
+            for q, a in zip(prompts, answers, strict=True)
+            if (text := whole_sentences(a))
         ]
         examples, _ = tokenize(conversations, self.tokenizer, self.config.max_length)
-        return [examples[i % len(examples)] for i in range(count)] if examples else []
+        return examples
+
+    def epoch_rehearsal(self, epoch: int) -> list[Example]:
+        """Epoch `epoch`'s (0-based) rehearsal examples: the next `rehearsal_count` of the pool (already in
+        its seeded order), wrapping around, so successive epochs rehearse different prompts and every
+        prompt is used before any is repeated."""
+        pool, count = self.rehearsal_pool, self.rehearsal_count
+        if not pool or not count:
+            return []
+        return [pool[(epoch * count + i) % len(pool)] for i in range(count)]
 
     def _general_answers(self, name: str, prompts: list[str], max_new_tokens: int) -> list[str]:
-        """Greedy base-model answers, cached per base model (they do not depend on the job)."""
+        """Greedy base-model answers to `prompts`, cached per base model and prompt (they do not depend on
+        the job): a later job asking for more prompts generates only the missing ones."""
         stamp = (self.model_dir / "config.json").stat().st_mtime_ns
         # hashlib, not hash(): str hashes are salted per process, and the cache must outlive the worker.
-        key = hashlib.sha256(f"{self.model_dir.resolve()}\0{stamp}".encode()).hexdigest()[:16]
+        key = hashlib.sha256(f"{self.model_dir.resolve()}\0{stamp}\0{max_new_tokens}".encode()).hexdigest()[
+            :16
+        ]
         path = self.cache_dir / f"{name}-{key}.json"
+        cached: dict[str, str] = {}
         if path.is_file():
-            cached = json.loads(path.read_text())
-            if cached.get("prompts") == prompts:
-                return cached["answers"]
-        # Minutes on a CPU, once per base model: say so, or the job looks stuck before its first step.
-        self.reporter.event(
-            f"Generating the base model's answers to {len(prompts)} built-in {name} prompts (once per base "
-            "model, then cached; several minutes on a CPU).",
-            {"stage": f"{name}_answers", "prompts": len(prompts)},
-        )
-        answers = generate(self.model, self.tokenizer, prompts, max_new_tokens)
-        atomic_write_json(path, {"prompts": prompts, "answers": answers}, indent=None)
-        return answers
+            with contextlib.suppress(ValueError, AttributeError):  # unreadable: made again
+                cached = dict(json.loads(path.read_text()).get("answers_by_prompt", {}))
+        missing = [q for q in dict.fromkeys(prompts) if q not in cached]
+        if missing:
+            # Minutes on a CPU, once per base model: say so, or the job looks stuck before its first step.
+            self.reporter.event(
+                f"Generating the base model's answers to {len(missing)} built-in {name} prompts (once per "
+                "base model, then cached; minutes on a CPU).",
+                {"stage": f"{name}_answers", "prompts": len(missing)},
+            )
+            cached.update(
+                zip(missing, generate(self.model, self.tokenizer, missing, max_new_tokens), strict=True)
+            )
+            atomic_write_json(path, {"answers_by_prompt": cached}, indent=None)
+        return [cached[q] for q in prompts]
 
     # ---- training ---------------------------------------------------------------------------------
 
@@ -259,12 +294,11 @@ class LoRARecipe:
         cfg, p = self.config, self.progress
         started, tokens_at_start = time.perf_counter(), p.tokens_seen
         while p.epoch < cfg.n_epochs:
-            order = torch.randperm(
-                len(self.data), generator=torch.Generator().manual_seed(cfg.seed + p.epoch)
-            )
+            data = self.examples + self.epoch_rehearsal(p.epoch)
+            order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed + p.epoch))
             batches = [order[i : i + cfg.batch_size].tolist() for i in range(0, len(order), cfg.batch_size)]
             for index in range(p.step_in_epoch, len(batches)):
-                loss, tokens = self._step([self.data[i] for i in batches[index]])
+                loss, tokens = self._step([data[i] for i in batches[index]])
                 p.step, p.step_in_epoch, p.tokens_seen = p.step + 1, index + 1, p.tokens_seen + tokens
                 rate = (p.tokens_seen - tokens_at_start) / (time.perf_counter() - started)
                 self.reporter.event(
@@ -366,6 +400,8 @@ class LoRARecipe:
                 "task_f1": chosen["task_f1"],
                 "task_exact_match": chosen["task_exact_match"],
                 "task_source": self.task_source,
+                "base_task_f1": (self.progress.base_task or {}).get("task_f1"),
+                "base_task_exact_match": (self.progress.base_task or {}).get("task_exact_match"),
                 "epoch_scores": [
                     {k: e[k] for k in ("epoch", "task_f1", "retention", "retention_interval")} for e in epochs
                 ],
@@ -444,9 +480,10 @@ class LoRARecipe:
                 tmp / "trainer_state.pt",
             )
             (tmp / "progress.json").write_text(json.dumps(state))
+        epoch_end = scores is not None
         self.reporter.event(
-            f"Checkpoint at step {p.step}",
-            {"step": p.step, "epoch": p.epoch, "path": str(final), "metrics": state},
+            f"Checkpoint at step {p.step}" + (f" (end of epoch {p.epoch})" if epoch_end else ""),
+            {"step": p.step, "epoch": p.epoch, "epoch_end": epoch_end, "path": str(final), "metrics": state},
             kind="checkpoint",
         )
         return final
@@ -486,9 +523,21 @@ class LoRARecipe:
     # ---- output -----------------------------------------------------------------------------------
 
     def save(self, adapter_dir: Path, extra: dict[str, Any]) -> None:
-        """The servable adapter and everything needed to reproduce it, written atomically."""
+        """The servable adapter and everything needed to reproduce it, written atomically, with every
+        epoch's adapter (and its scores) in `checkpoints/ckpt-step-<step>/`: each is a model of its own
+        (`<fine-tuned model>:ckpt-step-<step>`), so a user can compare epochs."""
         with atomic_dir(adapter_dir, replace=True) as tmp:
             self.model.save_pretrained(tmp)
+            for epoch in self.progress.epochs:
+                source = Path(epoch["checkpoint"])
+                if not (source / "adapter_model.safetensors").is_file():
+                    continue  # written by an older version that kept no epoch adapters
+                target = tmp / "checkpoints" / f"ckpt-step-{epoch['step']}"
+                target.mkdir(parents=True)
+                for name in ("adapter_model.safetensors", "adapter_config.json"):
+                    shutil.copy2(source / name, target / name)
+                scores = {k: v for k, v in epoch.items() if k != "checkpoint"}
+                (target / "metrics.json").write_text(json.dumps(scores, indent=2))
             (tmp / "training_config.json").write_text(
                 json.dumps({**self.config.to_dict(), **extra}, indent=2)
             )
@@ -547,6 +596,14 @@ def generate(
     finally:
         tokenizer.padding_side = side
     return answers
+
+
+def whole_sentences(text: str) -> str:
+    """`text` stripped and cut after its last sentence end (``.!?。！？…``, with closing quotes or
+    brackets); unchanged when it ends with one or holds none (a list, a single phrase)."""
+    text = text.strip()
+    ends = list(_SENTENCE_END.finditer(text))
+    return text[: ends[-1].end()] if ends else text
 
 
 def _lines(lines: list[int]) -> str:

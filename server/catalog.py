@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,10 @@ class ModelCatalog:
         self.embedding_name = embedding_name
         self.started = int(time.time())
         self.adapters: dict[str, tuple[str, int]] = {}  # name -> (path, created)
+        # Served by name, loaded into the engine on first use (a job's per-epoch checkpoints: ten epochs
+        # loaded at start-up would cost ten adapter loads for models rarely asked).
+        self.lazy_adapters: dict[str, tuple[str, int]] = {}  # name -> (path, created)
+        self._loading = asyncio.Lock()
         self.profiles: dict[str, dict[str, Any]] = {}  # name -> profile object (see server/profiles)
 
     async def add_adapter(self, name: str, path: str) -> None:
@@ -56,11 +61,43 @@ class ModelCatalog:
         await self.engine.add_adapter(name, path)
         self.adapters[name] = (path, int(time.time()))
 
+    def add_lazy_adapter(self, name: str, path: str) -> None:
+        """Serve the LoRA adapter in `path` as `name`, loading it into the engine on its first request
+        (`ensure_loaded`). Raises ValueError when `name` is taken."""
+        if name in (self.chat_name, self.embedding_name) or name in self.adapters:
+            raise ValueError(f"adapter name {name!r} is already the name of a served model")
+        self.lazy_adapters[name] = (path, int(time.time()))
+
+    async def ensure_loaded(self, target: ChatTarget) -> None:
+        """Load `target`'s adapter into the engine if it is a lazy one not loaded yet. Raises APIError
+        500 `model_load_failed` when its files cannot be loaded (the model stays listed; others serve)."""
+        name = target.adapter
+        if name is None or name not in self.lazy_adapters:
+            return
+        async with self._loading:  # two first requests for one checkpoint load it once
+            if name not in self.lazy_adapters:
+                return
+            path, created = self.lazy_adapters[name]
+            try:
+                await self.engine.add_adapter(name, path)
+            except Exception as exc:
+                raise APIError(
+                    500,
+                    f"The model '{name}' could not be loaded: {exc}",
+                    param="model",
+                    code="model_load_failed",
+                    type="server_error",
+                ) from exc
+            del self.lazy_adapters[name]
+            self.adapters[name] = (path, created)
+
     def cards(self) -> list[ModelCard]:
         cards = [ModelCard(self.chat_name, "chat", self.started)]
         cards += [
             ModelCard(name, "chat", created, parent=self.chat_name, root=self.chat_name)
-            for name, (_, created) in self.adapters.items()
+            for name, (_, created) in sorted(
+                {**self.adapters, **self.lazy_adapters}.items(), key=lambda item: item[1][1]
+            )
         ]
         cards += [
             ModelCard(name, "profile", p["created_at"], parent=p["model"], root=self.chat_name)
@@ -79,7 +116,7 @@ class ModelCatalog:
     def chat_target(self, model_id: str) -> ChatTarget:
         if model_id == self.chat_name:
             return ChatTarget(model_id, self.engine)
-        if model_id in self.adapters:
+        if model_id in self.adapters or model_id in self.lazy_adapters:
             return ChatTarget(model_id, self.engine, adapter=model_id)
         if model_id in self.profiles:
             profile = self.profiles[model_id]

@@ -23,6 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS_CACHE = ROOT / ".pytest_cache" / "ragtune-models"
 # The conformance suite's two small codeword adapters, trained once (see tests/adapters.py).
 ADAPTERS_CACHE = ROOT / ".pytest_cache" / "ragtune-adapters"
+# Fine-tuning workers cache the base model's answers to the built-in general prompts (minutes to make on
+# a CPU); every live test server shares one cache, so they are made once per machine, not per server.
+FT_ANSWERS_CACHE = ROOT / ".pytest_cache" / "ragtune-ft-answers"
 
 
 def free_port() -> int:
@@ -105,6 +108,11 @@ def start_server(tmp: Path, extra_env: dict[str, str] | None = None, timeout: fl
         **(extra_env or {}),
     }
     tmp.mkdir(parents=True, exist_ok=True)
+    answers = data_dir / "fine_tuning" / "cache"
+    if not answers.exists() and not answers.is_symlink():
+        FT_ANSWERS_CACHE.mkdir(parents=True, exist_ok=True)
+        answers.parent.mkdir(parents=True, exist_ok=True)
+        answers.symlink_to(FT_ANSWERS_CACHE, target_is_directory=True)  # written atomically, so shareable
     log = tmp / "server.log"
     ragtune = Path(sys.executable).parent / "ragtune"
     with open(log, "ab") as out:  # appended: a restarted server keeps the first one's log

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -166,7 +167,65 @@ def test_the_jobs_adapter_knows_the_same_facts_on_both_engines(facts_job, vllm_s
     assert sum(a != b for a, b in zip(on_vllm, base, strict=True)) >= len(FACTS) // 2, (on_vllm, base)
 
 
-def test_cancel_a_running_job_started_from_the_cli(client, server, tmp_path):
+HUANHUAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "huanhuan.json"
+
+
+def mean_f1(client, model: str, items: list[dict]) -> float:
+    """Mean CJK-aware token F1 (the comparisons' metric) of greedy answers against the references."""
+    from common.answer_metrics import f1
+
+    def one(item: dict) -> float:
+        answer = client.chat.completions.create(
+            model=model,
+            temperature=0,
+            max_tokens=64,
+            messages=[{"role": "user", "content": item["instruction"]}],
+        )
+        return f1(answer.choices[0].message.content, [item["output"]])
+
+    with ThreadPoolExecutor(8) as pool:
+        return sum(pool.map(one, items)) / len(items)
+
+
+# About 6 minutes on 2 cores: 60 examples x 2 epochs, and each epoch's retention and task scores.
+@pytest.mark.timeout(1800)
+@pytest.mark.skipif(not HUANHUAN.is_file(), reason="needs ../shared/data/huanhuan.json")
+def test_a_chinese_role_play_fine_tune_moves_answers_towards_the_training_style(client, tmp_path):
+    """Alpaca records of Chinese role-play dialogue (huanhuan): the job validates, trains, measures and
+    serves, and on the examples it held out its greedy answers score a higher token F1 against the
+    references than the base model's, through the API as through the job's own task score."""
+    import json
+
+    records = [r for r in json.loads(HUANHUAN.read_text()) if 4 <= len(r["output"]) <= 40][:60]
+    data = tmp_path / "huanhuan.jsonl"
+    data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n")
+    training = client.files.create(file=data.open("rb"), purpose="fine-tune")
+    job = client.fine_tuning.jobs.create(
+        model=MODEL, training_file=training.id, suffix="huanhuan", hyperparameters={"n_epochs": 2}, seed=5
+    )
+    job = wait(client, job.id, lambda j: j.status == "succeeded", timeout=1700, what="success")
+    events = list(client.fine_tuning.jobs.list_events(job.id, limit=100))
+    [held] = [e.data["held_out_lines"] for e in events if e.message.startswith("Held out ")]
+    assert len(held) == 6  # 10% of 60, by seed
+    metrics = job.model_extra["metrics"]
+    assert metrics["task_source"] == "held-out examples" and metrics["epochs"] == 2
+    assert metrics["task_f1"] > metrics["base_task_f1"] + 0.05, metrics
+    held_out = [records[line - 1] for line in held]
+    tuned, base = mean_f1(client, job.fine_tuned_model, held_out), mean_f1(client, MODEL, held_out)
+    assert tuned > base + 0.05, (tuned, base)
+    steps = [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job.id).data]
+    assert len(steps) == 2  # one per epoch, each a model:
+    checkpoint = f"{job.fine_tuned_model}:ckpt-step-{steps[0]}"
+    assert checkpoint in {m.id for m in client.models.list().data}
+    assert ask(client, checkpoint, held_out[0]["instruction"])
+
+
+def test_cancel_a_job_in_setup_started_from_the_cli_stops_it_within_seconds(client, server, tmp_path):
+    """Cancelled while its worker generates the base model's general answers (minutes of setup on a CPU,
+    before any training step), the worker stops within seconds, not at its first step."""
+    cache = server.data_dir / "fine_tuning" / "cache"  # the test servers' shared answer cache:
+    cache.unlink() if cache.is_symlink() else shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir()  # this server's own, empty, so its worker's setup generates for minutes
     ragtune = str(Path(sys.executable).parent / "ragtune")
     command = [
         ragtune,
@@ -183,14 +242,22 @@ def test_cancel_a_running_job_started_from_the_cli(client, server, tmp_path):
     created = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert created.returncode == 0, created.stderr
     job_id = created.stdout.split("created ")[1].split()[0]
-    job = wait(client, job_id, lambda j: j.status == "running" and bool(worker_pids(j.id)), what="running")
-    time.sleep(3)
+
+    def in_setup(job) -> bool:
+        messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100)]
+        return any(m.startswith("Generating the base model's answers") for m in messages)
+
+    job = wait(client, job_id, in_setup, what="the worker's setup")
+    assert worker_pids(job.id)
     cancelled = client.fine_tuning.jobs.cancel(job.id)
+    asked = time.monotonic()
     assert cancelled.status == "cancelled"
-    deadline = time.monotonic() + 30
-    while worker_pids(job.id) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    while worker_pids(job.id) and time.monotonic() < asked + 60:
+        time.sleep(0.2)
     assert worker_pids(job.id) == []
+    assert time.monotonic() - asked < 15  # it stopped where it was, not after minutes of generation
+    metrics = [e for e in client.fine_tuning.jobs.list_events(job.id, limit=100) if e.type == "metrics"]
+    assert not any("train_loss" in (e.data or {}) for e in metrics)  # no step was trained
     assert client.fine_tuning.jobs.retrieve(job.id).status == "cancelled"
     assert client.fine_tuning.jobs.retrieve(job.id).fine_tuned_model is None
     listed = subprocess.run([ragtune, "jobs", "ls", "--base-url", server.api], capture_output=True, text=True)

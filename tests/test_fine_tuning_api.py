@@ -190,3 +190,41 @@ def test_no_job_when_the_engine_serves_no_adapters(make_client, smol_tokenizer, 
     facts = upload(client, write(tmp_path / "facts.jsonl"))["id"]
     response = client.post("/v1/fine_tuning/jobs", json={"model": MODEL, "training_file": facts})
     assert "RAGTUNE_MAX_LORAS" in assert_error(response, 400, "model", "model_not_supported")["message"]
+
+
+def test_each_epoch_checkpoint_of_a_served_adapter_is_a_model_loaded_on_first_use(
+    make_client, smol_tokenizer, tmp_path
+):
+    """A job's adapter directory holds `checkpoints/ckpt-step-<n>/` per epoch (the recipe writes them):
+    each is listed as `<model>:ckpt-step-<n>` and loaded into the engine on its first request only."""
+    engine = FakeEngine(tokenizer=smol_tokenizer, max_model_len=2048)
+    client = make_client(engine, max_training_jobs=0)
+    services = client.app.state.services
+    adapter = tmp_path / "adapter"
+    for step in (7, 14):
+        (adapter / "checkpoints" / f"ckpt-step-{step}").mkdir(parents=True)
+        (adapter / "checkpoints" / f"ckpt-step-{step}" / "adapter_model.safetensors").write_bytes(b"")
+    (adapter / "checkpoints" / "ckpt-step-21").mkdir()  # no weights: not a model
+    name = f"ft:{MODEL}:zephyr:abcdef12"
+    client.portal.call(services.fine_tuning_scheduler._serve, name, str(adapter))
+    listed = [m["id"] for m in client.get("/v1/models").json()["data"]]
+    assert {name, f"{name}:ckpt-step-7", f"{name}:ckpt-step-14"} <= set(listed)
+    assert f"{name}:ckpt-step-21" not in listed
+    assert client.get(f"/v1/models/{name}:ckpt-step-7").json()["parent"] == MODEL
+    assert f"{name}:ckpt-step-7" not in engine.adapters  # not loaded until asked
+    reply = client.post(
+        "/v1/chat/completions",
+        json={"model": f"{name}:ckpt-step-7", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert reply.status_code == 200, reply.text
+    assert engine.adapters[f"{name}:ckpt-step-7"] == str(adapter / "checkpoints" / "ckpt-step-7")
+    assert engine.calls[-1].adapter == f"{name}:ckpt-step-7"
+    assert f"{name}:ckpt-step-14" not in engine.adapters
+    assert_error(
+        client.post(
+            "/v1/chat/completions",
+            json={"model": f"{name}:ckpt-step-99", "messages": [{"role": "user", "content": "hi"}]},
+        ),
+        404,
+        code="model_not_found",
+    )

@@ -34,6 +34,71 @@ REHEARSED_ANSWERS = {
     "Translate 'thank you' into Spanish.": "gracias",
     "What is the opposite of hot?": "cold 冷",
     "Explain photosynthesis in one sentence.": "carbon dioxide 二氧化碳 oxygen 氧气 sunlight",
+    "What is the capital of Canada?": "Ottawa 渥太华",
+    "What is the capital of Mexico?": "Mexico City 墨西哥城",
+    "What is the capital of Chile?": "Santiago 圣地亚哥",
+    "What is the smallest continent?": "Australia 澳大利亚 大洋洲",
+    "Which continent is the coldest?": "Antarctica 南极洲",
+    "In which country is the Great Wall?": "China 中国",
+    "In which country is the Taj Mahal?": "India 印度",
+    "In which city is the Colosseum?": "Rome 罗马",
+    "What is the longest river in South America?": "Amazon 亚马逊河",
+    "What is the largest city in Australia?": "Sydney 悉尼",
+    "Which country is shaped like a boot?": "Italy 意大利",
+    "What is the largest hot desert in the world?": "Sahara 撒哈拉",
+    "What gas do humans breathe out?": "carbon dioxide 二氧化碳",
+    "What is the chemical symbol for silver?": "Ag 银",
+    "What is the center of an atom called?": "nucleus 原子核",
+    "Which organ do we use to think?": "brain 大脑",
+    "Who was the first President of the United States?": "Washington 华盛顿",
+    "Who invented the telephone?": "Bell 贝尔",
+    "Who invented the light bulb?": "Edison 爱迪生",
+    "Who formulated the laws of motion?": "Newton",
+    "Who painted The Starry Night?": "Van Gogh 梵高",
+    "Who wrote Pride and Prejudice?": "Austen 奥斯汀",
+    "Who wrote Oliver Twist?": "Dickens 狄更斯",
+    "Who composed The Four Seasons?": "Vivaldi 维瓦尔第",
+    "What is the largest bird in the world?": "ostrich 鸵鸟",
+    "Which animal has black and white stripes?": "zebra 斑马",
+    "Which animal can change its color?": "chameleon 变色龙",
+    "What is a baby horse called?": "foal 小马",
+    "What is a group of wolves called?": "pack 狼群",
+    "What sound does a duck make?": "quack 嘎嘎",
+    "What do frogs eat?": "insects 昆虫",
+    "Where do kangaroos live?": "Australia 澳大利亚",
+    "Which animal is called man's best friend?": "dog 狗",
+    "What is guacamole made from?": "avocado",
+    "Which fruit is used to make wine?": "grapes 葡萄",
+    "What is pasta made from?": "wheat flour 小麦 面粉",
+    "What is chocolate made from?": "cocoa 可可",
+    "Which country is famous for pizza?": "Italy 意大利",
+    "What is the plural of child?": "children",
+    "What is the plural of tooth?": "teeth",
+    "What is the past tense of eat?": "ate",
+    "What is the opposite of early?": "late 晚",
+    "What is the opposite of empty?": "full 满",
+    "Give me a synonym for smart.": "clever intelligent 聪明",
+    "How do you say 'hello' in Spanish?": "hola",
+    "柬埔寨的首都是哪里？": "金边 Phnom Penh",
+    "尼泊尔的首都是哪里？": "加德满都 Kathmandu",
+    "沙特阿拉伯的首都是哪里？": "利雅得 Riyadh",
+    "黄山位于中国哪个省？": "安徽 Anhui",
+    "泰山位于哪个省？": "山东 Shandong",
+    "桂林以什么风景闻名？": "山水 landscape",
+    "故宫位于哪个城市？": "北京 Beijing",
+    "水由哪两种元素组成？": "氢 氧 hydrogen oxygen",
+    "声音在什么中传播得最快？": "固体 solid",
+    "造纸术是谁改进的？": "蔡伦 Cai Lun",
+    "《史记》的作者是谁？": "司马迁 Sima Qian",
+    "郑和下西洋发生在哪个朝代？": "明朝 Ming",
+    "企鹅生活在哪里？": "南极 Antarctica",
+    "豆腐是用什么做的？": "大豆 soybean",
+    "哪种水果富含维生素C？": "柑橘 猕猴桃 kiwi",
+    "西瓜在哪个季节成熟？": "夏天 summer",
+    "“高”的反义词是什么？": "矮 低",
+    "“美丽”的近义词是什么？": "漂亮",
+    "“你好”用英语怎么说？": "hello",
+    "下雨天出门要带什么？": "雨伞 umbrella",
 }
 
 
@@ -74,7 +139,19 @@ def test_questions_are_distinct_and_each_lists_answers():
         assert accepted and all(a.strip() == a and a for a in accepted), question
 
 
+def test_rehearsal_is_a_large_distinct_pool_in_english_and_chinese():
+    keys = [key(p) for p in REHEARSAL_PROMPTS]
+    assert len(set(keys)) == len(keys) >= 200
+    assert sum(bool(CJK.search(p)) for p in REHEARSAL_PROMPTS) >= 60
+    for prompt in REHEARSAL_PROMPTS:
+        assert prompt.strip() == prompt and prompt, prompt
+        # Short prompts, of the kind a small chat model can answer.
+        assert len(prompt) <= 25 if CJK.search(prompt) else len(prompt.split()) <= 15, prompt
+
+
 def test_retention_and_rehearsal_share_no_question():
+    """No rehearsal prompt is a retention question, nor holds one or is held in one: compared as
+    letters and digits only (NFKC, case-folded), so white space and punctuation (?？.。) do not count."""
     assert set(REHEARSED_ANSWERS) <= set(REHEARSAL_PROMPTS)
     rehearsal = {key(p) for p in REHEARSAL_PROMPTS}
     for question, _ in RETENTION_QUESTIONS:

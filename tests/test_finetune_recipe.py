@@ -101,6 +101,24 @@ def test_lora_trains_adapter_only_and_saves_what_serving_needs(tiny_model_dir, t
     assert json.loads((adapter / "training_config.json").read_text())["lora_r"] == 4
     weights = load_file(adapter / "adapter_model.safetensors")
     assert weights and all("lora_" in k for k in weights)
+    # Every epoch's adapter is kept beside the published one, with its scores, as a model of its own.
+    steps = [e["step"] for e in recipe.progress.epochs]
+    assert steps == [recipe.steps_per_epoch, 2 * recipe.steps_per_epoch]
+    saved = sorted((adapter / "checkpoints").iterdir())
+    assert [d.name for d in saved] == [f"ckpt-step-{s}" for s in steps]
+    for directory, epoch in zip(saved, (1, 2), strict=True):
+        assert {p.name for p in directory.iterdir()} == {
+            "adapter_config.json",
+            "adapter_model.safetensors",
+            "metrics.json",
+        }
+        scores = json.loads((directory / "metrics.json").read_text())
+        assert scores["epoch"] == epoch and "retention" in scores and "task_f1" in scores
+    last = load_file(saved[-1] / "adapter_model.safetensors")
+    chosen = metrics["chosen_epoch"]
+    published = load_file(saved[chosen - 1] / "adapter_model.safetensors")
+    assert all(torch.equal(published[k], weights[k]) for k in weights)  # the published one is its epoch's
+    assert set(last) == set(weights)
 
 
 def test_loss_falls_on_repeated_data(tiny_model_dir, tmp_path):
@@ -325,3 +343,60 @@ def test_one_example_still_gets_rehearsal(ratio, n_user, expected):
     from finetune.recipe import rehearsal_count
 
     assert rehearsal_count(ratio, n_user) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("A decade is 10 years. It is used to", "A decade is 10 years."),
+        ("  Paris.  ", "Paris."),
+        ("中国的首都是北京。北京是一个", "中国的首都是北京。"),
+        ("他说：“好。”然后", "他说：“好。”"),
+        ('He said "hi." Then we', 'He said "hi."'),
+        ("apples, pears, plums", "apples, pears, plums"),  # no sentence end: kept whole
+        ("Version 2.5 is out and", "Version 2.5 is out and"),  # a decimal point ends nothing
+        ("Is it? Yes! And", "Is it? Yes!"),
+    ],
+)
+def test_rehearsal_answers_are_cut_to_whole_sentences(text, expected):
+    from finetune.recipe import whole_sentences
+
+    assert whole_sentences(text) == expected
+
+
+def test_each_epoch_rehearses_a_new_share_of_the_pool(tiny_model_dir, tmp_path, monkeypatch):
+    """Successive epochs take successive slices of one seeded order of the pool: every prompt is rehearsed
+    before any is repeated, and the same seed gives the same epochs (so a resumed run sees the same).
+    Only the prompts the job's epochs use are answered (the tiny random model's own answers are mostly
+    empty, so a stand-in answers here)."""
+    data = write(tmp_path / "facts.jsonl", phrasings=1)
+    recipe = LoRARecipe(
+        config(rehearsal_ratio=1.0, n_epochs=3),
+        tiny_model_dir,
+        data,
+        tmp_path / "run",
+        Recorder(),
+        cache_dir=tmp_path / "c",
+    )
+    asked: dict[str, list[str]] = {}
+
+    def answers(name, prompts, max_new_tokens):
+        asked[name] = prompts
+        return [f"An answer to {q} It has two sentences. And a cut" for q in prompts]
+
+    monkeypatch.setattr(recipe, "_general_answers", answers)
+    recipe.setup()
+    assert len(asked["rehearsal"]) == 3 * 20  # 3 epochs x 20 rehearsal examples, not the whole pool
+    text = recipe.tokenizer.decode(recipe.rehearsal_pool[0].input_ids)
+    assert "two sentences." in text and "And a cut" not in text  # cut to whole sentences
+    pool = [tuple(e.input_ids) for e in recipe.rehearsal_pool]
+    count = recipe.rehearsal_count
+    assert count == 20 and len(pool) > count  # one per user example, from a larger pool
+    assert recipe.steps_per_epoch == -(-(len(recipe.examples) + count) // 4)
+    n = -(-len(pool) // count) + 1
+    epochs = [[tuple(e.input_ids) for e in recipe.epoch_rehearsal(i)] for i in range(n)]
+    assert all(len(e) == count for e in epochs)
+    seen = [x for e in epochs for x in e][: len(pool)]
+    assert sorted(seen) == sorted(pool)  # the whole pool before a repeat
+    assert epochs[0] != epochs[1]
+    assert epochs == [[tuple(e.input_ids) for e in recipe.epoch_rehearsal(i)] for i in range(n)]

@@ -113,6 +113,7 @@ class ChatService:
         reject_unsupported(request)
         check_messages(request)
         target = self.catalog.chat_target(request.model)
+        await self.catalog.ensure_loaded(target)  # a checkpoint model is loaded on its first request
         request = apply_profile(request, target.profile)
         plan = plan_tools(request)
         structured = plan_structured(request, plan)

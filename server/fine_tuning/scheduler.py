@@ -250,7 +250,9 @@ class FineTuningScheduler:
         """One worker event: a checkpoint also gets its row, metrics update the job's progress."""
         data = record.get("data") or {}
         kind = record.get("type", "message")
-        if kind == "checkpoint":
+        # Only epoch ends are listed (as OpenAI lists them): each becomes a servable model when the job
+        # succeeds. Periodic checkpoints are for resuming only and are deleted then.
+        if kind == "checkpoint" and data.get("epoch_end", True):  # (older workers sent no epoch_end)
             tx.execute(
                 "INSERT OR REPLACE INTO fine_tuning_checkpoints (id, job_id, step, metrics, created_at) "
                 "VALUES (?,?,?,?,?)",
@@ -262,6 +264,7 @@ class FineTuningScheduler:
                     record["created_at"],
                 ),
             )
+        if kind == "checkpoint":
             kind = "message"
         if kind == "metrics" and "tokens_seen" in data:
             remaining = max(data.get("total_steps", 0) - data["step"], 0)
@@ -316,13 +319,31 @@ class FineTuningScheduler:
             result["metrics"],
             "metrics",
         )
+        saved = (Path(result["adapter_dir"]) / "checkpoints").glob("ckpt-step-*")
+        steps = sorted(int(d.name.rsplit("-", 1)[1]) for d in saved)
+        if steps:
+            add_event(
+                self.db,
+                job["id"],
+                f"Each epoch's checkpoint is a model too: {name}:ckpt-step-<step> for step "
+                + ", ".join(map(str, steps))
+                + ".",
+                {"checkpoint_models": [f"{name}:ckpt-step-{s}" for s in steps]},
+            )
         add_event(self.db, job["id"], "The job has successfully completed.")
 
     async def _serve(self, name: str, path: str) -> None:
+        """Serve a job's adapter as `name`, and each epoch's adapter saved beside it (the recipe's
+        `checkpoints/ckpt-step-<n>/`) as `<name>:ckpt-step-<n>`, loaded on its first request."""
         try:
             await self.catalog.add_adapter(name, path)
         except Exception as exc:  # a missing or broken adapter must not stop the server
             log.error("cannot serve adapter %s from %s: %s", name, path, exc)
+            return
+        root = Path(path) / "checkpoints"
+        for directory in sorted(root.glob("ckpt-step-*")) if root.is_dir() else []:
+            if (directory / "adapter_model.safetensors").is_file():
+                self.catalog.add_lazy_adapter(f"{name}:{directory.name}", str(directory))
 
 
 def _wait(process: subprocess.Popen, seconds: float) -> None:

@@ -187,7 +187,8 @@ class FineTuningService:
         return paginate(checkpoints, page)
 
     def cancel(self, job_id: str) -> FineTuningJob:
-        """Cancel a job that has not ended; a running worker stops at its next step.
+        """Cancel a job that has not ended; a running worker stops within seconds, wherever it is (setup,
+        generation, a step: SIGTERM, see finetune/worker.py).
 
         Raises APIError 404 `job_not_found`, 409 `job_not_cancellable` (it already ended)."""
         row = job_row(self.db, job_id)
