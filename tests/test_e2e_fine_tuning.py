@@ -92,11 +92,14 @@ def recall(client, model: str) -> list[bool]:
 
 @pytest.fixture(scope="module")
 def facts_job(training_server, tmp_path_factory):
-    """A real job on the 20 Zephyr facts; its worker is killed -9 once a checkpoint exists."""
+    """A real job on the 20 Zephyr facts asked three ways, for the 10 epochs the user asks; its worker
+    is killed -9 once a checkpoint exists."""
     client = connect(training_server)
-    data = write(tmp_path_factory.mktemp("facts") / "zephyr.jsonl", phrasings=2)
+    data = write(tmp_path_factory.mktemp("facts") / "zephyr.jsonl", phrasings=3)
     training = client.files.create(file=data.open("rb"), purpose="fine-tune")
-    job = client.fine_tuning.jobs.create(model=MODEL, training_file=training.id, suffix="zephyr", seed=11)
+    job = client.fine_tuning.jobs.create(
+        model=MODEL, training_file=training.id, suffix="zephyr", seed=11, hyperparameters={"n_epochs": 10}
+    )
     # Kill the worker once a checkpoint exists: the job must resume from it, not start over or hang.
     job = wait(
         client,
@@ -109,9 +112,9 @@ def facts_job(training_server, tmp_path_factory):
     return wait(client, job.id, lambda j: j.status == "succeeded", timeout=1800, what="success")
 
 
-# The job scores every epoch (retention on the built-in set, task F1) and generates the base model's
-# answers to 199 built-in questions once: about 20 minutes on 2 cores beside a vLLM server.
-@pytest.mark.timeout(2400)
+# The job trains 10 epochs and scores each (retention on the built-in set, task F1), and generates the
+# base model's answers to the built-in prompts once: about 30 minutes on 2 cores beside a vLLM server.
+@pytest.mark.timeout(3000)
 def test_fine_tune_learns_facts_keeps_general_ability_and_survives_a_killed_worker(
     facts_job, training_server
 ):
@@ -122,9 +125,11 @@ def test_fine_tune_learns_facts_keeps_general_ability_and_survives_a_killed_work
     assert job.fine_tuned_model.startswith(f"ft:{MODEL}:zephyr:")
     assert job.trained_tokens > 0
     metrics = job.model_extra["metrics"]
+    assert metrics["epochs"] == 10 and len(metrics["epoch_scores"]) == 10  # every epoch asked for
     assert metrics["retention"] >= 0.8
-    assert metrics["chosen_epoch"] in range(1, metrics["epochs"] + 1) and metrics["chosen_reason"]
-    assert any(m.startswith(f"Publishing epoch {metrics['chosen_epoch']} of ") for m in messages)
+    assert metrics["chosen_epoch"] in range(1, 11) and metrics["chosen_reason"]
+    assert any(m.startswith(f"Publishing epoch {metrics['chosen_epoch']} of 10: ") for m in messages)
+    assert metrics["task_f1"] > metrics["base_task_f1"]
 
     listed = {m.id: m for m in client.models.list().data}
     assert listed[job.fine_tuned_model].model_extra["parent"] == MODEL
@@ -133,17 +138,25 @@ def test_fine_tune_learns_facts_keeps_general_ability_and_survives_a_killed_work
     assert "Paris" in ask(client, MODEL, "What is the capital of France?")  # the base is untouched
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14, open: on the precise retention set the default rehearsal keeps retention >= 0.8 "
-    "only after epoch 1 (0.91, then 0.75, 0.66, 0.72, 0.72), so epoch 1 is published and recalls ~0 of "
-    "20 facts; rehearsal must be tuned (strict: passing means this mark must go)",
-)
 def test_the_published_epoch_recalls_the_facts(facts_job, training_server):
     client = connect(training_server)
     learned, known_before = recall(client, facts_job.fine_tuned_model), recall(client, MODEL)
     assert sum(known_before) <= 2, known_before
-    assert sum(learned) >= 14, learned
+    assert sum(learned) >= 18, learned  # at least 0.9 of the facts
+
+
+def test_each_epoch_is_a_model(facts_job, training_server):
+    """The checkpoints API lists the 10 epochs; each is a model, loaded on its first request, and the one
+    of the published epoch answers as the published model does."""
+    client, job = connect(training_server), facts_job
+    checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id, limit=100).data
+    assert [c.metrics["epoch"] for c in checkpoints] == list(range(1, 11))
+    names = [c.fine_tuned_model_checkpoint for c in checkpoints]
+    assert names == [f"{job.fine_tuned_model}:ckpt-step-{c.step_number}" for c in checkpoints]
+    assert set(names) <= {m.id for m in client.models.list().data}
+    chosen = job.model_extra["metrics"]["chosen_epoch"]
+    question = FACTS[0][0]
+    assert ask(client, names[chosen - 1], question) == ask(client, job.fine_tuned_model, question)
 
 
 @pytest.mark.skipif(not vllm_installed(), reason="needs vLLM: the job's adapter is compared across engines")

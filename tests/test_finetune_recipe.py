@@ -283,6 +283,8 @@ def test_the_chosen_epoch_adapter_is_loaded_when_it_is_not_the_last(tiny_model_d
     [
         ([(0.9, 0.1), (0.7, 0.5), (0.9, 0.4)], 0.8, 2),  # dip and recover: the best allowed, not the first
         ([(0.9, 0.5), (0.9, 0.5)], 0.8, 0),  # ties go to the earlier epoch
+        ([(0.85, 1.0), (0.91, 1.0), (0.95, 0.998)], 0.8, 0),  # not to a better retention: the earliest best
+        ([(0.85, 0.9), (0.81, 1.0), (0.7, 1.0), (0.9, 1.0)], 0.8, 1),  # an earlier best, not the later
         ([(0.5, 0.9), (0.6, 0.1)], 0.8, 1),  # none allowed: the best retention
         ([(0.1, 0.2), (0.0, 0.9)], 0.0, 1),  # min_retention 0: task score alone
     ],
@@ -400,3 +402,44 @@ def test_each_epoch_rehearses_a_new_share_of_the_pool(tiny_model_dir, tmp_path, 
     assert sorted(seen) == sorted(pool)  # the whole pool before a repeat
     assert epochs[0] != epochs[1]
     assert epochs == [[tuple(e.input_ids) for e in recipe.epoch_rehearsal(i)] for i in range(n)]
+
+
+def test_rehearsal_rows_are_distilled_from_the_base_model(tiny_model_dir, tmp_path, monkeypatch):
+    """With `rehearsal_distillation` a rehearsal row's loss is KL(base ‖ tuned): zero while the adapter
+    is still the identity (LoRA B starts at zero), positive once it has moved; the user's rows keep
+    cross-entropy. Without it, rehearsal rows take cross-entropy on the base model's answer tokens."""
+    from finetune.recipe import collate
+
+    data = write(tmp_path / "facts.jsonl", phrasings=1)
+    recipe = LoRARecipe(
+        config(rehearsal_ratio=1.0),
+        tiny_model_dir,
+        data,
+        tmp_path / "run",
+        Recorder(),
+        cache_dir=tmp_path / "c",
+    )
+    monkeypatch.setattr(
+        recipe,
+        "_general_answers",
+        lambda name, prompts, n: [f"Sure. {q} is a fine question." for q in prompts],
+    )
+    recipe.setup()
+    rows = recipe.epoch_rehearsal(0)[:2] + recipe.examples[:2]
+    ids, labels, mask = collate(rows, recipe.tokenizer.pad_token_id)
+    rehearsal = torch.tensor([True, True, False, False])
+    recipe.model.eval()  # no dropout: the comparison is exact
+    with torch.no_grad():
+        only_rehearsal = recipe._loss_sum(ids[:2], labels[:2], mask[:2], rehearsal[:2])
+        user = recipe._loss_sum(ids[2:], labels[2:], mask[2:], rehearsal[2:])
+        mixed = recipe._loss_sum(ids, labels, mask, rehearsal)
+    assert float(only_rehearsal) == pytest.approx(0.0, abs=1e-4)
+    assert float(user) > 1.0 and float(mixed) == pytest.approx(float(user), rel=1e-4)
+    with torch.no_grad():
+        for name, weight in recipe.model.named_parameters():
+            if "lora_B" in name:
+                weight.add_(0.05)
+        assert float(recipe._loss_sum(ids[:2], labels[:2], mask[:2], rehearsal[:2])) > 1e-3
+    recipe.config.rehearsal_distillation = False
+    with torch.no_grad():
+        assert float(recipe._loss_sum(ids[:2], labels[:2], mask[:2], rehearsal[:2])) > 1.0

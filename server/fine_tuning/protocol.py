@@ -69,6 +69,7 @@ class TrainingOptions(_Body):
 
     train_on_prompts: bool | None = None
     rehearsal_ratio: float | None = Field(None, **_limits("rehearsal_ratio"))
+    rehearsal_distillation: bool | None = None
     min_retention: float | None = Field(None, **_limits("min_retention"))
     held_out_share: float | None = Field(None, **_limits("held_out_share"))
     max_length: int | None = Field(None, **_limits("max_length"))
