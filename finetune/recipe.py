@@ -266,9 +266,8 @@ class LoRARecipe:
         the job): a later job asking for more prompts generates only the missing ones."""
         stamp = (self.model_dir / "config.json").stat().st_mtime_ns
         # hashlib, not hash(): str hashes are salted per process, and the cache must outlive the worker.
-        key = hashlib.sha256(f"{self.model_dir.resolve()}\0{stamp}\0{max_new_tokens}".encode()).hexdigest()[
-            :16
-        ]
+        source = f"{self.model_dir.resolve()}\0{stamp}\0{max_new_tokens}"
+        key = hashlib.sha256(source.encode()).hexdigest()[:16]
         path = self.cache_dir / f"{name}-{key}.json"
         cached: dict[str, str] = {}
         if path.is_file():

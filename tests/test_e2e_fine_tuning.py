@@ -105,6 +105,7 @@ def facts_job(training_server, tmp_path_factory):
         client,
         job.id,
         lambda j: bool(client.fine_tuning.jobs.checkpoints.list(j.id).data),
+        timeout=1800,  # the first is epoch 1's end, after minutes of base-answer generation on a new server
         what="a checkpoint",
     )
     [pid] = worker_pids(job.id)
