@@ -9,6 +9,7 @@ DuReader score), Latin text is split into words. ROUGE-L is computed on the same
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 
@@ -52,16 +53,63 @@ def rouge_l(prediction: str, references: Sequence[str]) -> float:
     return best
 
 
+SOURCE_MATCH_RULE = (
+    "A retrieved chunk matches the reference when it is from the reference file (reference_file_id), or "
+    "when its full text shares a contiguous run of tokens with the reference passage's answer-bearing part "
+    "(reference_quote's sentences that contain a reference answer; the whole passage when none does) at "
+    "least half as long as the shorter of the two (and at least 5 tokens, or the whole part if shorter). "
+    "Tokens are the F1 tokens (CJK characters one by one), so whitespace, punctuation and chunk "
+    "boundaries do not matter: a passage longer than a chunk matches the chunks inside it, and one split "
+    "across two chunks matches the one holding the larger part."
+)
+"""Which retrieved chunk counts as the reference, in words; comparison reports carry it."""
+MATCH_SHARE = 0.5  # of the shorter of chunk and answer-bearing part, in one run
+MIN_RUN = 5  # tokens: a few common words in a row are no match
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
+
+
+def answer_span(reference_quote: str, references: Sequence[str] = ()) -> list[str]:
+    """Tokens of the answer-bearing part of `reference_quote`: its sentences holding a reference answer
+    (normalised containment), else the whole passage. [] for an empty passage."""
+    sentences = [t for t in _SENTENCE.split(reference_quote) if t.strip()]
+    answers = [normalize(r) for r in references if normalize(r)]
+    bearing = [t for t in sentences if any(a in normalize(t) for a in answers)]
+    return tokens(" ".join(bearing or sentences))
+
+
+def longest_common_run(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest run of tokens appearing contiguously in both `a` and `b` (O(len a × len b))."""
+    best, previous = 0, [0] * (len(b) + 1)
+    for x in a:
+        current = [0] * (len(b) + 1)
+        for j, y in enumerate(b, start=1):
+            if x == y:
+                current[j] = previous[j - 1] + 1
+                best = max(best, current[j])
+        previous = current
+    return best
+
+
 def source_rank(
-    sources: Sequence[dict], reference_file_id: str | None, reference_quote: str | None
+    sources: Sequence[dict],
+    reference_file_id: str | None,
+    reference_quote: str | None,
+    references: Sequence[str] = (),
 ) -> int | None:
-    """1-based rank of the first retrieved source that is the reference (by file id or quoted text)."""
-    quote = normalize(reference_quote) if reference_quote else None
+    """1-based rank of the first retrieved source matching the reference (SOURCE_MATCH_RULE), or None.
+
+    `sources`: dicts with `file_id` and the chunk's full `text` (a citation's `quote` is read only when
+    no `text` is given: it is cut at 400 characters). `references`: the item's reference answers, which
+    pick the answer-bearing sentences of `reference_quote`."""
+    span = answer_span(reference_quote, references) if reference_quote else []
     for rank, source in enumerate(sources, start=1):
         if reference_file_id and source.get("file_id") == reference_file_id:
             return rank
-        if quote and quote in normalize(source.get("quote") or source.get("text") or ""):
-            return rank
+        chunk = tokens(source.get("text") or source.get("quote") or "")
+        if span and chunk:
+            need = max(math.ceil(MATCH_SHARE * min(len(span), len(chunk))), min(len(span), MIN_RUN))
+            if longest_common_run(chunk, span) >= need:
+                return rank
     return None
 
 

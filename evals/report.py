@@ -23,10 +23,10 @@ def score(item: EvalItem, text: str, sources: list[dict], k: int) -> dict[str, f
         "abstained": m.abstained(text),
     }
     if sources is not None and (item.reference_file_id or item.reference_quote):
-        rank = m.source_rank(sources, item.reference_file_id, item.reference_quote)
+        rank = m.source_rank(sources, item.reference_file_id, item.reference_quote, item.references)
         out["hit_at_k"], out["mrr"] = m.hit_at_k(rank, k), m.mrr(rank)
     if sources:
-        faithful = m.faithfulness(text, [s.get("quote", "") for s in sources])
+        faithful = m.faithfulness(text, [s.get("text") or s.get("quote", "") for s in sources])
         if faithful is not None:
             out["faithfulness"] = faithful
     return out
@@ -34,7 +34,12 @@ def score(item: EvalItem, text: str, sources: list[dict], k: int) -> dict[str, f
 
 def build_report(items: list[EvalItem], arms: list[str], answers: dict[str, list[dict[str, Any]]]) -> dict:
     """`answers[arm][i]` = {"text", "sources", "latency_ms", "metrics", "completion_tokens"} for items[i]."""
-    report: dict[str, Any] = {"arms": {}, "pairwise": [], "rows": []}
+    report: dict[str, Any] = {
+        "arms": {},
+        "pairwise": [],
+        "rows": [],
+        "retrieval_match_rule": m.SOURCE_MATCH_RULE,  # what hit@k and MRR count as the reference
+    }
     for arm in arms:
         rows = answers[arm]
         latencies = [r["latency_ms"] for r in rows]

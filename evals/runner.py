@@ -9,7 +9,8 @@ from typing import Any
 from evals.dataset import EvalItem
 from evals.report import build_report, score
 
-# ask(arm, question) -> {"text", "sources": list | None, "latency_ms", "completion_tokens"}
+# ask(arm, question) -> {"text", "sources": list | None, "latency_ms", "completion_tokens"}; each source a
+# citation dict with the chunk's full `text` (scored on, then dropped from the report)
 Ask = Callable[[dict[str, Any], str], Awaitable[dict[str, Any]]]
 # judge(question, references, answer) -> 1.0 if a judge model calls the answer correct, else 0.0
 Judge = Callable[[str, list[str], str], Awaitable[float]]
@@ -40,7 +41,8 @@ async def run_comparison(
                 result["metrics"]["judge"] = await judge(
                     items[i].question, items[i].references, result["text"]
                 )
-        result["sources"] = sources or []
+        # Scored on the chunks' full text; the report keeps the citations (their 400-character quotes).
+        result["sources"] = [{k: v for k, v in s.items() if k != "text"} for s in sources or []]
         answers[arm["name"]][i] = result
         done += 1
         if on_progress:

@@ -45,6 +45,61 @@ def test_retrieval_rank_hit_and_mrr():
     assert m.mrr(2) == 0.5 and m.mrr(None) == 0.0
 
 
+PASSAGE = (
+    "The Harbour Bridge was designed over many years by a team of engineers led by a chief designer who "
+    "had worked on several earlier bridges across the region. Construction began in the spring after a "
+    "long public debate about the cost. The bridge opened to traffic on 19 March 1932, after eight years "
+    "of work. It carries rail, road and foot traffic between the business district and the north shore, "
+    "and it remains one of the most photographed structures in the country."
+)
+
+
+def chunks(text: str, size: int, overlap: int = 0) -> list[str]:
+    words = text.split()
+    step = size - overlap
+    return [" ".join(words[i : i + size]) for i in range(0, len(words), step)]
+
+
+def test_a_reference_passage_longer_than_a_chunk_matches_the_chunk_with_its_answer():
+    """The reference paragraph is longer than any chunk (and than a 400-character citation quote): the
+    chunk holding the answer-bearing sentence is the hit, at its rank."""
+    assert len(PASSAGE) > 400
+    parts = chunks(PASSAGE, 25)
+    answer_chunk = next(i for i, c in enumerate(parts) if "1932" in c)
+    sources = [{"file_id": "other", "text": "Unrelated text about tides and harbours."}] + [
+        {"file_id": "doc", "text": c} for c in parts
+    ]
+    assert m.source_rank(sources, None, PASSAGE, ["19 March 1932"]) == 2 + answer_chunk
+    # Without a reference answer the whole passage is the span: any chunk lying inside it matches.
+    assert m.source_rank(sources, None, PASSAGE) == 2
+    assert m.source_rank([{"text": PASSAGE + " More text."}], None, PASSAGE) == 1
+    # A chunk sharing only a few common words in a row is no match.
+    assert m.source_rank([{"text": "It carries rail and cargo."}], None, PASSAGE) is None
+
+
+def test_an_answer_sentence_split_across_two_chunks_still_matches():
+    sentence = "The bridge opened to traffic on 19 March 1932, after eight years of work."
+    head, tail = sentence[:30], sentence[30:]  # cut mid-word, as a character splitter would
+    sources = [{"text": "Before. " + head}, {"text": tail + " After."}]
+    rank = m.source_rank(sources, None, PASSAGE, ["19 March 1932"])
+    assert rank == 2  # the chunk holding the larger part (with the answer) of the sentence
+
+
+def test_an_absent_reference_never_matches_and_whitespace_does_not_matter():
+    sources = [{"text": c} for c in chunks("Tides rise and fall twice a day along this coast. " * 5, 12)]
+    assert m.source_rank(sources, None, PASSAGE, ["19 March 1932"]) is None
+    spaced = [{"text": "the   bridge opened\nto traffic on 19 March\t1932 , after eight years of work"}]
+    assert m.source_rank(spaced, None, PASSAGE, ["19 March 1932"]) == 1
+    # A citation quote is only read when no full text is given.
+    assert m.source_rank([{"quote": "x", "text": PASSAGE}], None, PASSAGE, ["1932"]) == 1
+
+
+def test_chinese_reference_matches_per_character():
+    passage = "长城是中国古代的军事防御工程。它的总长度超过两万公里。修建历时两千多年。"
+    sources = [{"text": "无关内容。"}, {"text": "它的总长度超过两万公里，修建"}]
+    assert m.source_rank(sources, None, passage, ["两万公里"]) == 2
+
+
 def test_faithfulness_and_abstention():
     assert m.faithfulness("The code is 7431", ["Warehouse code: 7431"]) == 1.0  # 'code', '7431' supported
     assert m.faithfulness("The code is 9999", ["Warehouse code: 7431"]) == 0.5

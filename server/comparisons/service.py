@@ -119,7 +119,12 @@ class ComparisonService:
                     "text": message.content,
                     "latency_ms": (time.perf_counter() - start) * 1000,
                     "completion_tokens": answer.usage.completion_tokens,
-                    "sources": message.annotations if prepared.file_search else None,
+                    "sources": [
+                        {**citation, "text": hit.text}
+                        for citation, hit in zip(message.annotations or [], prepared.sources, strict=False)
+                    ]
+                    if prepared.file_search
+                    else None,
                 }
 
             def progress(done: int, total: int) -> None:
