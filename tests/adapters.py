@@ -77,7 +77,10 @@ def train_codeword_adapters(model_dir: Path, cache: Path) -> dict[str, Path]:
             work.mkdir(parents=True)
             data = work / "train.jsonl"
             data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-            recipe = LoRARecipe(CONFIG, model_dir, data, work / "run", _Quiet(), cache_dir=work / "cache")
+            # The base model's general answers are shared with the test servers' workers (conftest's
+            # FT_ANSWERS_CACHE): made once per machine, not once per adapter.
+            answers = cache.parent / "ragtune-ft-answers"
+            recipe = LoRARecipe(CONFIG, model_dir, data, work / "run", _Quiet(), cache_dir=answers)
             recipe.setup()
             recipe.train()
             recipe.save(work / "adapter", {"codeword": word})
