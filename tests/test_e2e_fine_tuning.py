@@ -150,8 +150,9 @@ def test_each_epoch_is_a_model(facts_job, training_server):
     """The checkpoints API lists the 10 epochs; each is a model, loaded on its first request, and the one
     of the published epoch answers as the published model does."""
     client, job = connect(training_server), facts_job
-    checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id, limit=100).data
-    assert [c.metrics["epoch"] for c in checkpoints] == list(range(1, 11))
+    checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id, limit=100).data  # newest first
+    assert [c.metrics["epoch"] for c in checkpoints] == list(range(10, 0, -1))
+    checkpoints = checkpoints[::-1]
     names = [c.fine_tuned_model_checkpoint for c in checkpoints]
     assert names == [f"{job.fine_tuned_model}:ckpt-step-{c.step_number}" for c in checkpoints]
     assert set(names) <= {m.id for m in client.models.list().data}
@@ -227,7 +228,7 @@ def test_a_chinese_role_play_fine_tune_moves_answers_towards_the_training_style(
     held_out = [records[line - 1] for line in held]
     tuned, base = mean_f1(client, job.fine_tuned_model, held_out), mean_f1(client, MODEL, held_out)
     assert tuned > base + 0.05, (tuned, base)
-    steps = [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job.id).data]
+    steps = sorted(c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job.id).data)
     assert len(steps) == 2  # one per epoch, each a model:
     checkpoint = f"{job.fine_tuned_model}:ckpt-step-{steps[0]}"
     assert checkpoint in {m.id for m in client.models.list().data}
