@@ -151,7 +151,7 @@ def test_each_epoch_is_a_model(facts_job, training_server):
     of the published epoch answers as the published model does."""
     client, job = connect(training_server), facts_job
     checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id, limit=100).data  # newest first
-    assert [c.metrics["epoch"] for c in checkpoints] == list(range(10, 0, -1))
+    assert [c.metrics.model_extra["epoch"] for c in checkpoints] == list(range(10, 0, -1))
     checkpoints = checkpoints[::-1]
     names = [c.fine_tuned_model_checkpoint for c in checkpoints]
     assert names == [f"{job.fine_tuned_model}:ckpt-step-{c.step_number}" for c in checkpoints]
