@@ -38,6 +38,12 @@ from finetune.data import Conversation, DataError, Example, Message, check_train
 from finetune.general import REHEARSAL_PROMPTS, RETENTION_QUESTIONS, is_correct, retention_interval
 
 log = logging.getLogger("ragtune.finetune")
+GENERAL_SETS = {"base": "retention questions", "rehearsal": "rehearsal prompts"}  # cache name: what it is
+TASK_NOUNS = {
+    "validation file": "validation example",
+    "held-out examples": "held-out example",
+    "training prompts": "training prompt",
+}
 RETENTION_TOKENS = 24  # the general answers are one short sentence; the accepted word comes early
 REHEARSAL_TOKENS = 64  # the base model's rehearsal answers: a few sentences, cut to whole ones
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)）」』]*(?=\s|$)|[。！？][\"'”’)）」』]*")
@@ -123,10 +129,10 @@ class LoRARecipe:
         self.examples = [e for e in self.examples if any(label != -100 for label in e.labels)]
         if stats.truncated_lines or stats.empty_lines:
             self.reporter.event(
-                f"{len(stats.truncated_lines)} examples longer than {cfg.max_length} tokens kept their "
-                f"answer and lost the middle of their prompt (lines {_lines(stats.truncated_lines)}); "
-                f"{len(stats.empty_lines)} have nothing to train on and are skipped "
-                f"(lines {_lines(stats.empty_lines)}).",
+                f"{_count(len(stats.truncated_lines), 'example')} longer than {cfg.max_length} tokens kept "
+                f"their answer and lost the middle of their prompt{_at_lines(stats.truncated_lines)}; "
+                f"{_count(len(stats.empty_lines), 'example')} with nothing to train on "
+                f"{'is' if len(stats.empty_lines) == 1 else 'are'} skipped{_at_lines(stats.empty_lines)}.",
                 {"truncated_lines": stats.truncated_lines[:100], "empty_lines": stats.empty_lines[:100]},
             )
         self.valid = []
@@ -139,9 +145,10 @@ class LoRARecipe:
         self.rehearsal_pool = self._rehearsal_pool() if self.rehearsal_count else []
         self.rehearsal_count = min(self.rehearsal_count, len(self.rehearsal_pool))
         self.reporter.event(
-            f"Training on {len(self.examples)} examples ({stats.trained_tokens} trained tokens) plus "
-            f"{self.rehearsal_count} rehearsal examples per epoch (a new share of {len(self.rehearsal_pool)} "
-            f"each epoch); {stats.truncated} truncated to {cfg.max_length} tokens.",
+            f"Training on {_count(len(self.examples), 'example')} ({stats.trained_tokens} trained tokens) "
+            f"plus {_count(self.rehearsal_count, 'rehearsal example')} per epoch (each epoch the next "
+            f"{self.rehearsal_count} of {len(self.rehearsal_pool)} built-in general prompts answered by the "
+            f"base model); {stats.truncated} truncated to {cfg.max_length} tokens.",
             {
                 "examples": len(self.examples),
                 "rehearsal_examples": self.rehearsal_count,
@@ -207,7 +214,7 @@ class LoRARecipe:
         kept = [c for i, c in enumerate(conversations) if i not in chosen]
         held = [c for i, c in enumerate(conversations) if i in chosen]
         self.reporter.event(
-            f"Held out {len(held)} of {len(conversations)} examples (lines {_lines([c.line for c in held])}) "
+            f"Held out {len(held)} of {len(conversations)} examples{_at_lines([c.line for c in held])} "
             "to score each epoch; they are not trained on. Give a validation_file, or set "
             "training.held_out_share to 0, to train on all of them.",
             {"held_out_lines": [c.line for c in held]},
@@ -230,7 +237,8 @@ class LoRARecipe:
             items = random.Random(self.config.seed).sample(items, TASK_MAX_PROMPTS)
         self.task = items
         self.reporter.event(
-            f"Each epoch is scored on {len(items)} {self.task_source} (token F1 of greedy answers).",
+            f"Each epoch is scored on {_count(len(items), TASK_NOUNS[self.task_source])} (token F1 of "
+            "greedy answers).",
             {"task_source": self.task_source, "task_examples": len(items)},
         )
 
@@ -277,8 +285,8 @@ class LoRARecipe:
         if missing:
             # Minutes on a CPU, once per base model: say so, or the job looks stuck before its first step.
             self.reporter.event(
-                f"Generating the base model's answers to {len(missing)} built-in {name} prompts (once per "
-                "base model, then cached; minutes on a CPU).",
+                f"Generating the base model's answers to {len(missing)} built-in {GENERAL_SETS[name]} "
+                "(minutes on a CPU; cached per base model and prompt, so later jobs reuse them).",
                 {"stage": f"{name}_answers", "prompts": len(missing)},
             )
             cached.update(
@@ -441,6 +449,16 @@ class LoRARecipe:
             f"Publishing epoch {chosen['epoch']} of {len(epochs)}: {reason}",
             {"chosen_epoch": chosen["epoch"], "reason": reason},
         )
+        base = (self.progress.base_task or {}).get("task_f1")
+        self.metrics["beats_base"] = base is None or chosen["task_f1"] > base + TASK_TIE
+        if not self.metrics["beats_base"]:
+            self.reporter.event(
+                f"Warning: the published epoch scores task F1 {chosen['task_f1']:.3f} on {self.task_source}, "
+                f"no better than the base model's {base:.3f}: training has not improved on your examples "
+                "(too few, or too few epochs; a higher learning_rate_multiplier may help). The model is "
+                "published so you can inspect and compare it.",
+                {"warning": "no_gain_over_base", "task_f1": chosen["task_f1"], "base_task_f1": base},
+            )
 
     @torch.no_grad()
     def validation_loss(self) -> float:
@@ -511,9 +529,18 @@ class LoRARecipe:
             )
             (tmp / "progress.json").write_text(json.dumps(state))
         epoch_end = scores is not None
+        # What the checkpoints API shows: the step's numbers, never server paths or the progress record.
+        public = {
+            "step": p.step,
+            "epoch": p.epoch,
+            "train_loss": state["train_loss"],
+            "valid_loss": state["valid_loss"],
+            **{k: v for k, v in (scores or {}).items() if k not in ("epoch", "step")},
+        }
         self.reporter.event(
-            f"Checkpoint at step {p.step}" + (f" (end of epoch {p.epoch})" if epoch_end else ""),
-            {"step": p.step, "epoch": p.epoch, "epoch_end": epoch_end, "path": str(final), "metrics": state},
+            f"Checkpoint at step {p.step}"
+            + (f" (end of epoch {p.epoch})" if epoch_end else " (to resume from; epoch ends are the models)"),
+            {"step": p.step, "epoch": p.epoch, "epoch_end": epoch_end, "metrics": public},
             kind="checkpoint",
         )
         return final
@@ -642,9 +669,17 @@ def whole_sentences(text: str) -> str:
     return text[: ends[-1].end()] if ends else text
 
 
-def _lines(lines: list[int]) -> str:
-    shown = ", ".join(map(str, lines[:10]))
-    return (shown + " …") if len(lines) > 10 else (shown or "none")
+def _at_lines(lines: list[int]) -> str:
+    """` (line 3)`, ` (lines 3, 5, … )` or nothing, for an event message."""
+    if not lines:
+        return ""
+    shown = ", ".join(map(str, lines[:10])) + (" …" if len(lines) > 10 else "")
+    return f" (line{'s' if len(lines) > 1 else ''} {shown})"
+
+
+def _count(n: int, noun: str) -> str:
+    """`1 example`, `2 examples`."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 TASK_TIE = 0.005  # task F1s this close are the same score (a 64-example set moves in steps of ~0.016)

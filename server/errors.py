@@ -108,6 +108,10 @@ def validation_error(exc: RequestValidationError) -> APIError:
     if first.get("type") == "json_invalid":
         return bad_request(f"The body is not valid JSON: {first.get('ctx', {}).get('error', 'parse error')}")
     param = _param_of(tuple(first.get("loc", ())))
+    if first.get("type") == "extra_forbidden" and param:  # OpenAI's wording for an unknown argument
+        return bad_request(
+            f"Unrecognized request argument supplied: '{param}'.", param=param, code="unknown_parameter"
+        )
     if first.get("type") == "missing" and param:
         return bad_request(
             f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"

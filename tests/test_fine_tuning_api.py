@@ -159,6 +159,21 @@ def test_request_errors(client, facts, tmp_path):
     assert_error(client.get(f"{jobs}/ftjob-nope"), 404, "fine_tuning_job_id", "job_not_found")
     assert_error(client.get(f"{jobs}/ftjob-nope/events"), 404)
     assert_error(upload_raw(client, tmp_path), 415, "file")
+    # A misspelt or misplaced setting is refused by name, never trained with the default silently.
+    for extra, param in [
+        ({"training": {"min_retension": 0.5}}, "training.min_retension"),
+        ({"lora": {"rank": 8}}, "lora.rank"),
+        ({"hyperparameters": {"beta": 0.1}}, "hyperparameters.beta"),
+        ({"min_retention": 0.5}, "min_retention"),
+        (
+            {"method": {"type": "supervised", "supervised": {"hyperparameters": {"epochs": 2}}}},
+            "method.supervised.hyperparameters.epochs",
+        ),
+    ]:
+        response = client.post(jobs, json={"model": MODEL, "training_file": facts, **extra})
+        assert_error(response, 400, param, "unknown_parameter")
+        assert "Unrecognized request argument supplied" in response.json()["error"]["message"]
+    assert client.get(jobs).json()["data"] == []  # none was created
 
 
 def upload_raw(client, tmp_path):

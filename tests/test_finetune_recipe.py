@@ -89,6 +89,10 @@ def test_lora_trains_adapter_only_and_saves_what_serving_needs(tiny_model_dir, t
     assert any(not torch.equal(lora_before[k], after[k]) for k in lora_before if "lora_B" in k)
     assert all(not after[k].requires_grad for k in base_before)
     assert metrics["steps"] == 2 * recipe.steps_per_epoch and "retention" in metrics
+    # The tiny random model learns nothing the task score sees: the job says so, and still publishes.
+    assert metrics["beats_base"] is (metrics["task_f1"] > metrics["base_task_f1"] + 0.005)
+    warned = [d for _, d, _ in recipe.reporter.events if d.get("warning") == "no_gain_over_base"]
+    assert bool(warned) is not metrics["beats_base"]
     adapter = tmp_path / "adapter"
     recipe.save(adapter, {"base_model": "tiny"})
     assert {p.name for p in adapter.iterdir()} >= {

@@ -30,9 +30,11 @@ Multiplier = Annotated[float, Field(**_limits("learning_rate_multiplier")), Tag(
 
 
 class _Body(BaseModel):
-    """A request body: unknown fields are kept (OpenAI adds fields), types are strict as OpenAI's are."""
+    """A request body: types are strict as OpenAI's are, and an unknown field is a 400 naming it
+    ("Unrecognized request argument supplied", as OpenAI says): a misspelt setting (`min_retension`) or
+    one put in the wrong object must not train with the default silently."""
 
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Hyperparameters(_Body):
