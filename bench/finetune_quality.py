@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ CACHE = ROOT / "data" / "bench" / "finetune-cache"  # the base model's general a
 def run(epochs: int, overrides: dict[str, Any], cache_dir: Path, verbose: bool = False) -> dict[str, Any]:
     """Train one facts job in this process; returns {"config", "epochs": [per-epoch scores], "chosen"}."""
     from bench.bench_finetune import model_dir
-    from finetune.config import TrainConfig
+    from finetune.config import TrainConfig, resolve_auto
     from finetune.hardware import pick_dtype
     from finetune.recipe import LoRARecipe, generate
     from tests.data.make_facts import FACTS, write
@@ -88,8 +89,9 @@ def run(epochs: int, overrides: dict[str, Any], cache_dir: Path, verbose: bool =
             return scores
 
     cache_dir.mkdir(parents=True, exist_ok=True)
-    settings = {"n_epochs": epochs, "seed": 11, "checkpoint_every": 10_000, **overrides}
-    config = TrainConfig(**settings)
+    # As a job through the API would get it: `auto` batch size and learning rate resolved for 60 examples.
+    _, config = resolve_auto({"n_epochs": epochs}, 60, TrainConfig(seed=11, checkpoint_every=10_000))
+    config = replace(config, **overrides)
     with tempfile.TemporaryDirectory() as tmp:
         data = write(Path(tmp) / "facts.jsonl", phrasings=3)
         recipe = Measured(
