@@ -158,7 +158,6 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
     overrides = dict((k, parse_value(v)) for k, v in (s.split("=", 1) for s in args.set))
-    args.cache.mkdir(parents=True, exist_ok=True)
     result = run(args.epochs, overrides, args.cache, args.verbose)
     title = f"Facts job (20 facts x 3 phrasings), {args.epochs} epochs" + (
         f", {overrides}" if overrides else ""

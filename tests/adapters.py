@@ -62,8 +62,10 @@ class _Quiet:
         return False
 
 
-def train_codeword_adapters(model_dir: Path, cache: Path) -> dict[str, Path]:
-    """{adapter name: PEFT adapter directory}, trained once and then reused from `cache`."""
+def train_codeword_adapters(model_dir: Path, cache: Path, answers: Path) -> dict[str, Path]:
+    """{adapter name: PEFT adapter directory}, trained once and then reused from `cache`; the base
+    model's general answers are cached in `answers` (shared with the test servers' workers, so they are
+    made once per machine, not once per adapter)."""
     from finetune.recipe import LoRARecipe
 
     out: dict[str, Path] = {}
@@ -77,9 +79,6 @@ def train_codeword_adapters(model_dir: Path, cache: Path) -> dict[str, Path]:
             work.mkdir(parents=True)
             data = work / "train.jsonl"
             data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-            # The base model's general answers are shared with the test servers' workers (conftest's
-            # FT_ANSWERS_CACHE): made once per machine, not once per adapter.
-            answers = cache.parent / "ragtune-ft-answers"
             recipe = LoRARecipe(CONFIG, model_dir, data, work / "run", _Quiet(), cache_dir=answers)
             recipe.setup()
             recipe.train()

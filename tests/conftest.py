@@ -147,7 +147,7 @@ def codeword_adapters(smol_model_dir) -> dict[str, Path]:
     """{"alpha": dir, "bravo": dir}: LoRA adapters of the real model, each taught its own codeword."""
     from tests.adapters import train_codeword_adapters
 
-    return train_codeword_adapters(smol_model_dir, ADAPTERS_CACHE)
+    return train_codeword_adapters(smol_model_dir, ADAPTERS_CACHE, FT_ANSWERS_CACHE)
 
 
 def lora_modules(adapters: dict[str, Path]) -> str:

@@ -299,7 +299,7 @@ class FineTuningScheduler:
 
     async def _succeed(self, job: Any, result: dict[str, Any]) -> None:
         name = model_name(job["model"], job["suffix"], job["id"])
-        await self._serve(name, result["adapter_dir"])
+        checkpoints = await self._serve(name, result["adapter_dir"])
         with self.db.transaction() as tx:
             tx.execute(
                 "INSERT OR REPLACE INTO adapters (name, job_id, base, path, created_at) VALUES (?,?,?,?,?)",
@@ -319,9 +319,8 @@ class FineTuningScheduler:
             result["metrics"],
             "metrics",
         )
-        saved = (Path(result["adapter_dir"]) / "checkpoints").glob("ckpt-step-*")
-        steps = sorted(int(d.name.rsplit("-", 1)[1]) for d in saved)
-        if steps:
+        if checkpoints:
+            steps = sorted(int(c.rsplit("-", 1)[1]) for c in checkpoints)
             add_event(
                 self.db,
                 job["id"],
@@ -332,18 +331,22 @@ class FineTuningScheduler:
             )
         add_event(self.db, job["id"], "The job has successfully completed.")
 
-    async def _serve(self, name: str, path: str) -> None:
+    async def _serve(self, name: str, path: str) -> list[str]:
         """Serve a job's adapter as `name`, and each epoch's adapter saved beside it (the recipe's
-        `checkpoints/ckpt-step-<n>/`) as `<name>:ckpt-step-<n>`, loaded on its first request."""
+        `checkpoints/ckpt-step-<n>/`) as `<name>:ckpt-step-<n>`, loaded on its first request. Returns
+        the checkpoint models registered."""
         try:
             await self.catalog.add_adapter(name, path)
         except Exception as exc:  # a missing or broken adapter must not stop the server
             log.error("cannot serve adapter %s from %s: %s", name, path, exc)
-            return
+            return []
+        registered = []
         root = Path(path) / "checkpoints"
         for directory in sorted(root.glob("ckpt-step-*")) if root.is_dir() else []:
             if (directory / "adapter_model.safetensors").is_file():
-                self.catalog.add_lazy_adapter(f"{name}:{directory.name}", str(directory))
+                registered.append(f"{name}:{directory.name}")
+                self.catalog.add_lazy_adapter(registered[-1], str(directory))
+        return registered
 
 
 def _wait(process: subprocess.Popen, seconds: float) -> None:
