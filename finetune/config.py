@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+EVAL_STRATEGIES = ("epoch", "no")
+"""`TrainConfig.eval_strategy` values (a subset of transformers' `IntervalStrategy`)."""
 AUTO = "auto"
 HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate_multiplier")
 """OpenAI's `hyperparameters` (also `method.supervised.hyperparameters`); each a number or `"auto"`."""
@@ -87,6 +89,7 @@ REQUEST_FIELDS: dict[str, tuple[str, str]] = {
     "rehearsal_distillation": ("training", "rehearsal_distillation"),
     "min_retention": ("training", "min_retention"),
     "held_out_share": ("training", "held_out_share"),
+    "eval_strategy": ("training", "eval_strategy"),
     "max_length": ("training", "max_length"),
     "micro_batch_size": ("training", "micro_batch_size"),
     "gradient_checkpointing": ("training", "gradient_checkpointing"),
@@ -146,6 +149,12 @@ class TrainConfig:
     """Without a validation file, this share of the training examples (only when there are at least
     `HELD_OUT_MIN_EXAMPLES`; chosen by `seed`) is held out of training to score each epoch; 0 = score on
     the training prompts themselves."""
+    eval_strategy: str = "epoch"
+    """When the tuned model is scored (the name and values of transformers' `TrainingArguments`):
+    `"epoch"` measures retention and the task score after every epoch and publishes the best epoch
+    (`min_retention`); `"no"` skips that scoring (minutes of generation per epoch on a CPU), and the base
+    model's answers it needs, and publishes the last epoch, unmeasured. The validation loss, when there is
+    a validation file, is computed either way."""
     seed: int = 0
     """Seeds data order, LoRA initialisation and dropout."""
     checkpoint_every: int = 20
@@ -163,6 +172,8 @@ class TrainConfig:
             for f in fields(self)
             if f.name in BOUNDS and not BOUNDS[f.name].contains(getattr(self, f.name))
         ]
+        if self.eval_strategy not in EVAL_STRATEGIES:
+            bad.append(f"eval_strategy={self.eval_strategy!r} (must be one of {', '.join(EVAL_STRATEGIES)})")
         if bad:
             raise ValueError(f"invalid training setting(s): {', '.join(bad)}")
         self.target_modules = tuple(self.target_modules)

@@ -123,7 +123,9 @@ class LoRARecipe:
         self._check_targets()  # before minutes of base-model generation, not after
         conversations = load_dataset(self.training_file)
         valid_conversations = load_dataset(self.validation_file) if self.validation_file else []
-        conversations, held_out = self._hold_out(conversations, bool(valid_conversations))
+        held_out: list[Conversation] = []
+        if cfg.eval_strategy == "epoch":  # unscored epochs need nothing held out
+            conversations, held_out = self._hold_out(conversations, bool(valid_conversations))
         self.examples, stats = tokenize(conversations, self.tokenizer, cfg.max_length, cfg.train_on_prompts)
         check_trainable(stats)  # a file that would train nothing fails here, before any step
         self.examples = [e for e in self.examples if any(label != -100 for label in e.labels)]
@@ -138,9 +140,18 @@ class LoRARecipe:
         self.valid = []
         if valid_conversations:
             self.valid, _ = tokenize(valid_conversations, self.tokenizer, cfg.max_length)
-        self._task_set(valid_conversations, held_out, conversations)
-        questions = [q for q, _ in RETENTION_QUESTIONS]
-        self.base_answers = self._general_answers("base", questions, RETENTION_TOKENS)
+        self.evaluate = cfg.eval_strategy == "epoch"
+        self.task, self.task_source, self.base_answers = [], "", []
+        if self.evaluate:
+            self._task_set(valid_conversations, held_out, conversations)
+            questions = [q for q, _ in RETENTION_QUESTIONS]
+            self.base_answers = self._general_answers("base", questions, RETENTION_TOKENS)
+        else:
+            self.reporter.event(
+                "Epochs are not scored (eval_strategy 'no'): no retention or task score is measured, and "
+                "the last epoch is published.",
+                {"eval_strategy": "no"},
+            )
         self.rehearsal_count = rehearsal_count(cfg.rehearsal_ratio, len(self.examples))
         self.rehearsal_pool = self._rehearsal_pool() if self.rehearsal_count else []
         self.rehearsal_count = min(self.rehearsal_count, len(self.rehearsal_pool))
@@ -176,7 +187,7 @@ class LoRARecipe:
             self.optimizer, int(cfg.warmup_ratio * self.total_steps), self.total_steps
         )
         self._resume()
-        if self.progress.base_task is None:  # once per job (a resumed run has it from its checkpoint)
+        if self.evaluate and self.progress.base_task is None:  # once per job (a resumed run has it)
             with self.model.disable_adapter():
                 self.progress.base_task = self.task_scores()
             self.reporter.event(
@@ -407,6 +418,14 @@ class LoRARecipe:
         if self.valid:
             data["valid_loss"] = self.validation_loss()
             self.metrics["valid_loss"] = data["valid_loss"]
+        if not self.evaluate:
+            self.reporter.event(
+                f"Epoch {p.epoch}/{self.config.n_epochs} done"
+                + (f": validation loss={data['valid_loss']:.4f}" if "valid_loss" in data else "."),
+                data,
+                kind="metrics",
+            )
+            return data
         data.update(self.retention_scores())
         data.update(self.task_scores())
         low, high = data["retention_interval"]
@@ -424,6 +443,14 @@ class LoRARecipe:
         """Load the chosen epoch's adapter (see choose_epoch) and say which and why."""
         epochs = self.progress.epochs
         if not epochs:
+            return
+        if not self.evaluate:
+            reason = "epochs were not scored (eval_strategy 'no'), so the last one is published"
+            self.metrics.update({"chosen_epoch": epochs[-1]["epoch"], "chosen_reason": reason})
+            self.reporter.event(
+                f"Publishing epoch {epochs[-1]['epoch']} of {len(epochs)}: {reason}",
+                {"chosen_epoch": epochs[-1]["epoch"], "reason": reason},
+            )
             return
         index, reason = choose_epoch(epochs, self.config.min_retention)
         chosen = epochs[index]

@@ -38,6 +38,7 @@ CONFIG = TrainConfig(
     min_retention=0.0,
     seed=5,
     checkpoint_every=1000,
+    eval_strategy="no",  # nothing to choose: the last epoch, and no minutes of scoring per epoch
     target_modules=("q_proj", "v_proj", "o_proj", "down_proj"),
 )
 

@@ -156,6 +156,11 @@ def test_request_errors(client, facts, tmp_path):
     assert_error(
         client.post(jobs, json={"model": MODEL, "training_file": facts, "lora": {"r": 0}}), 400, "lora.r"
     )
+    assert_error(
+        client.post(jobs, json={"model": MODEL, "training_file": facts, "training": {"eval_strategy": "steps"}}),
+        400,
+        "training.eval_strategy",
+    )
     assert_error(client.get(f"{jobs}/ftjob-nope"), 404, "fine_tuning_job_id", "job_not_found")
     assert_error(client.get(f"{jobs}/ftjob-nope/events"), 404)
     assert_error(upload_raw(client, tmp_path), 415, "file")

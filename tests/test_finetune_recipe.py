@@ -321,6 +321,38 @@ def test_large_files_hold_out_examples_to_score_epochs(tiny_model_dir, tmp_path)
     assert [m for m, _ in again.task] == [m for m, _ in recipe.task]  # reproducible by seed
 
 
+def test_unscored_epochs_generate_nothing_hold_nothing_out_and_publish_the_last(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    """`eval_strategy="no"`: no base-model answers to the retention questions, no held-out examples, no
+    per-epoch scoring (all generation); every epoch is still trained and checkpointed, and the last one
+    is published, saying why."""
+    import finetune.recipe as recipe_module
+
+    prompts_generated: list[str] = []
+    real_generate = recipe_module.generate
+
+    def counting(model, tokenizer, prompts, max_new_tokens):
+        prompts_generated.extend(map(str, prompts))
+        return real_generate(model, tokenizer, prompts, max_new_tokens)
+
+    monkeypatch.setattr(recipe_module, "generate", counting)
+    data = write(tmp_path / "facts.jsonl", phrasings=3)  # large enough to hold examples out otherwise
+    reporter = Recorder()
+    cfg = config(n_epochs=3, eval_strategy="no", rehearsal_ratio=0.0)
+    recipe = run(tiny_model_dir, tmp_path / "run", data, cfg, reporter)
+    assert prompts_generated == []
+    assert not any("held_out_lines" in d for _, d, _ in reporter.events)
+    assert len(recipe.examples) == len(data.read_text().splitlines())  # all trained on
+    assert [e["epoch"] for e in recipe.progress.epochs] == [1, 2, 3]
+    assert recipe.metrics["chosen_epoch"] == 3 and "eval_strategy" in recipe.metrics["chosen_reason"]
+    assert "retention" not in recipe.metrics and "task_f1" not in recipe.metrics
+    messages = [m for m, _, _ in reporter.events]
+    assert any(m.startswith("Publishing epoch 3 of 3: epochs were not scored") for m in messages)
+    with pytest.raises(ValueError, match="eval_strategy"):
+        config(eval_strategy="steps")
+
+
 def test_unknown_target_modules_fail_at_once_as_bad_data(tiny_model_dir, tmp_path):
     """A typo in `lora.target_modules` is refused before any base-model generation, as a data error the
     job reports (exit 2), not a crash that is retried three times."""

@@ -74,6 +74,7 @@ class TrainingOptions(_Body):
     rehearsal_distillation: bool | None = None
     min_retention: float | None = Field(None, **_limits("min_retention"))
     held_out_share: float | None = Field(None, **_limits("held_out_share"))
+    eval_strategy: Literal["epoch", "no"] | None = None
     max_length: int | None = Field(None, **_limits("max_length"))
     micro_batch_size: int | None = Field(None, **_limits("micro_batch_size"))
     gradient_checkpointing: bool | None = None
