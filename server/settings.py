@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     rag_max_results: int = Field(
         4, ge=1, le=50, description="Chunks put into the prompt when file_search names no max_num_results."
     )
+    rag_prompt_format: Literal["auto", "plain", "cited"] = Field(
+        "auto",
+        description="How chat RAG puts sources into the prompt: 'plain' (Context, Question, Answer: what "
+        "small models answer best from), 'cited' (numbered sources, asked to cite like [1]), or 'auto': "
+        "plain below 1B parameters, cited above (bench/rag_prompt.py measures them).",
+    )
     rag_score_threshold: float = Field(
         0.25,
         ge=0.0,

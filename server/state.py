@@ -129,6 +129,7 @@ def init_services(
         vector_stores,
         settings.rag_max_results,
         settings.rag_score_threshold,
+        settings.rag_prompt_format,
     )
     metrics.watch_engine(engine.stats)
     model_dir = Path(getattr(engine.info, "model_path", "") or data)

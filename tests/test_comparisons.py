@@ -205,3 +205,182 @@ def test_llm_as_judge_is_optional(make_client):
         404,
         "judge_model",
     )
+
+
+def sampled_answer(prompt: str, params) -> str:
+    """Greedy: reads the code from the sources (as answer_from_prompt). Sampled: right or wrong by the
+    request's seed (even seeds right), so the answer depends on the seed and on nothing else."""
+    right = answer_from_prompt(prompt)
+    if not params.temperature:
+        return right
+    return right if params.seed % 2 == 0 else "0000"
+
+
+def test_sampled_arm_repeats_each_question_and_reports_the_spread(make_client):
+    client = make_client(FakeEngine(respond=sampled_answer, max_model_len=4096))
+    store, eval_id = _setup(client)
+    search = {"vector_store_ids": [store], "max_num_results": 4}
+    arms = [
+        {"name": "greedy", "model": MODEL, "file_search": search},
+        {"name": "sampled", "model": MODEL, "file_search": search, "temperature": 0.8, "n": 4},
+    ]
+    created = client.post("/v1/comparisons", json={"eval_file_id": eval_id, "arms": arms}).json()
+    assert created["arms"][1]["seed"] == 0  # a sampled arm without a seed is seeded, and says so
+    assert "seed" not in created["arms"][0]  # a greedy one needs none
+    report = wait(client, created["id"])["report"]
+    sampled, greedy = report["arms"]["sampled"], report["arms"]["greedy"]
+    assert (sampled["samples_per_question"], greedy["samples_per_question"]) == (4, 1)
+    assert greedy["metrics"]["exact_match"]["mean"] == 1.0
+    assert "within_question_sd" not in greedy["metrics"]["exact_match"]
+    rows = [r["answers"]["sampled"] for r in report["rows"]]
+    assert all(len(r["samples"]) == 4 for r in rows)
+    # Samples j = 0..3 of a question are seeded seed_q + j: two even, two odd, so two right of four.
+    for r in rows:
+        assert [s["metrics"]["exact_match"] for s in r["samples"]] in (
+            [1.0, 0.0, 1.0, 0.0],
+            [0.0, 1.0, 0.0, 1.0],
+        )
+        assert r["metrics"]["exact_match"] == 0.5 and r["text"] == r["samples"][0]["text"]
+    assert sampled["metrics"]["exact_match"]["mean"] == 0.5
+    assert sampled["metrics"]["exact_match"]["within_question_sd"] == 0.5
+    # The same comparison again samples the same answers (seeds from the arm's seed and the question).
+    again = wait(
+        client, client.post("/v1/comparisons", json={"eval_file_id": eval_id, "arms": arms}).json()["id"]
+    )
+    assert [r["answers"]["sampled"]["samples"] for r in again["report"]["rows"]] == [
+        r["samples"] for r in rows
+    ]
+    assert_error(
+        client.post(
+            "/v1/comparisons", json={"eval_file_id": eval_id, "arms": [{"name": "g", "model": MODEL, "n": 3}]}
+        ),
+        400,
+        "arms[0].n",
+    )
+
+
+def test_question_seeds_do_not_depend_on_order_or_neighbours():
+    from evals.runner import question_seed
+
+    assert question_seed(0, "What is the code?") == question_seed(0, "What is the code?")
+    assert question_seed(0, "What is the code?") != question_seed(1, "What is the code?")
+    assert question_seed(0, "What is the code?") != question_seed(0, "What is the other code?")
+    assert 0 <= question_seed(2**63 - 1, "q") < 2**63
+
+
+def test_pairwise_judge_asks_both_orders_and_reports_position_bias(make_client):
+    """A judge that always prefers the answer shown first: every question's two verdicts disagree, so no
+    arm wins, every question is inconsistent and the first-position rate is 1. A fair judge (prefers the
+    right answer wherever it is shown) gives rag every win and a first-position rate of 0.5."""
+    asked: list[str] = []
+
+    def respond(prompt: str) -> str:
+        if "Reply with only A or B" in prompt:
+            asked.append(prompt)
+            if biased:
+                return "A"
+            a = re.search(r"Answer A: (.*)\n", prompt).group(1)
+            return "A" if a.isdigit() else "B"
+        return answer_from_prompt(prompt)
+
+    client = make_client(FakeEngine(respond=respond, max_model_len=4096))
+    store, eval_id = _setup(client)
+    body = {
+        "eval_file_id": eval_id,
+        "judge_model": MODEL,
+        "judge_mode": "pairwise",
+        "arms": [
+            {"name": "base", "model": MODEL},
+            {"name": "rag", "model": MODEL, "file_search": {"vector_store_ids": [store]}},
+        ],
+    }
+    for biased, expected in [(True, None), (False, "rag")]:
+        asked.clear()
+        created = client.post("/v1/comparisons", json=body).json()
+        assert created["progress"]["total"] == 8 * 2 + 8  # answers, then one judged pair per question
+        done = wait(client, created["id"])
+        assert done["progress"]["done"] == done["progress"]["total"]
+        report = done["report"]
+        [summary] = report["judge_pairwise"]
+        assert len(asked) == 16  # each question twice, in both orders
+        assert (summary["a"], summary["b"], summary["n"]) == ("base", "rag", 8)
+        assert "judge" not in report["arms"]["rag"]["metrics"]  # pairwise, not pointwise
+        if expected is None:
+            assert summary["ties"] == summary["inconsistent"] == 8 and summary["first_position_rate"] == 1.0
+            assert summary["a_score"]["mean"] == 0.5
+        else:
+            assert summary["wins_b"] == 8 and summary["inconsistent"] == 0
+            assert summary["first_position_rate"] == 0.5 and summary["a_score"]["mean"] == 0.0
+        row = report["rows"][0]["judge_pairwise"][0]
+        assert set(row) == {"a", "b", "a_first", "b_first"}
+
+
+@pytest.mark.parametrize(
+    ("reply", "verdict"),
+    [
+        ("A", "A"),
+        ("b.", "B"),
+        ("Answer A", "A"),
+        ("**B**", "B"),
+        ("tie", "tie"),
+        ("", "tie"),
+        ("Both", "tie"),
+    ],
+)
+def test_pair_verdicts_are_parsed_strictly(reply, verdict):
+    from server.comparisons.service import parse_pair_verdict
+
+    assert parse_pair_verdict(reply) == verdict
+
+
+def test_openai_evals_file_and_graders(client, setup, tmp_path):
+    """An eval in OpenAI's shape: {"item": {...}} rows and its testing_criteria (string_check,
+    text_similarity) run as a comparison; each grader is a metric with intervals and paired differences.
+    An item without a reference field takes the graders' reference ({{item.correct_code}})."""
+    store, _ = setup
+    evals = tmp_path / "openai.jsonl"
+    evals.write_text(
+        "\n".join(
+            json.dumps(
+                {"item": {"input": f"What is the access code of the {name} warehouse?", "correct_code": code}}
+            )
+            for name, code in CODES.items()
+        )
+        + "\n"
+    )
+    eval_id = upload(client, evals, "evals")
+    criteria = [
+        {
+            "type": "string_check",
+            "name": "code_given",
+            "input": "{{ sample.output_text }}",
+            "reference": "{{ item.correct_code }}",
+            "operation": "ilike",
+        },
+        {
+            "type": "text_similarity",
+            "name": "close",
+            "input": "{{sample.output_text}}",
+            "reference": "{{item.correct_code}}",
+            "evaluation_metric": "fuzzy_match",
+            "pass_threshold": 0.8,
+        },
+    ]
+    body = {"eval_file_id": eval_id, "arms": base_and_rag(store), "testing_criteria": criteria}
+    report = wait(client, client.post("/v1/comparisons", json=body).json()["id"])["report"]
+    rag, base = report["arms"]["rag"]["metrics"], report["arms"]["base"]["metrics"]
+    assert rag["code_given"]["mean"] == 1.0 and base["code_given"]["mean"] == 0.0
+    assert (
+        rag["close"]["mean"] == 1.0
+        and rag["close_score"]["mean"] == 1.0
+        and base["close_score"]["mean"] < 0.5
+    )
+    assert rag["exact_match"]["mean"] == 1.0  # the reference came from {{item.correct_code}}
+    assert any(p["metric"] == "code_given" and p["ci_high"] < 0 for p in report["pairwise"])
+
+    refused = {**body, "testing_criteria": [{"type": "label_model", "name": "tone", "model": "x"}]}
+    error = assert_error(client.post("/v1/comparisons", json=refused), 400, "testing_criteria")
+    assert "label_model" in error["message"] and "string_check" in error["message"]
+    missing = {**body, "testing_criteria": [criteria[0], {**criteria[1], "input": "{{item.nope}}"}]}
+    error = assert_error(client.post("/v1/comparisons", json=missing), 400, "eval_file_id")
+    assert "nope" in error["message"] and "line 1" in error["message"]

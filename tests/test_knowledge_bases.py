@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import time
 from pathlib import Path
 
@@ -455,6 +457,47 @@ def test_rag_chat_prompt_and_citations(client, fake_engine, kb):
         "query": "What is the access code of the Zorblax warehouse?",
         "results": len(annotations),
     }
+
+
+def test_rag_chat_plain_prompt_format_keeps_citations_in_the_response(client, fake_engine, kb):
+    """`prompt_format: "plain"` puts the sources' text under `Context:` with no numbers and no instruction
+    to cite; the response still carries every source as a citation, from retrieval."""
+    store_id, ids = kb
+    fake_engine.enqueue("7431")
+    body = chat(
+        client,
+        messages=[{"role": "user", "content": "What is the access code of the Zorblax warehouse?"}],
+        file_search={"vector_store_ids": [store_id], "max_num_results": 2, "prompt_format": "plain"},
+    ).json()
+    prompt = fake_engine.calls[-1].prompt
+    context, code = prompt.index("Context:\n"), prompt.index("7431")
+    question = prompt.index("Question: What is the access code of the Zorblax warehouse?\nAnswer:")
+    assert context < code < question
+    assert "[1]" not in prompt and "numbered sources" not in prompt and "handbook.pdf" not in prompt
+    annotations = body["choices"][0]["message"]["annotations"]
+    assert annotations[0]["file_id"] == ids["pdf"] and "7431" in annotations[0]["quote"]
+    assert body["file_search"]["results"] == len(annotations)
+    bad = chat(
+        client,
+        messages=[{"role": "user", "content": "What is the code?"}],
+        file_search={"vector_store_ids": [store_id], "prompt_format": "fancy"},
+    )
+    assert bad.status_code == 400 and "prompt_format" in bad.json()["error"]["param"]
+
+
+def test_auto_prompt_format_follows_model_size(tmp_path, smol_model_dir):
+    from server.chat.rag import model_parameters, prompt_format_for
+
+    assert 130e6 < model_parameters(smol_model_dir) < 140e6  # SmolLM2-135M
+    assert prompt_format_for("auto", smol_model_dir) == "plain"
+    big = tmp_path / "big"
+    big.mkdir()
+    config = {"hidden_size": 4096, "num_hidden_layers": 32, "vocab_size": 32000, "intermediate_size": 11008}
+    (big / "config.json").write_text(json.dumps({**config, "num_attention_heads": 32}))
+    assert 6.5e9 < model_parameters(big) < 7e9  # Llama-2-7B's shape
+    assert prompt_format_for("auto", big) == "cited"
+    assert prompt_format_for("auto", tmp_path / "missing") == "cited"  # unknown size: the usual format
+    assert prompt_format_for("plain", big) == "plain"
 
 
 def test_rag_chat_streams_citations_on_the_final_chunk(client, fake_engine, kb):

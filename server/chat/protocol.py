@@ -177,6 +177,12 @@ class FileSearch(BaseModel):
     max_num_results: int | None = Field(None, ge=1, le=50)
     ranking_options: RankingOptions | None = None
     filters: dict[str, Any] | None = None
+    prompt_format: Literal["auto", "plain", "cited"] | None = Field(
+        None,
+        description="Extension: how the sources are put into the prompt: 'plain' (Context, Question, "
+        "Answer), 'cited' (numbered sources, asked to cite like [1]) or 'auto' (by model size); default "
+        "the server's rag_prompt_format. Citations are in the response either way.",
+    )
 
     _filters = field_validator("filters")(check_filters)
 

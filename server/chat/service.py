@@ -35,7 +35,7 @@ from server.chat.protocol import (
     TopLogprob,
     Usage,
 )
-from server.chat.rag import annotations, rag_messages
+from server.chat.rag import annotations, prompt_format_for, rag_messages
 from server.chat.tools import (
     ToolPlan,
     ToolStream,
@@ -97,6 +97,7 @@ class ChatService:
         knowledge: KnowledgeSearch | None = None,
         rag_max_results: int = 4,
         rag_score_threshold: float = 0.0,
+        rag_prompt_format: str = "auto",
     ) -> None:
         self.catalog = catalog
         self.metrics = metrics
@@ -104,6 +105,7 @@ class ChatService:
         self.knowledge = knowledge
         self.rag_max_results = rag_max_results
         self.rag_score_threshold = rag_score_threshold
+        self.rag_prompt_format = rag_prompt_format
 
     # ---- validation and prompt rendering ----------------------------------------------------------
 
@@ -120,9 +122,11 @@ class ChatService:
         messages = [m.wire() for m in request.messages]
         sources, report = await self._retrieve(request, messages)
 
+        prompt_format = self.prompt_format(request, target)
+
         def prompt(sources: list[SearchHit]) -> list[int]:
             # Retrieval augments the last user message; tools, calls and results then become text.
-            chat = rag_messages(messages, sources) if report else messages
+            chat = rag_messages(messages, sources, prompt_format) if report else messages
             try:
                 flat = flatten_tools(chat, plan.tools)
             except ValueError as exc:
@@ -142,6 +146,13 @@ class ChatService:
         return PreparedChat(
             request, target, prompt_ids, params, sources=sources, file_search=report, tools=plan
         )
+
+    def prompt_format(self, request: ChatCompletionRequest, target: ChatTarget) -> str:
+        """The RAG prompt format (server/chat/rag.py PROMPT_FORMATS) for this request: its
+        `file_search.prompt_format`, else the server's `rag_prompt_format`; `auto` is resolved by the
+        engine's model size."""
+        setting = (request.file_search and request.file_search.prompt_format) or self.rag_prompt_format
+        return prompt_format_for(setting, getattr(target.engine.info, "model_path", None))
 
     async def _retrieve(
         self, request: ChatCompletionRequest, messages: list[dict]

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from typing import Any
 
-from evals.dataset import EvalFileError, load_eval
+from evals.dataset import EvalFileError, EvalItem, load_eval
+from evals.openai_evals import (
+    CriteriaError,
+    Grader,
+    check_templates,
+    criteria_metrics,
+    parse_testing_criteria,
+    render,
+)
+from evals.report import METRICS
 from evals.runner import run_comparison
 from server.catalog import ModelCatalog
 from server.chat.protocol import ChatCompletionRequest
@@ -18,6 +28,15 @@ from server.errors import APIError, bad_request, not_found
 from server.storage.db import Database, dumps, new_id, now
 
 log = logging.getLogger("ragtune.comparisons")
+
+
+def parse_pair_verdict(text: str) -> str:
+    """A pairwise judge's reply as "A", "B" or "tie": its first word, without punctuation or case ("A.",
+    "b", "Answer A" count; anything else is a tie, so an unusable reply favours neither side)."""
+    words = [w.strip(".,:;!\"'()*[]").lower() for w in text.split()]
+    words = [w for w in words if w and w != "answer"]
+    first = words[0] if words else ""
+    return {"a": "A", "b": "B"}.get(first, "tie")
 
 
 class ComparisonService:
@@ -50,6 +69,17 @@ class ComparisonService:
         if len({a.name for a in arms}) != len(arms):
             raise bad_request("Arm names must be unique.", "arms")
         for i, arm in enumerate(arms):
+            sampled = bool(arm.temperature)
+            if arm.n > 1 and not sampled:
+                raise bad_request(
+                    f"Arm '{arm.name}' asks n={arm.n} answers per question but does not sample: greedy "
+                    "answers repeat exactly. Give it a temperature above 0.",
+                    f"arms[{i}].n",
+                )
+            if sampled and arm.seed is None:
+                arm.seed = 0  # recorded with the arm: a sampled comparison is reproducible by default
+            if not sampled:
+                arm.seed = None
             try:
                 self.catalog.chat_target(arm.model)
             except APIError as exc:
@@ -60,10 +90,37 @@ class ComparisonService:
                 self.stores.check(arm.file_search.vector_store_ids, arm.file_search.ranker, where)
         return [a.model_dump(exclude_none=True) for a in arms]
 
+    def _graders(self, body: CreateComparison) -> list[Grader]:
+        """The request's OpenAI Evals graders, parsed; a 400 on `testing_criteria` naming what is wrong."""
+        if not body.testing_criteria:
+            return []
+        try:
+            return parse_testing_criteria(body.testing_criteria, reserved=METRICS)
+        except CriteriaError as exc:
+            raise bad_request(f"Invalid testing_criteria: {exc}", "testing_criteria") from exc
+
+    def _items(self, body: CreateComparison, graders: list[Grader]) -> list[EvalItem]:
+        """The eval file's questions; an OpenAI item without a reference field takes the first grader's
+        rendered `reference` (when it reads only the item). Raises EvalFileError."""
+
+        def reference(item: dict) -> list[str]:
+            for grader in graders:
+                if "sample.output_text" not in grader.reference:
+                    with contextlib.suppress(KeyError, ValueError):
+                        return [text] if (text := render(grader.reference, item, "")) else []
+            return []
+
+        items = load_eval(
+            self.files.path(body.eval_file_id), default_reference=reference if graders else None
+        )
+        check_templates(graders, items)
+        return items
+
     def create(self, body: CreateComparison) -> dict[str, Any]:
         self.files.require(body.eval_file_id, ("evals",), "eval_file_id")
+        graders = self._graders(body)
         try:
-            items = load_eval(self.files.path(body.eval_file_id))
+            items = self._items(body, graders)
         except EvalFileError as exc:
             raise bad_request(f"Invalid eval file: {exc}", "eval_file_id", "invalid_file") from exc
         arms = self.arms(body)
@@ -73,11 +130,14 @@ class ComparisonService:
             except APIError as exc:
                 exc.param = "judge_model"
                 raise
+        total = len(items) * len(arms)  # answers, then one pairwise judgement per question and pair
+        if body.judge_model and body.judge_mode == "pairwise":
+            total += len(items) * len(arms) * (len(arms) - 1) // 2
         comparison_id = new_id("cmp_")
         with self.db.transaction() as tx:
             tx.execute(
                 "INSERT INTO comparisons (id, body, arms, status, total, created_at) VALUES (?,?,?,?,?,?)",
-                (comparison_id, body.model_dump_json(), dumps(arms), "queued", len(items) * len(arms), now()),
+                (comparison_id, body.model_dump_json(), dumps(arms), "queued", total, now()),
             )
         self._start(comparison_id)
         return self.get(comparison_id)
@@ -101,12 +161,16 @@ class ComparisonService:
         arms = json.loads(row["arms"])
         self.db.execute("UPDATE comparisons SET status = 'running', done = 0 WHERE id = ?", (comparison_id,))
         try:
-            items = load_eval(self.files.path(body.eval_file_id))
+            graders = self._graders(body)
+            items = self._items(body, graders)
 
-            async def ask(arm: dict[str, Any], question: str) -> dict[str, Any]:
+            async def ask(arm: dict[str, Any], question: str, seed: int | None) -> dict[str, Any]:
                 request = ChatCompletionRequest(
                     model=arm["model"],
-                    temperature=0,
+                    temperature=arm.get("temperature") or 0,
+                    top_p=arm.get("top_p"),
+                    n=arm.get("n", 1),
+                    seed=seed,
                     max_tokens=body.max_tokens,
                     messages=[{"role": "user", "content": question}],
                     file_search=arm.get("file_search"),
@@ -116,7 +180,7 @@ class ComparisonService:
                 answer = await self.chat.complete(prepared)
                 message = answer.choices[0].message
                 return {
-                    "text": message.content,
+                    "texts": [choice.message.content or "" for choice in answer.choices],
                     "latency_ms": (time.perf_counter() - start) * 1000,
                     "completion_tokens": answer.usage.completion_tokens,
                     "sources": [
@@ -130,7 +194,8 @@ class ComparisonService:
             def progress(done: int, total: int) -> None:
                 self.db.execute("UPDATE comparisons SET done = ? WHERE id = ?", (done, comparison_id))
 
-            judge = self._judge(body.judge_model) if body.judge_model else None
+            pointwise = body.judge_model and body.judge_mode == "pointwise"
+            pairwise = body.judge_model and body.judge_mode == "pairwise"
             report = await run_comparison(
                 items,
                 arms,
@@ -138,8 +203,18 @@ class ComparisonService:
                 k=body.max_num_results,
                 concurrency=body.concurrency,
                 on_progress=progress,
-                judge=judge,
+                judge=self._judge(body.judge_model) if pointwise else None,
+                pair_judge=self._pair_judge(body.judge_model) if pairwise else None,
+                extra_metrics=(
+                    (lambda item, text: criteria_metrics(graders, item.extra.get("item", {}), text))
+                    if graders
+                    else None
+                ),
             )
+            report["engine"] = {
+                "name": self.catalog.engine.name,
+                "batch_invariant": bool(getattr(self.catalog.engine, "batch_invariant", False)),
+            }
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -167,6 +242,22 @@ class ComparisonService:
             )
             verdict = await self.chat.complete(await self.chat.prepare(request))
             return float(verdict.choices[0].message.content.strip().lower().startswith("yes"))
+
+        return judge
+
+    def _pair_judge(self, model: str):
+        async def judge(question: str, references: list[str], first: str, second: str) -> str:
+            prompt = (
+                f"You compare two answers to a question.\nQuestion: {question}\n"
+                f"Reference answer: {' | '.join(references)}\nAnswer A: {first}\nAnswer B: {second}\n"
+                "Which answer is correct and closer to the reference? Reply with only A or B, or tie if "
+                "they are equally good."
+            )
+            request = ChatCompletionRequest(
+                model=model, temperature=0, max_tokens=4, messages=[{"role": "user", "content": prompt}]
+            )
+            verdict = await self.chat.complete(await self.chat.prepare(request))
+            return parse_pair_verdict(verdict.choices[0].message.content or "")
 
         return judge
 

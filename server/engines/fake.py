@@ -60,6 +60,13 @@ class FakeCall:
         return CharTokenizer().decode(self.prompt_ids)
 
 
+def _positional_count(function: Any) -> int:
+    import inspect
+
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(p.kind in kinds for p in inspect.signature(function).parameters.values())
+
+
 class FakeEngine(Engine):
     name = "fake"
     max_lora_rank: int | None = None  # tests set a limit to play a vLLM engine
@@ -73,7 +80,10 @@ class FakeEngine(Engine):
         tokenizer: Any = None,
         respond: Any = None,
     ) -> None:
-        self.respond = respond  # optional: prompt text -> reply, for tests whose answer depends on the prompt
+        # optional: (prompt text) or (prompt text, SamplingParams) -> reply, for tests whose answer
+        # depends on the prompt (and on the sampling settings: temperature, seed)
+        self.respond = respond
+        self._respond_takes_params = respond is not None and _positional_count(respond) >= 2
         self.tokenizer = tokenizer or CharTokenizer()
         self.info = EngineInfo("fake", "fake", "float32", "cpu", max_model_len)
         self.replies: deque[str] = deque(replies or [])
@@ -103,7 +113,8 @@ class FakeEngine(Engine):
         if self.replies:
             reply = self.replies.popleft()
         elif self.respond is not None:
-            reply = self.respond(self.tokenizer.decode(list(prompt_ids)))
+            text = self.tokenizer.decode(list(prompt_ids))
+            reply = self.respond(text, params) if self._respond_takes_params else self.respond(text)
         else:
             reply = self.default_reply
         decoder = StreamDecoder(self.tokenizer, params.stop)
