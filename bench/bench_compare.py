@@ -4,7 +4,9 @@ The server gets a knowledge base of one-fact documents and an eval file of quest
 each arm (`base`, `rag`) a comparison runs with that arm alone (the runner sends 4 questions at a time;
 the engine batches them), timed until `completed`. The peer is what a user's own script would do: the
 `openai` client asking the same questions one after another with the same settings. The ratio
-runner/script is the figure.
+runner/script is the figure. Then what credibility costs: the same comparison with the rag arm sampled
+4 times per question, with a pointwise judge, and with a pairwise judge asked in both orders, each as a
+multiple of the greedy run's time.
 
     .venv/bin/python bench/bench_compare.py [--questions 32]
 """
@@ -72,6 +74,39 @@ def runner_rate(api: str, eval_id: str, arm: dict, n: int) -> float:
         return n / (time.perf_counter() - start)
 
 
+def comparison_seconds(api: str, body: dict) -> float:
+    """Wall time of one comparison run, from POST to `completed`."""
+    with httpx.Client(base_url=api, timeout=60) as http:
+        start = time.perf_counter()
+        comparison = http.post("/comparisons", json=body).json()
+        while comparison["status"] not in ("completed", "failed"):
+            time.sleep(0.2)
+            comparison = http.get(f"/comparisons/{comparison['id']}").json()
+        if comparison["status"] == "failed":
+            raise RuntimeError(comparison["error"])
+        return time.perf_counter() - start
+
+
+def costs(api: str, eval_id: str, arms: list[dict]) -> list[dict]:
+    """What repeats and a judge add: the same base-vs-rag comparison plain, with the rag arm sampled 4
+    times per question, with a pointwise judge, and with a pairwise judge (both orders), each timed; the
+    ratio is its time over the plain run's."""
+    plain = {"eval_file_id": eval_id, "arms": arms, "max_tokens": MAX_TOKENS}
+    sampled = [arms[0], {**arms[1], "name": "rag-n4", "temperature": 0.7, "n": 4, "seed": 1}]
+    variants = [
+        ("base + rag (greedy)", plain),
+        ("rag sampled n=4", {**plain, "arms": sampled}),
+        ("pointwise judge", {**plain, "judge_model": MODEL}),
+        ("pairwise judge, both orders", {**plain, "judge_model": MODEL, "judge_mode": "pairwise"}),
+    ]
+    rows = []
+    for name, body in variants:
+        rows.append({"variant": name, "seconds": comparison_seconds(api, body)})
+    for row in rows:
+        row["ratio_to_plain"] = row["seconds"] / rows[0]["seconds"]
+    return rows
+
+
 def script_rate(client: openai.OpenAI, arm: dict, questions: list[str]) -> float:
     extra = {"file_search": arm["file_search"]} if "file_search" in arm else None
     start = time.perf_counter()
@@ -121,6 +156,7 @@ def main() -> None:
                     "ratio": runner / script,
                 }
             )
+        extra = costs(server.api, eval_id, arms)
     finally:
         stop_server(server)
     table = Table(title=f"comparison runs: {args.questions} questions per arm, {MAX_TOKENS}-token answers")
@@ -134,6 +170,12 @@ def main() -> None:
             f"{r['ratio']:.2f}",
         )
     Console(width=120).print(table)
+    cost_table = Table(title="what repeats and a judge cost (same questions, base + rag arms)")
+    for col in ("variant", "seconds", "× the greedy run"):
+        cost_table.add_column(col, justify="right")
+    for r in extra:
+        cost_table.add_row(r["variant"], f"{r['seconds']:.1f}", f"{r['ratio_to_plain']:.2f}")
+    Console(width=120).print(cost_table)
     write_report(
         args.out,
         {
@@ -142,6 +184,7 @@ def main() -> None:
             "questions": args.questions,
             "max_tokens": MAX_TOKENS,
             "results": rows,
+            "costs": extra,
             "machine": {"platform": platform.platform()},
         },
     )

@@ -384,3 +384,38 @@ def test_openai_evals_file_and_graders(client, setup, tmp_path):
     missing = {**body, "testing_criteria": [criteria[0], {**criteria[1], "input": "{{item.nope}}"}]}
     error = assert_error(client.post("/v1/comparisons", json=missing), 400, "eval_file_id")
     assert "nope" in error["message"] and "line 1" in error["message"]
+
+
+def test_arms_that_differ_only_in_retrieval_settings(client, setup):
+    """Knowledge-base configurations compared as arms: the same model, with the ranker, the number of
+    sources and the prompt format changed; each arm's retrieval is its own (one source vs four)."""
+    store, eval_id = setup
+    arms = [
+        {"name": f"{ranker}-{k}", "model": MODEL, "file_search": search}
+        for ranker, k in [("bm25", 1), ("dense", 4), ("hybrid", 2)]
+        for search in [
+            {
+                "vector_store_ids": [store],
+                "max_num_results": k,
+                "ranking_options": {"ranker": ranker},
+                "prompt_format": "plain" if k == 1 else "cited",
+            }
+        ]
+    ]
+    report = wait(
+        client, client.post("/v1/comparisons", json={"eval_file_id": eval_id, "arms": arms}).json()["id"]
+    )["report"]
+    assert set(report["arms"]) == {"bm25-1", "dense-4", "hybrid-2"}
+    for row in report["rows"]:
+        assert len(row["answers"]["bm25-1"]["sources"]) == 1
+        assert 1 <= len(row["answers"]["hybrid-2"]["sources"]) <= 2
+    assert all(report["arms"][a]["metrics"]["hit_at_k"]["mean"] == 1.0 for a in report["arms"])
+    assert report["arms"]["bm25-1"]["metrics"]["exact_match"]["mean"] == 1.0
+    bad = [
+        {
+            "name": "x",
+            "model": MODEL,
+            "file_search": {"vector_store_ids": [store], "ranking_options": {"ranker": "magic"}},
+        }
+    ]
+    assert_error(client.post("/v1/comparisons", json={"eval_file_id": eval_id, "arms": bad}), 400)
