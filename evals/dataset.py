@@ -47,6 +47,14 @@ def _references(value: object, where: str, n: int) -> list[str]:
     return references
 
 
+def _optional_text(record: dict, key: str, where: str, n: int) -> str | None:
+    """`record[key]` when it is a string, None when absent or null; EvalFileError otherwise."""
+    value = record.get(key)
+    if value is not None and not isinstance(value, str):
+        raise EvalFileError(f"'{where}{key}' must be a string (got {type(value).__name__})", n)
+    return value
+
+
 def _flat_row(record: dict, n: int) -> EvalItem:
     question = record.get("question")
     if not isinstance(question, str) or not question.strip():
@@ -56,8 +64,8 @@ def _flat_row(record: dict, n: int) -> EvalItem:
     return EvalItem(
         question.strip(),
         references,
-        record.get("reference_file_id"),
-        record.get("reference_quote"),
+        _optional_text(record, "reference_file_id", "", n),
+        _optional_text(record, "reference_quote", "", n),
         n,
         {"item": record},
     )
@@ -108,7 +116,12 @@ def _item_row(record: dict, n: int, default_reference: Callable[[dict], list[str
     if key is None and default_reference is not None and (found := default_reference(item)):
         extra = {"item": item} | ({"sample": record["sample"]} if "sample" in record else {})
         return EvalItem(
-            question.strip(), found, item.get("reference_file_id"), item.get("reference_quote"), n, extra
+            question.strip(),
+            found,
+            _optional_text(item, "reference_file_id", "item.", n),
+            _optional_text(item, "reference_quote", "item.", n),
+            n,
+            extra,
         )
     if key is None:
         raise EvalFileError(
@@ -120,7 +133,12 @@ def _item_row(record: dict, n: int, default_reference: Callable[[dict], list[str
     references = _references(item[key], f"'item.{key}'", n)
     extra = {"item": item} | ({"sample": record["sample"]} if "sample" in record else {})
     return EvalItem(
-        question.strip(), references, item.get("reference_file_id"), item.get("reference_quote"), n, extra
+        question.strip(),
+        references,
+        _optional_text(item, "reference_file_id", "item.", n),
+        _optional_text(item, "reference_quote", "item.", n),
+        n,
+        extra,
     )
 
 

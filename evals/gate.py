@@ -72,8 +72,11 @@ def regressions(
 
     Every metric is higher-is-better except `abstained`, which is lower-is-better: it regressed when it
     rose with the interval above 0 (`ci_low > 0`); the others regressed when they fell with the interval
-    below 0 (`ci_high < 0`). `mean_diff`, `ci_low` and `ci_high` are always current − baseline, in the
-    metric's unit (a fraction in [0, 1]); `wins` counts questions where the current run is better (for
+    below 0 (`ci_high < 0`); either way the paired permutation test must also give p < 1 - `level` (the
+    percentile bootstrap alone is anti-conservative on a few questions). `missing` is True when the
+    baseline scored the metric for the arm and this run did not (retrieval lost, say). `mean_diff`,
+    `ci_low` and `ci_high` are always current − baseline, in the metric's unit (a fraction in [0, 1]);
+    `wins` counts questions where the current run is better (for
     `abstained`: lower), `losses` where it is worse.
 
     Args:
@@ -87,7 +90,8 @@ def regressions(
     Returns:
         One record per (arm, metric), arms in the current report's order: `{"arm", "baseline_arm",
         "metric", "n_paired", "unmatched", "mean_diff", "ci_low", "ci_high", "wins", "ties", "losses",
-        "p_value", "regressed"}`. `n_paired` is the number of questions where both runs scored the metric
+        "p_value", "regressed", "missing"}`. `n_paired` is the number of questions where both runs scored
+        the metric
         (0 gives NaN statistics and `regressed` False); `unmatched` the rows found in one report only.
 
     Raises:
@@ -114,6 +118,9 @@ def regressions(
                 and metric in (then := old["answers"][base_arm]["metrics"])
             ]
             stats = _compare([v[0] for v in values], [v[1] for v in values], metric, level)
+            before = any(metric in old["answers"][base_arm]["metrics"] for _, old in pairs)
+            scored = any(metric in current["answers"][arm]["metrics"] for current, _ in pairs)
+            stats["missing"] = before and not scored  # the baseline had it; this run lost it
             records.append(
                 {
                     "arm": arm,
@@ -148,10 +155,13 @@ def _compare(current: list[float], old: list[float], metric: str, level: float) 
             "regressed": False,
         }
     stats = paired(current, old, level)
+    # The percentile bootstrap is anti-conservative on a few questions (4 questions gave an interval
+    # below 0 with p = 0.25), so a regression also needs the permutation test at the same level.
+    significant = stats["p_value"] < 1 - level
     if metric in LOWER_IS_BETTER:  # a rise is worse: a question where it rose is a loss
         stats["wins"], stats["losses"] = stats["losses"], stats["wins"]
-        return {**stats, "regressed": stats["ci_low"] > 0}
-    return {**stats, "regressed": stats["ci_high"] < 0}
+        return {**stats, "regressed": stats["ci_low"] > 0 and significant}
+    return {**stats, "regressed": stats["ci_high"] < 0 and significant}
 
 
 def _shared_arms(report: dict, baseline: dict, arm_map: dict[str, str]) -> list[tuple[str, str]]:

@@ -16,7 +16,8 @@ _ENV = Environment(
 
 def _charts(report: dict[str, Any], arms: list[str]) -> list[dict[str, Any]]:
     charts = []
-    for metric in CHARTED:
+    seen = dict.fromkeys(m for a in arms for m in report["arms"][a]["metrics"])
+    for metric in [m for m in CHARTED if m in seen] + [m for m in seen if m not in CHARTED]:
         values = {
             arm: report["arms"][arm]["metrics"][metric]
             for arm in arms
@@ -51,7 +52,8 @@ def _charts(report: dict[str, Any], arms: list[str]) -> list[dict[str, Any]]:
 
 def render_report(comparison_id: str, report: dict[str, Any]) -> str:
     arms = list(report["arms"])
-    names = [m for m in CHARTED if any(m in report["arms"][a]["metrics"] for a in arms)]
+    seen = dict.fromkeys(m for a in arms for m in report["arms"][a]["metrics"])
+    names = [m for m in CHARTED if m in seen] + [m for m in seen if m not in CHARTED]
     return _ENV.get_template("report.html.j2").render(
         id=comparison_id,
         report=report,

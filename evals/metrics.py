@@ -21,8 +21,8 @@ _STOP = frozenset(
     "的 了 是 在 和 与 及 或".split()
 )
 ABSTAIN = re.compile(
-    r"(i (do not|don't|cannot|can't) (know|find|answer)|not (mentioned|stated|found|provided|in the "
-    r"(documents?|sources?|context))|"
+    r"(i (do not|don't|cannot|can't) (know|find|answer)|not (mentioned|stated|found|provided|specified|"
+    r"available|given|in the (documents?|sources?|context|knowledge base))|"
     r"(documents?|sources?|context) do(es)? not (say|contain|mention)|"
     r"no (relevant )?(information|source)|unable to (answer|find)|"
     r"不知道|无法回答|没有(提到|相关|找到)|未提及)",

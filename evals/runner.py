@@ -49,6 +49,8 @@ async def run_comparison(
 ) -> dict:
     """Every (arm, question) answered (an arm with `n` > 1 is sampled `n` times per question, seeded by
     `question_seed`), scored (metrics averaged over the samples), and summarised into the report.
+    hit@k's k is the arm's `file_search.max_num_results`, else `k`; the report gives it per arm. A
+    pairwise judge compares each arm's first answer to a question.
 
     `on_progress(done, total)` counts answers, then pairwise judgements when `pair_judge` is given.
     """
@@ -63,6 +65,9 @@ async def run_comparison(
         if on_progress:
             on_progress(done, total)
 
+    def arm_k(arm: dict[str, Any]) -> int:  # hit@k's k: the sources this arm asks for
+        return (arm.get("file_search") or {}).get("max_num_results") or k
+
     async def one(arm: dict[str, Any], i: int) -> None:
         item = items[i]
         seed = question_seed(arm["seed"], item.question) if arm.get("seed") is not None else None
@@ -71,7 +76,7 @@ async def run_comparison(
         texts, sources = result.pop("texts"), result.get("sources")
         samples = []
         for text in texts:
-            metrics = score(item, text, sources, k)
+            metrics = score(item, text, sources, arm_k(arm))
             if extra_metrics is not None:
                 metrics.update(extra_metrics(item, text))
             if judge is not None:
@@ -79,6 +84,7 @@ async def run_comparison(
                     metrics["judge"] = await judge(item.question, item.references, text)
             samples.append({"text": text, "metrics": metrics})
         result["text"], result["metrics"] = texts[0], mean_metrics([s["metrics"] for s in samples])
+        result["completion_tokens"] = result.get("completion_tokens", 0) / len(texts)  # per answer
         if len(samples) > 1:
             result["samples"] = samples
         # Scored on the chunks' full text; the report keeps the citations (their 400-character quotes).
@@ -106,4 +112,8 @@ async def run_comparison(
             verdicts[(a, b)] = [{}] * len(items)
             jobs += [both_orders(a, b, i) for i in range(len(items))]
         await asyncio.gather(*jobs)
-    return build_report(items, [arm["name"] for arm in arms], answers, verdicts)
+    report = build_report(items, [arm["name"] for arm in arms], answers, verdicts)
+    for arm in arms:
+        if arm.get("file_search"):
+            report["arms"][arm["name"]]["k"] = arm_k(arm)  # hit@k counts the first k retrieved
+    return report

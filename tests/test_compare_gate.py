@@ -76,6 +76,7 @@ def test_a_clear_drop_is_a_regression():
         "losses",
         "p_value",
         "regressed",
+        "missing",
     }
 
 
@@ -332,3 +333,19 @@ def test_cli_baseline_by_comparison_id(reports, server):
     assert busy.exit_code == 2 and "not completed" in busy.output
     missing = run_cli("--report", reports["held"], "--baseline", "cmp_nope", *gate)
     assert missing.exit_code == 2 and "No comparison" in missing.output
+
+
+def test_a_metric_the_baseline_scored_and_this_run_lost_is_missing():
+    baseline = make_report(QUESTIONS, {"rag": {"f1": spread(0.5), "hit_at_k": spread(1.0)}})
+    current = make_report(QUESTIONS, {"rag": {"f1": spread(0.5)}})
+    [r] = regressions(current, baseline, ["hit_at_k"])
+    assert r["missing"] is True and r["n_paired"] == 0 and r["regressed"] is False
+
+
+def test_a_bootstrap_interval_below_zero_on_four_questions_is_not_enough():
+    """With 4 questions the sign-flip test cannot reach p < 0.05 (its smallest p is 2/16): no regression."""
+    few = QUESTIONS[:4]
+    baseline = make_report(few, {"rag": {"f1": [0.9, 0.8, 0.7, 0.6]}})
+    current = make_report(few, {"rag": {"f1": [0.5, 0.5, 0.6, 0.6]}})
+    [r] = regressions(current, baseline, ["f1"])
+    assert r["p_value"] > 0.05 and r["regressed"] is False

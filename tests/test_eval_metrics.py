@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from evals import metrics as m
@@ -126,3 +128,33 @@ def test_paired_difference_is_real_or_noise():
     assert noise["ci_low"] < 0 < noise["ci_high"] and noise["p_value"] > 0.5
     with pytest.raises(ValueError):
         paired([1, 2], [1])
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "The answer to this question is not available in the knowledge base.",
+        "The company that cleans the offices is not specified.",
+        "That is not given in the documents.",
+    ],
+)
+def test_common_abstentions_are_abstentions(answer):
+    from evals.metrics import abstained
+
+    assert abstained(answer) == 1.0
+
+
+@pytest.mark.parametrize("field", ["reference_quote", "reference_file_id"])
+def test_reference_source_fields_must_be_text(tmp_path, field):
+    """A number or list where a passage or file id belongs is a line-numbered error at upload, not a
+    failed run (or a silent hit@k of 0) later."""
+    from evals.dataset import EvalFileError, load_eval
+
+    for row in (
+        {"question": "q?", "reference": "a", field: 123},
+        {"item": {"question": "q?", "reference": "a", field: ["x"]}},
+    ):
+        path = tmp_path / "e.jsonl"
+        path.write_text(json.dumps({"question": "ok?", "reference": "b"}) + "\n" + json.dumps(row) + "\n")
+        with pytest.raises(EvalFileError, match=rf"line 2: .*{field}.* must be a string"):
+            load_eval(path)

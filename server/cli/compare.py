@@ -67,12 +67,22 @@ def compare(
 ) -> None:
     """Compare arms (default: base, rag, ft, rag+ft) on your questions, with confidence intervals.
 
-    Exit codes: 0 done, 1 a run failed or a --fail-on-regression metric regressed, 2 a usage error.
+    Exit codes: 0 done, 1 a run failed or a --fail-on-regression metric regressed (or was scored by the
+    baseline and not by this run), 2 a usage error (including a request the server refused).
     """
+    if arms is not None:
+        try:
+            parsed = json.loads(arms)
+        except json.JSONDecodeError as exc:
+            _usage(f"--arms is not JSON ({exc})")
+        if not isinstance(parsed, list):
+            _usage("--arms must be a JSON list of arms (or model names)")
     criteria = _read_criteria(testing_criteria) if testing_criteria else None
     saved = _read_report(report_file, "--report") if report_file else None
     also = [name for arm in (saved or {}).get("arms", {}).values() for name in arm["metrics"]]
-    also += [f"{c.get('name')}{suffix}" for c in criteria or [] for suffix in ("", "_score")]
+    for i, grader in enumerate(criteria or []):  # the metric names the server gives each grader
+        name = grader.get("name") or f"{grader.get('type')}_{i}"
+        also += [name, f"{name}_score"] if grader.get("type") == "text_similarity" else [name]
     gate_metrics = _check_usage(eval_file, report_file, baseline, fail_on, also)
     old = _load_baseline(baseline, base_url, api_key) if baseline else None
     if saved is not None:
@@ -196,9 +206,9 @@ def _run(
     headers = {"Authorization": f"Bearer {client.api_key}"}
     with httpx.Client(base_url=base_url, headers=headers, timeout=60) as http:
         created = http.post("/comparisons", json=body)
-        if created.status_code != 200:
-            err.print(f"[red]error:[/red] {created.json()['error']['message']}")
-            raise typer.Exit(1)
+        if created.status_code != 200:  # the server refused the request: a usage error
+            err.print(f"[red]error:[/red] {escape(created.json()['error']['message'])}")
+            raise typer.Exit(2)
         comparison = created.json()
         with Progress(*PROGRESS_COLUMNS, console=err) as progress:
             task = progress.add_task("answering", total=comparison["progress"]["total"])
@@ -236,6 +246,9 @@ def _gate(report: dict, baseline: dict, metrics: list[str], fail: bool) -> None:
     for r in records:
         arm = r["arm"] if r["arm"] == r["baseline_arm"] else f"{r['arm']} (baseline {r['baseline_arm']})"
         arm = escape(arm)
+        if r.get("missing"):
+            table.add_row(arm, r["metric"], "–", "–", "–", "[red]missing: the baseline scored it[/red]")
+            continue
         if r["n_paired"] == 0:
             table.add_row(arm, r["metric"], "–", "–", "–", "[dim]not scored[/dim]")
             continue
@@ -251,7 +264,7 @@ def _gate(report: dict, baseline: dict, metrics: list[str], fail: bool) -> None:
     pairs, unmatched = match_rows(report, baseline)
     left_out = f", {unmatched} in one report only (left out)" if unmatched else ""
     out.print(f"{len(pairs)} questions paired with the baseline{left_out}")
-    regressed = [r for r in records if r["regressed"]]
+    regressed = [r for r in records if r["regressed"] or r.get("missing")]
     if fail and regressed:
         names = ", ".join(f"{r['arm']} {r['metric']}" for r in regressed)
         err.print(f"[red]regression:[/red] {escape(names)}")

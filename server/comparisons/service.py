@@ -24,6 +24,7 @@ from server.catalog import ModelCatalog
 from server.chat.protocol import ChatCompletionRequest
 from server.chat.service import ChatService
 from server.comparisons.protocol import Arm, CreateComparison
+from server.engines.base import SAMPLING_EPS
 from server.errors import APIError, bad_request, not_found
 from server.storage.db import Database, dumps, new_id, now
 
@@ -69,11 +70,11 @@ class ComparisonService:
         if len({a.name for a in arms}) != len(arms):
             raise bad_request("Arm names must be unique.", "arms")
         for i, arm in enumerate(arms):
-            sampled = bool(arm.temperature)
+            sampled = (arm.temperature or 0) >= SAMPLING_EPS  # below it chat decodes greedily
             if arm.n > 1 and not sampled:
                 raise bad_request(
                     f"Arm '{arm.name}' asks n={arm.n} answers per question but does not sample: greedy "
-                    "answers repeat exactly. Give it a temperature above 0.",
+                    f"answers repeat exactly. Give it a temperature of at least {SAMPLING_EPS:g}.",
                     f"arms[{i}].n",
                 )
             if sampled and arm.seed is None:
@@ -286,7 +287,9 @@ class ComparisonService:
         if comparison["report"] is None:
             raise APIError(
                 409,
-                f"Comparison '{comparison_id}' is {comparison['status']}; its report is not ready.",
+                f"Comparison '{comparison_id}' failed and has no report (see its error)."
+                if comparison["status"] == "failed"
+                else f"Comparison '{comparison_id}' is {comparison['status']}; its report is not ready.",
                 param="comparison_id",
                 code="report_not_ready",
             )
