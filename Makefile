@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install install-dev run test test-fast lint format bench clean
+.PHONY: install install-dev run test test-fast lint format bench bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ bench: install-dev
 	$(BIN)/python bench/bench_retrieval.py
 	$(BIN)/python bench/bench_finetune.py
 	$(BIN)/python bench/bench_compare.py
+
+# On a GPU machine (about 5-8 minutes); `--dry-run` runs the same code on the CPU with tiny shapes.
+bench-gpu: install-dev
+	$(BIN)/python bench/bench_gpu.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

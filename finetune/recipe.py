@@ -96,7 +96,11 @@ class LoRARecipe:
         validation_file: Path | None = None,
         cache_dir: Path | None = None,
         dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
     ) -> None:
+        """`dtype`: the base model's weights (LoRA weights stay float32, as PEFT makes them); `device`:
+        where the model, every batch and every generation run (`cpu`, `cuda:N`, `mps`), picked by the
+        worker (finetune/hardware.py)."""
         self.config = config
         self.model_dir = Path(model_dir)
         self.training_file = training_file
@@ -105,6 +109,7 @@ class LoRARecipe:
         self.reporter = reporter
         self.cache_dir = cache_dir or run_dir
         self.dtype = dtype
+        self.device = torch.device(device)
         self.progress = Progress()
         self.metrics: dict[str, Any] = {}
 
@@ -112,14 +117,21 @@ class LoRARecipe:
 
     def setup(self) -> None:
         from peft import LoraConfig, get_peft_model
-        from transformers import AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
+        from transformers import AutoTokenizer, get_cosine_schedule_with_warmup
 
         cfg = self.config
-        torch.manual_seed(cfg.seed)
+        if self.device.type == "cuda" and self.device.index is not None:
+            torch.cuda.set_device(self.device)  # library code that allocates on "the" GPU uses this one
+        torch.manual_seed(cfg.seed)  # seeds the CPU and every CUDA device
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=self.dtype)
+        self.model = load_model(self.model_dir, self.dtype).to(self.device)
+        self.reporter.event(
+            f"Loaded the base model on {self.device} in {str(self.dtype).removeprefix('torch.')} "
+            f"({self.model.config._attn_implementation} attention).",
+            {"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch.")},
+        )
         self._check_targets()  # before minutes of base-model generation, not after
         conversations = load_dataset(self.training_file)
         valid_conversations = load_dataset(self.validation_file) if self.validation_file else []
@@ -301,7 +313,11 @@ class LoRARecipe:
                 {"stage": f"{name}_answers", "prompts": len(missing)},
             )
             cached.update(
-                zip(missing, generate(self.model, self.tokenizer, missing, max_new_tokens), strict=True)
+                zip(
+                    missing,
+                    generate(self.model, self.tokenizer, missing, max_new_tokens, device=self.device),
+                    strict=True,
+                )
             )
             atomic_write_json(path, {"answers_by_prompt": cached}, indent=None)
         return [cached[q] for q in prompts]
@@ -347,25 +363,29 @@ class LoRARecipe:
         return self.metrics
 
     def _step(self, batch: list[Example]) -> tuple[float, int]:
-        """One optimizer step over `batch`, in micro-batches; the loss is a mean over trained tokens."""
+        """One optimizer step over `batch`, in length-grouped micro-batches (`micro_batches`). Returns
+        (loss, tokens): the loss summed over the batch's trained tokens divided by their count, whatever
+        the micro-batches (each micro-batch's sum is divided by the whole batch's count), and the tokens
+        fed to the model, padding excluded."""
         self.model.train()
-        trained = sum(sum(label != -100 for label in e.labels[1:]) for e in batch)
-        total_loss, tokens = 0.0, 0
-        for start in range(0, len(batch), self.config.micro_batch_size):
-            micro = batch[start : start + self.config.micro_batch_size]
-            ids, labels, mask = collate(micro, self.tokenizer.pad_token_id)
-            rehearsal = torch.tensor([e.line == 0 for e in micro])  # rehearsal examples have no line
+        trained = trained_tokens(batch)
+        total_loss = torch.zeros((), device=self.device)  # summed on the device: no sync per micro-batch
+        tokens = 0
+        for micro in micro_batches(batch, self.config.micro_batch_size):
+            ids, labels, mask = collate(micro, self.tokenizer.pad_token_id, self.device)
+            # rehearsal examples have no line
+            rehearsal = torch.tensor([e.line == 0 for e in micro], device=self.device)
             loss = self._loss_sum(ids, labels, mask, rehearsal) / max(trained, 1)
             loss.backward()
-            total_loss += loss.item()
-            tokens += int(mask.sum())
+            total_loss += loss.detach()
+            tokens += sum(len(e.input_ids) for e in micro)
         torch.nn.utils.clip_grad_norm_(
             [p for p in self.model.parameters() if p.requires_grad], self.config.max_grad_norm
         )
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return total_loss, tokens
+        return float(total_loss), tokens
 
     def _loss_sum(
         self,
@@ -489,15 +509,13 @@ class LoRARecipe:
 
     @torch.no_grad()
     def validation_loss(self) -> float:
+        """Mean next-token loss per trained token of the validation file (length-grouped micro-batches)."""
         self.model.eval()
-        total, count = 0.0, 0
-        for start in range(0, len(self.valid), self.config.micro_batch_size):
-            ids, labels, mask = collate(
-                self.valid[start : start + self.config.micro_batch_size], self.tokenizer.pad_token_id
-            )
-            total += float(self._loss_sum(ids, labels, mask))
-            count += int((labels[:, 1:] != -100).sum())
-        return total / max(count, 1)
+        total = torch.zeros((), device=self.device)
+        for micro in micro_batches(self.valid, self.config.micro_batch_size):
+            ids, labels, mask = collate(micro, self.tokenizer.pad_token_id, self.device)
+            total += self._loss_sum(ids, labels, mask)
+        return float(total) / max(trained_tokens(self.valid), 1)
 
     def retention_scores(self) -> dict[str, Any]:
         """Retention: of the general questions the base model gets right, the share the tuned model still
@@ -506,7 +524,13 @@ class LoRARecipe:
         known = [i for i, (_, ok) in enumerate(RETENTION_QUESTIONS) if is_correct(self.base_answers[i], ok)]
         kept = 0
         if known:
-            tuned = generate(self.model, self.tokenizer, [questions[i] for i in known], RETENTION_TOKENS)
+            tuned = generate(
+                self.model,
+                self.tokenizer,
+                [questions[i] for i in known],
+                RETENTION_TOKENS,
+                device=self.device,
+            )
             kept = sum(is_correct(a, RETENTION_QUESTIONS[i][1]) for a, i in zip(tuned, known, strict=True))
         retention = kept / len(known) if known else 1.0
         interval = retention_interval(kept, len(known))  # (0, 1) when nothing is known: no information
@@ -522,7 +546,9 @@ class LoRARecipe:
         set against its references."""
         if not self.task:
             return {"task_f1": 0.0, "task_exact_match": 0.0, "task_examples": 0}
-        answers = generate(self.model, self.tokenizer, [m for m, _ in self.task], TASK_TOKENS)
+        answers = generate(
+            self.model, self.tokenizer, [m for m, _ in self.task], TASK_TOKENS, device=self.device
+        )
         references = [r for _, r in self.task]
         return {
             "task_f1": sum(f1(a, [r]) for a, r in zip(answers, references, strict=True)) / len(answers),
@@ -551,6 +577,12 @@ class LoRARecipe:
                     "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict(),
                     "rng": torch.get_rng_state(),
+                    # LoRA dropout on a GPU draws from its own generator: saved too, for an exact resume
+                    **(
+                        {"cuda_rng": torch.cuda.get_rng_state(self.device)}
+                        if self.device.type == "cuda"
+                        else {}
+                    ),
                 },
                 tmp / "trainer_state.pt",
             )
@@ -584,10 +616,15 @@ class LoRARecipe:
             return
         latest = done[-1]
         self._load_adapter(latest)
-        state = torch.load(latest / "trainer_state.pt", weights_only=True)
+        # Loaded to the CPU whatever device wrote it: load_state_dict moves each optimizer state to its
+        # parameter's device (and keeps AdamW's step counts on the CPU, as a fresh run has them), and RNG
+        # states are CPU tensors. So a checkpoint written on a GPU resumes on a CPU and the other way.
+        state = torch.load(latest / "trainer_state.pt", map_location="cpu", weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":  # else the GPU keeps its seeded state
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         saved = json.loads((latest / "progress.json").read_text())
         self.progress = Progress(**{k: saved[k] for k in Progress.__dataclass_fields__ if k in saved})
         for key in ("train_loss", "valid_loss"):
@@ -602,7 +639,8 @@ class LoRARecipe:
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
-        set_peft_model_state_dict(self.model, load_file(directory / "adapter_model.safetensors"))
+        weights = load_file(directory / "adapter_model.safetensors", device=str(self.device))
+        set_peft_model_state_dict(self.model, weights)
 
     # ---- output -----------------------------------------------------------------------------------
 
@@ -633,8 +671,39 @@ class LoRARecipe:
         shutil.rmtree(self.run_dir / "checkpoints", ignore_errors=True)
 
 
-def collate(batch: list[Example], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded input ids, labels (-100 on padding) and attention mask."""
+def load_model(model_dir: Path, dtype: torch.dtype) -> Any:
+    """The causal LM in `model_dir` with weights in `dtype`, on the CPU, with PyTorch's
+    scaled-dot-product attention (fused kernels on a GPU, no [batch, heads, length, length] score
+    tensor kept for the backward pass) where transformers has it for the architecture, else with the
+    architecture's default attention."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, attn_implementation="sdpa")
+    except (ValueError, ImportError):  # transformers' answer for an architecture without SDPA
+        return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
+
+
+def micro_batches(batch: list[Example], size: int) -> list[list[Example]]:
+    """`batch` cut into micro-batches of at most `size` examples, longest first: rows of similar length
+    share a micro-batch, so little of it is padding (every pad token costs a forward and a backward
+    position), and the first micro-batch is the largest, so a device too small fails at the first
+    step. Every example is in exactly one micro-batch, in a deterministic order (a stable sort)."""
+    ordered = sorted(batch, key=lambda e: len(e.input_ids), reverse=True)
+    return [ordered[start : start + size] for start in range(0, len(ordered), size)]
+
+
+def trained_tokens(batch: list[Example]) -> int:
+    """Positions the loss is taken on: labels other than -100 after the first (the first token is never
+    predicted), as `_loss_sum` counts them."""
+    return sum(sum(label != -100 for label in e.labels[1:]) for e in batch)
+
+
+def collate(
+    batch: list[Example], pad_id: int, device: torch.device | str | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded input ids, labels (-100 on padding) and attention mask, each long [len(batch),
+    longest example], built on the CPU and moved to `device` (if given) in one copy each."""
     width = max(len(e.input_ids) for e in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), width), -100, dtype=torch.long)
@@ -644,6 +713,8 @@ def collate(batch: list[Example], pad_id: int) -> tuple[torch.Tensor, torch.Tens
         ids[row, :n] = torch.tensor(example.input_ids)
         labels[row, :n] = torch.tensor(example.labels)
         mask[row, :n] = 1
+    if device is not None:
+        ids, labels, mask = (t.to(device, non_blocking=True) for t in (ids, labels, mask))
     return ids, labels, mask
 
 
@@ -654,12 +725,15 @@ def generate(
     prompts: list[str] | list[list[dict[str, str]]],
     max_new_tokens: int,
     batch_size: int = 64,
+    device: torch.device | str | None = None,
 ) -> list[str]:
     """Greedy answers to prompts (a user message, or the messages before the answer), in the prompts'
     order. Batched with left padding, prompts of similar length together (less padding); 64 per batch,
     because on a CPU a small model's decoding step costs little more for 64 rows than for 16, and it is
-    the number of steps that counts."""
+    the number of steps that counts. Each batch's inputs go to `device`, by default the device of the
+    model's first parameter."""
     model.eval()
+    device = torch.device(device) if device is not None else next(model.parameters()).device
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     texts = [
         tokenizer.apply_chat_template(
@@ -676,7 +750,7 @@ def generate(
             rows = order[start : start + batch_size]
             inputs = tokenizer(
                 [texts[i] for i in rows], return_tensors="pt", padding=True, add_special_tokens=False
-            )
+            ).to(device)
             out = model.generate(
                 **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
             )

@@ -1,9 +1,11 @@
 """`python -m finetune.worker <job-id> --data-dir DIR`: train one job in its own process.
 
-The server writes `<data>/fine_tuning/<job-id>/job.json` (paths, and `config`: `TrainConfig.to_dict()` as
-the job row holds it); this process appends its progress to `events.jsonl` beside it and, on success,
-writes the adapter and `result.json`. It exits 0 on success, 2 when the data is invalid (`error.json`),
-3 when cancelled (SIGTERM), and dies with its parent.
+The server writes `<data>/fine_tuning/<job-id>/job.json` (paths, `config`: `TrainConfig.to_dict()` as
+the job row holds it, and `training_device`: RAGTUNE_TRAINING_DEVICE); this process appends its progress
+to `events.jsonl` beside it and, on success, writes the adapter and `result.json`. It exits 0 on success;
+2 when the job cannot succeed as asked, with `error.json` (`code`, `message`, `param`) saying why: invalid
+data, a training device this machine lacks (`training_device_unavailable`), or the device's memory ran out
+(`out_of_memory`); 3 when cancelled (SIGTERM); and it dies with its parent.
 Started again after a crash, it resumes from the job's last checkpoint.
 """
 
@@ -14,6 +16,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -22,7 +25,8 @@ from typing import Any
 
 from common.atomic import atomic_write_json
 
-EXIT_OK, EXIT_BAD_DATA, EXIT_CANCELLED = 0, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 2, 3
+"""EXIT_FAILED: `error.json` holds the job's error; the server fails the job with it (no retry)."""
 
 
 class FileReporter:
@@ -64,10 +68,50 @@ def write_json(path: Path, value: dict[str, Any]) -> None:
     atomic_write_json(path, value)
 
 
+def out_of_memory_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions PyTorch raises when a device's memory runs out (`torch.OutOfMemoryError` since
+    torch 2.5, `torch.cuda.OutOfMemoryError` before; one class today)."""
+    import torch
+
+    return tuple(
+        {getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), torch.cuda.OutOfMemoryError}
+    )
+
+
+def out_of_memory_message(
+    error: str, device: str, stage: str, config: Any, memory: tuple[int, int] | None
+) -> str:
+    """The job's error message for an out-of-memory `error` (PyTorch's text) on `device` while `stage`:
+    what ran out (with `memory`, (free, total) bytes after the cache was released, when known) and the
+    settings of `config` (a TrainConfig) that lower the memory a step needs."""
+    tried = re.search(r"Tried to allocate ([\d.]+ [KMGT]?i?B)", error)
+    message = f"Out of memory on {device} while {stage}"
+    if tried:
+        message += f" (it tried to allocate {tried.group(1)} more)"
+    if memory:
+        free, total = memory
+        message += f"; {free / 2**30:.2f} of {total / 2**30:.2f} GiB free once the job let go of its memory"
+    message += (
+        f". Lower training.micro_batch_size (now {config.micro_batch_size}) or training.max_length (now "
+        f"{config.max_length})"
+    )
+    if not config.gradient_checkpointing:
+        message += ", or set training.gradient_checkpointing to true"
+    return message + "."
+
+
 def run(job_id: str, data_dir: Path) -> int:
+    """Train job `job_id` from `<data_dir>/fine_tuning/<job_id>/job.json`. Returns the exit code: EXIT_OK
+    (`result.json` written), EXIT_FAILED (`error.json` written) or EXIT_CANCELLED. Raises whatever else
+    went wrong (the server then re-queues the job to resume it)."""
     from finetune.config import TrainConfig
     from finetune.data import DataError
-    from finetune.hardware import pick_device, pick_dtype
+    from finetune.hardware import (
+        DeviceUnavailable,
+        pick_dtype,
+        release_cached_memory,
+        resolve_training_device,
+    )
     from finetune.recipe import Cancelled, LoRARecipe
 
     run_dir = data_dir / "fine_tuning" / job_id
@@ -86,10 +130,19 @@ def run(job_id: str, data_dir: Path) -> int:
             raise Cancelled
 
     signal.signal(signal.SIGTERM, on_sigterm)
-    device = pick_device("auto")
+    config = TrainConfig.from_dict(spec["config"])
+    try:
+        device = resolve_training_device(spec.get("training_device") or "auto")
+    except DeviceUnavailable as exc:
+        write_json(
+            run_dir / "error.json",
+            {"code": "training_device_unavailable", "message": str(exc), "param": None},
+        )
+        return EXIT_FAILED
+    stage, oom = "setting up (loading the model, generating the base model's answers)", None
     try:
         recipe = LoRARecipe(
-            TrainConfig.from_dict(spec["config"]),
+            config,
             Path(spec["model_dir"]),
             Path(spec["training_file"]),
             run_dir,
@@ -97,9 +150,12 @@ def run(job_id: str, data_dir: Path) -> int:
             Path(spec["validation_file"]) if spec.get("validation_file") else None,
             cache_dir=data_dir / "fine_tuning" / "cache",
             dtype=pick_dtype("auto", device),
+            device=device,
         )
         recipe.setup()
+        stage = "training or scoring an epoch"
         metrics = recipe.train()
+        stage = "saving the adapter"
         recipe.save(
             Path(spec["adapter_dir"]),
             {"base_model": spec["base_model"], "job_id": job_id, "training_file": spec["training_file_id"]},
@@ -112,7 +168,15 @@ def run(job_id: str, data_dir: Path) -> int:
             run_dir / "error.json",
             {"code": exc.code, "message": exc.message, "param": None if exc.line is None else str(exc.line)},
         )
-        return EXIT_BAD_DATA
+        return EXIT_FAILED
+    except out_of_memory_errors() as exc:
+        oom = str(exc)  # only the text: the traceback and the tensors its frames hold go with this block
+    if oom is not None:
+        recipe = None  # the model, optimizer and activations: released before the memory is measured
+        memory = release_cached_memory(device)
+        message = out_of_memory_message(oom, device, stage, config, memory)
+        write_json(run_dir / "error.json", {"code": "out_of_memory", "message": message, "param": None})
+        return EXIT_FAILED
     write_json(run_dir / "result.json", {"metrics": metrics, "adapter_dir": spec["adapter_dir"]})
     recipe.cleanup()
     return EXIT_OK

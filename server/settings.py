@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from finetune.hardware import DEVICE_PATTERN
+
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
 DEFAULT_MODEL_MAX_TOKENS = 512
@@ -121,6 +123,11 @@ class Settings(BaseSettings):
     max_training_jobs: int = Field(
         1, ge=0, le=8, description="Fine-tuning jobs trained at once (0: queue them, train none)."
     )
+    training_device: str = Field(
+        "auto",
+        description="Torch device fine-tuning jobs train on: auto (a CUDA GPU when PyTorch sees one, else "
+        "the CPU), cpu, cuda, cuda:N or mps. A device the machine lacks fails each job at once, saying so.",
+    )
 
     api_key: str | None = Field(
         None, description="One key or a comma-separated list; when set every route but /health needs it."
@@ -132,6 +139,14 @@ class Settings(BaseSettings):
     def _keys_not_blank(cls, value: str | None) -> str | None:
         if value is not None and not [k for k in value.split(",") if k.strip()]:
             raise ValueError("RAGTUNE_API_KEY is set but holds no key; unset it or give one or more keys")
+        return value
+
+    @field_validator("training_device")
+    @classmethod
+    def _training_device_named(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not DEVICE_PATTERN.fullmatch(value):
+            raise ValueError(f"RAGTUNE_TRAINING_DEVICE={value!r}: use auto, cpu, cuda, cuda:N or mps")
         return value
 
     @field_validator("model", "embedding_model")

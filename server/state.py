@@ -133,7 +133,15 @@ def init_services(
     )
     metrics.watch_engine(engine.stats)
     model_dir = Path(getattr(engine.info, "model_path", "") or data)
-    scheduler = FineTuningScheduler(db, data, files, catalog, model_dir, settings.max_training_jobs)
+    scheduler = FineTuningScheduler(
+        db,
+        data,
+        files,
+        catalog,
+        model_dir,
+        settings.max_training_jobs,
+        training_device=settings.training_device,
+    )
     return Services(
         settings=settings,
         metrics=metrics,

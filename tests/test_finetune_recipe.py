@@ -332,9 +332,9 @@ def test_unscored_epochs_generate_nothing_hold_nothing_out_and_publish_the_last(
     prompts_generated: list[str] = []
     real_generate = recipe_module.generate
 
-    def counting(model, tokenizer, prompts, max_new_tokens):
+    def counting(model, tokenizer, prompts, max_new_tokens, **options):
         prompts_generated.extend(map(str, prompts))
-        return real_generate(model, tokenizer, prompts, max_new_tokens)
+        return real_generate(model, tokenizer, prompts, max_new_tokens, **options)
 
     monkeypatch.setattr(recipe_module, "generate", counting)
     data = write(tmp_path / "facts.jsonl", phrasings=3)  # large enough to hold examples out otherwise

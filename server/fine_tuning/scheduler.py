@@ -46,6 +46,7 @@ class FineTuningScheduler:
         catalog: ModelCatalog,
         model_dir: Path,
         max_running: int = 1,
+        training_device: str = "auto",
     ) -> None:
         self.db = db
         self.data_dir = data_dir
@@ -53,6 +54,7 @@ class FineTuningScheduler:
         self.catalog = catalog
         self.model_dir = model_dir
         self.max_running = max_running
+        self.training_device = training_device  # RAGTUNE_TRAINING_DEVICE, checked by the worker
         self.runs = data_dir / "fine_tuning"
         self.adapters = data_dir / "adapters"
         self._wake = asyncio.Event()
@@ -197,6 +199,7 @@ class FineTuningScheduler:
             "validation_file": str(self.files.path(validation)) if validation else None,
             "adapter_dir": str(self.adapters / job_id),
             "config": json.loads(job["config"]),
+            "training_device": self.training_device,
         }
         atomic_write_json(run_dir / "job.json", spec)
         with self.db.transaction() as tx:

@@ -1,0 +1,498 @@
+"""GPU benchmark: ragtune's LoRA recipe and transformers engine on one GPU, against named peers.
+
+Weights are random-initialised with real shapes (the default model's config; a 1.7B shape; a 7B shape
+where memory allows) unless `--model-dir` gives local weights: speeds, memory and device placement are
+real, answers are not. It needs only torch, transformers and peft (and TRL, vLLM when installed), so it
+runs on a GPU machine that has not installed this project's other dependencies.
+
+Sections (each row names its peer; the ratio is ragtune / peer, measured in the same run):
+- training: trained tokens/s, peak memory and MFU (model FLOPs utilisation: 6 x parameters x tokens/s
+  over the card's dense bf16 peak, the convention of PaLM, Chowdhery et al. 2022, appendix B; LoRA skips
+  the frozen weights' gradients, so 4 x would be the work actually done) of ragtune's recipe against
+  TRL's SFTTrainer with packing (same data, LoRA shape, batch and learning rate), when TRL is installed;
+- serving: the transformers engine at concurrency 1, 16 and 64 (128 new tokens each) against raw
+  `model.generate` on the same prompts at the same batch size;
+- adapters: one engine batch with rows for two LoRA adapters (random, non-zero) gives, row for row,
+  the greedy tokens PEFT's own `generate` gives for each adapter alone.
+
+    python bench/bench_gpu.py                 # on a GPU: about 5-8 minutes
+    python bench/bench_gpu.py --dry-run       # the same code on the CPU with tiny shapes (CI runs it)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+# Dense bf16 tensor-core peak (TFLOP/s) by GPU name, from NVIDIA's datasheets (without sparsity).
+BF16_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0}
+SHAPES = {
+    "smollm2-135m": {},
+    "1.7b-shape": {
+        "hidden_size": 2048,
+        "intermediate_size": 8192,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "head_dim": 64,
+    },
+    "7b-shape": {
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "head_dim": 128,
+    },
+}
+TINY = {
+    "num_hidden_layers": 2,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 16,
+}
+RESULTS: dict[str, Any] = {}
+
+
+def log(out: Path, key: str, value: Any) -> None:
+    """Record a result, print it, and rewrite the JSON at once (a run cut short keeps what it measured)."""
+    RESULTS[key] = value
+    print(key, json.dumps(value), flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(RESULTS, indent=1))
+
+
+def default_model_dir() -> Path:
+    """The converted default model's directory (config and tokenizer are what is used)."""
+    for candidate in (
+        ROOT / ".pytest_cache" / "ragtune-models" / "smollm2-135m-instruct",
+        ROOT / "data" / "models" / "smollm2-135m-instruct",
+    ):
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise SystemExit(
+        "no converted default model found: run `make test` or `make run` once, or give --model-dir"
+    )
+
+
+def build(source: Path, overrides: dict, where: Path, dtype: torch.dtype) -> tuple[Path, int]:
+    """A model directory with `source`'s tokenizer and config changed by `overrides`, random weights:
+    (directory, parameter count)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(source)
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    count = sum(p.numel() for p in model.parameters())
+    where.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(where)
+    AutoTokenizer.from_pretrained(source).save_pretrained(where)
+    for extra in ("chat_template.jinja", "generation_config.json"):
+        if (source / extra).is_file():
+            shutil.copy(source / extra, where / extra)
+    del model
+    gc.collect()
+    return where, count
+
+
+def training_rows(n: int) -> list[dict]:
+    """`n` chat examples of varied length from the repository's own data (Constitution passages as
+    context, the questions and their short answers; the invented facts), no network and no ../shared."""
+    from tests.data import constitution
+    from tests.data.make_facts import FACTS
+
+    rows = []
+    for i in range(n):
+        if i % 2 == 0:
+            question, answer, document, _ = constitution.QUESTIONS[i // 2 % len(constitution.QUESTIONS)]
+            context = constitution.DOCUMENTS[document]
+            prompt = f"Context:\n{context}\n\nQuestion: {question}\nAnswer:"
+        else:
+            prompt, answer, _ = FACTS[i // 2 % len(FACTS)]
+            answer = f"{answer} That is the answer to: {prompt}"
+        rows.append(
+            {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]}
+        )
+    return rows
+
+
+def peak_tflops() -> tuple[float | None, str | None]:
+    if not torch.cuda.is_available():
+        return None, None
+    name = torch.cuda.get_device_name(0)
+    for key, value in BF16_PEAK_TFLOPS.items():
+        if key in name:
+            return value, name
+    return None, name
+
+
+def train_ragtune(
+    model_dir: Path,
+    data: Path,
+    work: Path,
+    device: str,
+    dtype: torch.dtype,
+    batch: int,
+    micro: int,
+    max_length: int,
+) -> dict:
+    """One epoch of ragtune's recipe, scoring off (what is timed is training): trained tokens/s."""
+    from finetune.config import TrainConfig
+    from finetune.recipe import LoRARecipe
+
+    class Quiet:
+        def event(self, message, data=None, kind="message") -> None:
+            pass
+
+        def stop_requested(self) -> bool:
+            return False
+
+    config = TrainConfig(
+        n_epochs=1,
+        batch_size=batch,
+        micro_batch_size=micro,
+        max_length=max_length,
+        rehearsal_ratio=0.0,
+        eval_strategy="no",
+        checkpoint_every=10_000,
+        seed=1,
+    )
+    recipe = LoRARecipe(config, model_dir, data, work, Quiet(), cache_dir=work, dtype=dtype, device=device)
+    recipe.setup()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    recipe.train()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    tokens = recipe.progress.tokens_seen
+    out = {
+        "tokens": tokens,
+        "seconds": seconds,
+        "tokens_per_s": tokens / seconds,
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None,
+    }
+    del recipe
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return out
+
+
+def train_trl(
+    model_dir: Path,
+    data: Path,
+    work: Path,
+    device: str,
+    dtype: torch.dtype,
+    batch: int,
+    micro: int,
+    max_length: int,
+) -> dict | str:
+    """One epoch of TRL's SFTTrainer with packing and the same LoRA shape: tokens/s, or why not run."""
+    try:
+        from datasets import load_dataset
+        from peft import LoraConfig
+        from transformers import AutoModelForCausalLM
+        from trl import SFTConfig, SFTTrainer
+    except ImportError as exc:
+        return f"not run: {exc.name} is not installed"
+    from finetune.config import TrainConfig
+
+    defaults = TrainConfig()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device)
+    args = SFTConfig(
+        output_dir=str(work / "trl"),
+        num_train_epochs=1,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=max(1, batch // micro),
+        learning_rate=defaults.learning_rate,
+        packing=True,
+        max_length=max_length,
+        logging_steps=1000,
+        save_strategy="no",
+        report_to=[],
+        bf16=dtype == torch.bfloat16 and device.startswith("cuda"),
+        gradient_checkpointing=False,
+        use_cpu=not device.startswith("cuda"),
+        dataloader_num_workers=0,
+        seed=1,
+    )
+    lora = LoraConfig(
+        r=defaults.lora_r,
+        lora_alpha=defaults.lora_alpha,
+        lora_dropout=defaults.lora_dropout,
+        target_modules=list(defaults.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    dataset = load_dataset("json", data_files=str(data), split="train")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, peft_config=lora)
+    tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    trainer.train()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    del trainer, model
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}
+
+
+async def engine_rate(
+    engine: Any, prompts: list[list[int]], new_tokens: int, adapters: list | None = None
+) -> tuple[float, list[str]]:
+    """All prompts at once through the engine: (generated tokens/s, each row's text)."""
+    from server.engines.base import SamplingParams
+
+    params = SamplingParams(max_tokens=new_tokens, temperature=0.0, ignore_eos=True)
+
+    async def one(i: int) -> str:
+        text = ""
+        async for delta in engine.generate(prompts[i], params, adapters[i] if adapters else None):
+            text += delta.text
+        return text
+
+    start = time.perf_counter()
+    rows = await asyncio.gather(*(one(i) for i in range(len(prompts))))
+    seconds = time.perf_counter() - start
+    return len(prompts) * new_tokens / seconds, rows
+
+
+def raw_rate(model: Any, prompts: list[list[int]], new_tokens: int, pad_id: int, device: str) -> float:
+    """The same prompts as one left-padded batch through `model.generate` (greedy): generated tokens/s."""
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    with torch.no_grad():
+        model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=pad_id,
+        )
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return len(prompts) * new_tokens / (time.perf_counter() - start)
+
+
+def make_adapters(model_dir: Path, where: Path, dtype: torch.dtype) -> dict[str, Path]:
+    """Two LoRA adapters with random, non-zero weights (PEFT's `init_lora_weights=False`)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    out = {}
+    for seed, name in ((1, "a"), (2, "b")):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
+        lora = LoraConfig(
+            r=8,
+            lora_alpha=64,
+            target_modules=["q_proj", "v_proj", "down_proj"],
+            init_lora_weights=False,
+            task_type="CAUSAL_LM",
+        )
+        peft_model = get_peft_model(model, lora)
+        out[name] = where / name
+        peft_model.save_pretrained(out[name])
+        del model, peft_model
+    return out
+
+
+def peft_greedy(
+    model_dir: Path, adapter: Path, prompt: list[int], new_tokens: int, device: str, dtype: torch.dtype
+) -> list[int]:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device)
+    model = PeftModel.from_pretrained(model, adapter).to(device).eval()
+    with torch.no_grad():
+        out = model.generate(
+            input_ids=torch.tensor([prompt], device=device),
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+        )
+    del model
+    return out[0, len(prompt) :].tolist()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU (what CI runs)")
+    parser.add_argument(
+        "--model-dir", type=Path, help="config and tokenizer (default: the converted default model)"
+    )
+    parser.add_argument("--shapes", default="smollm2-135m,1.7b-shape,7b-shape")
+    parser.add_argument("--examples", type=int, default=400)
+    parser.add_argument("--dtype", choices=("auto", "bfloat16", "float32"), default="auto")
+    parser.add_argument("--only", choices=("all", "adapters"), default="all")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "bench_gpu.json")
+    args = parser.parse_args()
+    out = args.out
+    cuda = torch.cuda.is_available() and not args.dry_run
+    device = "cuda:0" if cuda else "cpu"
+    dtype = torch.bfloat16 if cuda else torch.float32
+    if args.dtype != "auto":
+        dtype = getattr(torch, args.dtype)
+    peak, gpu = peak_tflops() if cuda else (None, None)
+    import transformers
+
+    log(
+        out,
+        "env",
+        {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "gpu": gpu,
+            "bf16_peak_tflops": peak,
+            "device": device,
+            "dry_run": args.dry_run,
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+    )
+    source = args.model_dir or default_model_dir()
+    shapes = {"tiny": TINY} if args.dry_run else {s: SHAPES[s] for s in args.shapes.split(",")}
+    examples = 24 if args.dry_run else args.examples
+    levels = (1, 2, 4) if args.dry_run else (1, 16, 64)
+    new_tokens = 8 if args.dry_run else 128
+    work = Path(tempfile.mkdtemp(prefix="bench-gpu-"))
+    data = work / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in training_rows(examples)))
+    try:
+        for name, overrides in shapes.items():
+            if cuda and name == "7b-shape":
+                free, _ = torch.cuda.mem_get_info()
+                if free < 60 * 2**30:
+                    log(out, f"{name}", f"skipped: {free / 2**30:.0f} GiB free, 60 needed")
+                    continue
+            model_dir, params = build(source, overrides, work / name, dtype)
+            row: dict[str, Any] = {"parameters": params}
+            batch, micro, max_length = (
+                (8, 4, 256) if args.dry_run else (16, 8 if name != "7b-shape" else 4, 1024)
+            )
+            levels_now = levels if args.only == "all" else ()
+            ours = (
+                {"tokens_per_s": float("nan")}
+                if args.only != "all"
+                else train_ragtune(
+                    model_dir, data, work / f"{name}-run", device, dtype, batch, micro, max_length
+                )
+            )
+            row["ragtune"] = ours
+            if peak:
+                row["ragtune"]["mfu"] = 6 * params * ours["tokens_per_s"] / (peak * 1e12)
+            if name != "7b-shape" and args.only == "all":
+                trl = train_trl(
+                    model_dir, data, work / f"{name}-trl", device, dtype, batch, micro, max_length
+                )
+                row["trl_sft_packing"] = trl
+                if isinstance(trl, dict):
+                    row["ratio_vs_trl"] = ours["tokens_per_s"] / trl["tokens_per_s"]
+            log(out, f"training/{name}", row)
+
+            if name == "7b-shape":
+                continue
+            from transformers import AutoTokenizer
+
+            from server.engines.transformers_engine import TransformersEngine
+
+            serving: dict[str, Any] = {}
+            for level in levels_now:
+                engine = TransformersEngine(
+                    str(model_dir),
+                    dtype=str(dtype).removeprefix("torch."),
+                    device=device,
+                    max_batch_size=max(level, 16),
+                    max_queue=1024,
+                )
+                tok = engine.tokenizer
+                prompts = [
+                    tok.encode(
+                        tok.apply_chat_template(
+                            [{"role": "user", "content": f"Question {i}: describe the sea."}],
+                            add_generation_prompt=True,
+                            tokenize=False,
+                        ),
+                        add_special_tokens=False,
+                    )
+                    for i in range(level)
+                ]
+                asyncio.run(engine_rate(engine, prompts[:1], 2))  # warm-up
+                ours_rate, _ = asyncio.run(engine_rate(engine, prompts, new_tokens))
+                raw = raw_rate(engine.model, prompts, new_tokens, engine.pad_id, device)
+                serving[str(level)] = {
+                    "engine_tokens_per_s": ours_rate,
+                    "raw_generate_tokens_per_s": raw,
+                    "ratio": ours_rate / raw,
+                }
+                asyncio.run(engine.close())
+                del engine
+                gc.collect()
+            log(out, f"serving/{name}", serving)
+
+            if name == next(iter(shapes)):
+                adapters = make_adapters(model_dir, work / f"{name}-adapters", dtype)
+                engine = TransformersEngine(
+                    str(model_dir), dtype=str(dtype).removeprefix("torch."), device=device
+                )
+                for adapter, path in adapters.items():
+                    asyncio.run(engine.add_adapter(adapter, str(path)))
+                prompt = list(engine.tokenizer.encode("The capital of France is", add_special_tokens=False))
+                n = 16 if not args.dry_run else 8
+                _, rows = asyncio.run(engine_rate(engine, [prompt] * 4, n, ["a", "b", "a", "b"]))
+                asyncio.run(engine.close())
+                del engine
+                expected = {
+                    a: peft_greedy(model_dir, p, prompt, n, device, dtype) for a, p in adapters.items()
+                }
+                tok = AutoTokenizer.from_pretrained(model_dir)
+                decoded = {a: tok.decode(ids, skip_special_tokens=True) for a, ids in expected.items()}
+                same = [rows[i] == decoded["a" if i % 2 == 0 else "b"] for i in range(4)]
+                if not all(same):
+                    print("engine rows:", rows, "peft:", decoded, flush=True)
+                log(
+                    out,
+                    f"adapters/{name}",
+                    {"rows": 4, "equal_to_peft": sum(same), "adapters_differ": decoded["a"] != decoded["b"]},
+                )
+            shutil.rmtree(model_dir, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
