@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.encoding import decode_text
 from common.text import lone_surrogate
-from ingest.encoding import decode_text
 
 
 @dataclass

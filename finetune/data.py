@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common.chat_format import flatten_tools
+from common.encoding import decode_text
 from common.text import lone_surrogate
-from ingest.encoding import decode_text
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -136,7 +136,7 @@ def parse_record(record: object, line: int) -> Conversation:
 
 def _read_records(path: Path) -> Iterator[tuple[int, object]]:
     """Yield (line, record); a JSONL line that does not parse comes as its DataError, so reading goes on."""
-    # Decoded as knowledge-base files are (ingest.encoding): a BOM, UTF-8, or a detected encoding.
+    # Decoded as knowledge-base files are (common/encoding.py): a BOM, UTF-8, or a detected encoding.
     text = decode_text(path.read_bytes())
     if text is None:
         raise DataError(
