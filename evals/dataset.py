@@ -113,24 +113,15 @@ def _item_row(record: dict, n: int, default_reference: Callable[[dict], list[str
     if not isinstance(question, str) or not question.strip():
         raise EvalFileError(f"'item.{key}' must be a non-empty string or a list of one user message", n)
     key = next((k for k in REFERENCE_KEYS if k in item), None)
-    if key is None and default_reference is not None and (found := default_reference(item)):
-        extra = {"item": item} | ({"sample": record["sample"]} if "sample" in record else {})
-        return EvalItem(
-            question.strip(),
-            found,
-            _optional_text(item, "reference_file_id", "item.", n),
-            _optional_text(item, "reference_quote", "item.", n),
-            n,
-            extra,
-        )
-    if key is None:
+    found = default_reference(item) if key is None and default_reference is not None else None
+    if key is None and not found:
         raise EvalFileError(
             "an 'item' row needs its reference answer in 'item.reference', 'item.ideal', 'item.answer' or "
             "'item.expected'"
             + (" or in the item field that testing_criteria's reference reads" if default_reference else ""),
             n,
         )
-    references = _references(item[key], f"'item.{key}'", n)
+    references = found or _references(item[key], f"'item.{key}'", n)
     extra = {"item": item} | ({"sample": record["sample"]} if "sample" in record else {})
     return EvalItem(
         question.strip(),

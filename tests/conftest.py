@@ -197,3 +197,28 @@ ENGINES = ["transformers", "vllm"]
 def engine_server(request) -> LiveServer:
     """Each installed engine's live server in turn: tests using it form the engine conformance suite."""
     return request.getfixturevalue("live_server" if request.param == "transformers" else "vllm_server")
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory, smol_tokenizer) -> Path:
+    """A 2-layer Llama (hidden 64) with the real SmolLM2 tokenizer: the LoRA recipe's tests train it."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(smol_tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        eos_token_id=smol_tokenizer.eos_token_id,
+        pad_token_id=smol_tokenizer.pad_token_id,
+    )
+    path = tmp_path_factory.mktemp("tiny")
+    AutoModelForCausalLM.from_config(config).save_pretrained(path)
+    smol_tokenizer.save_pretrained(path)
+    return path

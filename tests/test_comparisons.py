@@ -273,11 +273,12 @@ def test_pairwise_judge_asks_both_orders_and_reports_position_bias(make_client):
     arm wins, every question is inconsistent and the first-position rate is 1. A fair judge (prefers the
     right answer wherever it is shown) gives rag every win and a first-position rate of 0.5."""
     asked: list[str] = []
+    judge = {"biased": True}
 
     def respond(prompt: str) -> str:
         if "Reply with only A or B" in prompt:
             asked.append(prompt)
-            if biased:
+            if judge["biased"]:
                 return "A"
             a = re.search(r"Answer A: (.*)\n", prompt).group(1)
             return "A" if a.isdigit() else "B"
@@ -296,6 +297,7 @@ def test_pairwise_judge_asks_both_orders_and_reports_position_bias(make_client):
     }
     for biased, expected in [(True, None), (False, "rag")]:
         asked.clear()
+        judge["biased"] = biased
         created = client.post("/v1/comparisons", json=body).json()
         assert created["progress"]["total"] == 8 * 2 + 8  # answers, then one judged pair per question
         done = wait(client, created["id"])

@@ -184,9 +184,7 @@ def test_the_same_comparison_gives_the_same_answers(live_server, constitution_kb
 
     client = openai.OpenAI(base_url=live_server.api, api_key="unused", max_retries=0, timeout=300)
     lines = constitution.eval_lines().splitlines()[:4]
-    eval_id = client.files.create(
-        file=("four.jsonl", ("\n".join(lines) + "\n").encode()), purpose="evals"
-    ).id
+    eval_id = client.files.create(file=("four.jsonl", ("\n".join(lines) + "\n").encode()), purpose="evals").id
     search = {"vector_store_ids": [store], "max_num_results": 2}
     arms = [
         {"name": "greedy", "model": MODEL, "file_search": search},

@@ -157,7 +157,9 @@ def test_request_errors(client, facts, tmp_path):
         client.post(jobs, json={"model": MODEL, "training_file": facts, "lora": {"r": 0}}), 400, "lora.r"
     )
     assert_error(
-        client.post(jobs, json={"model": MODEL, "training_file": facts, "training": {"eval_strategy": "steps"}}),
+        client.post(
+            jobs, json={"model": MODEL, "training_file": facts, "training": {"eval_strategy": "steps"}}
+        ),
         400,
         "training.eval_strategy",
     )

@@ -29,30 +29,6 @@ PLACED, HOST = "placed", "host"
 DEVICES = ["cpu"] + (["cuda:0"] if torch.cuda.is_available() else [])
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory, smol_tokenizer) -> Path:
-    """A 2-layer Llama (hidden 64) with the real SmolLM2 tokenizer, as in test_finetune_recipe.py."""
-    from transformers import AutoModelForCausalLM, LlamaConfig
-
-    torch.manual_seed(0)
-    llama = LlamaConfig(
-        vocab_size=len(smol_tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        eos_token_id=smol_tokenizer.eos_token_id,
-        pad_token_id=smol_tokenizer.pad_token_id,
-    )
-    path = tmp_path_factory.mktemp("tiny")
-    AutoModelForCausalLM.from_config(llama).save_pretrained(path)
-    smol_tokenizer.save_pretrained(path)
-    return path
-
-
 class HostTensorTracker(TorchFunctionMode):
     """A second device, simulated on a CPU-only machine. Every tensor gets a label: `placed` when it was
     made on, or moved to, the configured device (`.to(device)`, a factory's `device=`), `host` when a

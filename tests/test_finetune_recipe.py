@@ -27,29 +27,6 @@ class Recorder:
         return self.stop_at_step is not None and bool(steps) and steps[-1] >= self.stop_at_step
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory, smol_tokenizer) -> Path:
-    from transformers import AutoModelForCausalLM, LlamaConfig
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(smol_tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        eos_token_id=smol_tokenizer.eos_token_id,
-        pad_token_id=smol_tokenizer.pad_token_id,
-    )
-    path = tmp_path_factory.mktemp("tiny")
-    AutoModelForCausalLM.from_config(config).save_pretrained(path)
-    smol_tokenizer.save_pretrained(path)
-    return path
-
-
 def config(**overrides) -> TrainConfig:
     base = {
         "n_epochs": 2,
