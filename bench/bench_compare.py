@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import openai
 from rich.console import Console
 from rich.table import Table
@@ -28,7 +27,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import RESULTS, write_report  # noqa: E402
+from bench.common import RESULTS, run_comparison, write_report  # noqa: E402
 from tests.conftest import start_server, stop_server  # noqa: E402
 
 NAMES = ["Zorblax", "Quindle", "Marrow", "Tessel", "Brinley", "Ostrava", "Pellam", "Vexford"]
@@ -61,30 +60,9 @@ def setup(client: openai.OpenAI, workdir: Path, n_questions: int) -> tuple[str, 
 
 
 def runner_rate(api: str, eval_id: str, arm: dict, n: int) -> float:
-    with httpx.Client(base_url=api, timeout=60) as http:
-        start = time.perf_counter()
-        comparison = http.post(
-            "/comparisons", json={"eval_file_id": eval_id, "arms": [arm], "max_tokens": MAX_TOKENS}
-        ).json()
-        while comparison["status"] not in ("completed", "failed"):
-            time.sleep(0.2)
-            comparison = http.get(f"/comparisons/{comparison['id']}").json()
-        if comparison["status"] == "failed":
-            raise RuntimeError(comparison["error"])
-        return n / (time.perf_counter() - start)
-
-
-def comparison_seconds(api: str, body: dict) -> float:
-    """Wall time of one comparison run, from POST to `completed`."""
-    with httpx.Client(base_url=api, timeout=60) as http:
-        start = time.perf_counter()
-        comparison = http.post("/comparisons", json=body).json()
-        while comparison["status"] not in ("completed", "failed"):
-            time.sleep(0.2)
-            comparison = http.get(f"/comparisons/{comparison['id']}").json()
-        if comparison["status"] == "failed":
-            raise RuntimeError(comparison["error"])
-        return time.perf_counter() - start
+    """Questions/s of a comparison run with `arm` alone on the `n` questions of `eval_id`."""
+    _, seconds = run_comparison(api, {"eval_file_id": eval_id, "arms": [arm], "max_tokens": MAX_TOKENS})
+    return n / seconds
 
 
 def costs(api: str, eval_id: str, arms: list[dict]) -> list[dict]:
@@ -101,7 +79,7 @@ def costs(api: str, eval_id: str, arms: list[dict]) -> list[dict]:
     ]
     rows = []
     for name, body in variants:
-        rows.append({"variant": name, "seconds": comparison_seconds(api, body)})
+        rows.append({"variant": name, "seconds": run_comparison(api, body)[1]})
     for row in rows:
         row["ratio_to_plain"] = row["seconds"] / rows[0]["seconds"]
     return rows

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+
+import httpx
 
 from common.atomic import atomic_write_json
 
@@ -14,3 +17,20 @@ def write_report(path: Path, report: dict) -> None:
     """Write the JSON report atomically (temporary name, then rename) and say where it went."""
     atomic_write_json(path, report)
     print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+
+
+def run_comparison(api: str, body: dict, timeout: float = 3600) -> tuple[dict, float]:
+    """POST /comparisons with `body` and poll until it ends: (the completed report, wall seconds from
+    the POST). Raises RuntimeError when the run failed, TimeoutError after `timeout` seconds."""
+    with httpx.Client(base_url=api, timeout=60) as http:
+        start = time.perf_counter()
+        comparison = http.post("/comparisons", json=body).json()
+        while comparison["status"] not in ("completed", "failed"):
+            if time.perf_counter() - start > timeout:
+                raise TimeoutError(comparison["progress"])
+            time.sleep(0.2)
+            comparison = http.get(f"/comparisons/{comparison['id']}").json()
+        seconds = time.perf_counter() - start
+    if comparison["status"] == "failed":
+        raise RuntimeError(comparison["error"])
+    return comparison["report"], seconds

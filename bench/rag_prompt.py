@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import openai
 from rich.console import Console
 from rich.table import Table
@@ -30,7 +29,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import RESULTS, write_report  # noqa: E402
+from bench.common import RESULTS, run_comparison, write_report  # noqa: E402
 from tests.conftest import start_server, stop_server  # noqa: E402
 from tests.data import constitution  # noqa: E402
 
@@ -58,21 +57,6 @@ def arms(store: str) -> list[dict]:
         search = {"vector_store_ids": [store], "max_num_results": k, "prompt_format": fmt}
         out.append({"name": f"{fmt}-{k}", "model": MODEL, "file_search": search})
     return out
-
-
-def run_comparison(api: str, body: dict, timeout: float = 3600) -> tuple[dict, float]:
-    """POST /comparisons and wait: (the completed comparison's report, seconds)."""
-    with httpx.Client(base_url=api, timeout=60) as http:
-        start = time.perf_counter()
-        comparison = http.post("/comparisons", json=body).json()
-        while comparison["status"] not in ("completed", "failed"):
-            if time.perf_counter() - start > timeout:
-                raise TimeoutError(comparison["progress"])
-            time.sleep(1)
-            comparison = http.get(f"/comparisons/{comparison['id']}").json()
-    if comparison["status"] == "failed":
-        raise RuntimeError(comparison["error"])
-    return comparison["report"], time.perf_counter() - start
 
 
 def paired(report: dict, a: str, b: str, metric: str = "f1") -> dict | None:

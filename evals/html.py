@@ -14,10 +14,15 @@ _ENV = Environment(
 )
 
 
+def _metric_names(report: dict[str, Any], arms: list[str]) -> list[str]:
+    """The metrics any arm has: CHARTED's in its order, then the rest (an eval's graders) as they come."""
+    seen = dict.fromkeys(m for a in arms for m in report["arms"][a]["metrics"])
+    return [m for m in CHARTED if m in seen] + [m for m in seen if m not in CHARTED]
+
+
 def _charts(report: dict[str, Any], arms: list[str]) -> list[dict[str, Any]]:
     charts = []
-    seen = dict.fromkeys(m for a in arms for m in report["arms"][a]["metrics"])
-    for metric in [m for m in CHARTED if m in seen] + [m for m in seen if m not in CHARTED]:
+    for metric in _metric_names(report, arms):
         values = {
             arm: report["arms"][arm]["metrics"][metric]
             for arm in arms
@@ -52,8 +57,7 @@ def _charts(report: dict[str, Any], arms: list[str]) -> list[dict[str, Any]]:
 
 def render_report(comparison_id: str, report: dict[str, Any]) -> str:
     arms = list(report["arms"])
-    seen = dict.fromkeys(m for a in arms for m in report["arms"][a]["metrics"])
-    names = [m for m in CHARTED if m in seen] + [m for m in seen if m not in CHARTED]
+    names = _metric_names(report, arms)
     return _ENV.get_template("report.html.j2").render(
         id=comparison_id,
         report=report,
