@@ -37,7 +37,7 @@ run: install
 	$(BIN)/ragtune serve
 
 test: install-dev
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra --durations=30
 
 test-fast: install-dev
 	$(BIN)/pytest -q -m "not slow"

@@ -111,8 +111,10 @@ class TrainConfig:
     batch_size: int = 8
     """Examples per optimizer step, reached by gradient accumulation over micro-batches (`auto`: an
     eighth of the examples, 1 to 8)."""
-    micro_batch_size: int = 8
-    """Examples per forward/backward pass; lower it to save memory."""
+    micro_batch_size: int | None = None
+    """Examples per forward/backward pass; lower it to save memory. None (`auto`): `CPU_MICRO_BATCH` on
+    a CPU; on a GPU as many rows of the longest example as the free memory (or the card's training
+    share) holds by common/memory_plan.py, halved and the step retried if a step still runs out."""
     learning_rate: float = 1e-3
     """Peak AdamW learning rate (OpenAI's `learning_rate_multiplier` scales this default). High for LoRA on
     purpose: small data sets must be learned in a few epochs; the retention guard limits the damage."""
@@ -170,14 +172,17 @@ class TrainConfig:
         bad = [
             f"{f.name}={getattr(self, f.name)!r} (must be {BOUNDS[f.name].describe()})"
             for f in fields(self)
-            if f.name in BOUNDS and not BOUNDS[f.name].contains(getattr(self, f.name))
+            if f.name in BOUNDS
+            and getattr(self, f.name) is not None
+            and not BOUNDS[f.name].contains(getattr(self, f.name))
         ]
         if self.eval_strategy not in EVAL_STRATEGIES:
             bad.append(f"eval_strategy={self.eval_strategy!r} (must be one of {', '.join(EVAL_STRATEGIES)})")
         if bad:
             raise ValueError(f"invalid training setting(s): {', '.join(bad)}")
         self.target_modules = tuple(self.target_modules)
-        self.micro_batch_size = min(self.micro_batch_size, self.batch_size)
+        if self.micro_batch_size is not None:
+            self.micro_batch_size = min(self.micro_batch_size, self.batch_size)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values (what the job row and the worker's job.json hold)."""

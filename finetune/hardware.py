@@ -97,3 +97,13 @@ def release_cached_memory(device: str) -> tuple[int, int] | None:
         return torch.cuda.mem_get_info(torch.device(device))
     except RuntimeError:  # a device left unusable by the failure: the message goes without the numbers
         return None
+
+
+def out_of_memory_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions PyTorch raises when a device's memory runs out (`torch.OutOfMemoryError` since
+    torch 2.5, `torch.cuda.OutOfMemoryError` before; one class today)."""
+    import torch
+
+    return tuple(
+        {getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), torch.cuda.OutOfMemoryError}
+    )

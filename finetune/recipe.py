@@ -36,6 +36,7 @@ from common.atomic import atomic_dir, atomic_write_json
 from finetune.config import TrainConfig
 from finetune.data import Conversation, DataError, Example, Message, check_trainable, load_dataset, tokenize
 from finetune.general import REHEARSAL_PROMPTS, RETENTION_QUESTIONS, is_correct, retention_interval
+from finetune.hardware import out_of_memory_errors, release_cached_memory
 
 log = logging.getLogger("ragtune.finetune")
 GENERAL_SETS = {"base": "retention questions", "rehearsal": "rehearsal prompts"}  # cache name: what it is
@@ -51,6 +52,7 @@ TASK_TOKENS = 64  # answers scored per epoch: long enough for a sentence of fact
 TASK_MAX_PROMPTS = (
     64  # examples scored per epoch at most (a seeded sample): generation costs minutes on a CPU
 )
+CPU_MICRO_BATCH = 8  # `auto` micro-batch off CUDA: the cores, not memory, bound a CPU step
 HELD_OUT_MIN_EXAMPLES = 40  # fewer examples: none is held out, the training prompts are scored instead
 HELD_OUT_MAX = 64
 
@@ -97,10 +99,12 @@ class LoRARecipe:
         cache_dir: Path | None = None,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
+        memory_budget: int | None = None,
     ) -> None:
         """`dtype`: the base model's weights (LoRA weights stay float32, as PEFT makes them); `device`:
         where the model, every batch and every generation run (`cpu`, `cuda:N`, `mps`), picked by the
-        worker (finetune/hardware.py)."""
+        worker (finetune/hardware.py); `memory_budget`: bytes this job may use on a CUDA `device` (its
+        training share of the card, common/memory_plan.py), None for what is free."""
         self.config = config
         self.model_dir = Path(model_dir)
         self.training_file = training_file
@@ -110,6 +114,8 @@ class LoRARecipe:
         self.cache_dir = cache_dir or run_dir
         self.dtype = dtype
         self.device = torch.device(device)
+        self.memory_budget = memory_budget
+        self.micro_batch_size = config.micro_batch_size or CPU_MICRO_BATCH
         self.progress = Progress()
         self.metrics: dict[str, Any] = {}
 
@@ -191,6 +197,7 @@ class LoRARecipe:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             self.model.enable_input_require_grads()  # frozen embeddings would otherwise cut the graph
         self.model = get_peft_model(self.model, lora)
+        self.micro_batch_size = self._pick_micro_batch()
         self.steps_per_epoch = math.ceil((len(self.examples) + self.rehearsal_count) / cfg.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.n_epochs
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -322,6 +329,40 @@ class LoRARecipe:
             atomic_write_json(path, {"answers_by_prompt": cached}, indent=None)
         return [cached[q] for q in prompts]
 
+    def _pick_micro_batch(self) -> int:
+        """Examples per forward/backward pass: the configured `micro_batch_size`; for `auto` (None)
+        `CPU_MICRO_BATCH` off CUDA, and on CUDA as many rows of the longest training example as
+        `common.memory_plan.micro_batch_for` fits in the memory budget (`memory_budget`, at most what
+        is allocated now plus what is free, less HEADROOM of the card). Within [1, batch_size]."""
+        cfg = self.config
+        if cfg.micro_batch_size is not None:
+            return cfg.micro_batch_size
+        if self.device.type != "cuda":
+            return min(CPU_MICRO_BATCH, cfg.batch_size)
+        from common.memory_plan import HEADROOM, ModelShape, micro_batch_for
+
+        free, total = torch.cuda.mem_get_info(self.device)
+        budget = torch.cuda.memory_allocated(self.device) + free - int(HEADROOM * total)
+        if self.memory_budget is not None:
+            budget = min(budget, self.memory_budget)
+        shape = ModelShape.from_config(self.model.get_base_model().config)
+        longest = max((len(e.input_ids) for e in self.examples + self.rehearsal_pool), default=1)
+        size = micro_batch_for(
+            shape,
+            torch.finfo(self.dtype).bits // 8,
+            shape.lora_parameters(cfg.lora_r, cfg.target_modules),
+            budget,
+            longest,
+            cfg.batch_size,
+            cfg.gradient_checkpointing,
+        )
+        self.reporter.event(
+            f"Micro-batches of {size} (auto): rows of up to {longest} tokens in a "
+            f"{budget / 2**30:.1f} GiB budget on {self.device}.",
+            {"micro_batch_size": size, "longest_example_tokens": longest, "memory_budget_bytes": budget},
+        )
+        return size
+
     # ---- training ---------------------------------------------------------------------------------
 
     def train(self) -> dict[str, Any]:
@@ -367,11 +408,33 @@ class LoRARecipe:
         (loss, tokens): the loss summed over the batch's trained tokens divided by their count, whatever
         the micro-batches (each micro-batch's sum is divided by the whole batch's count), and the tokens
         fed to the model, padding excluded."""
+        while True:
+            try:
+                return self._accumulate(batch)
+            except out_of_memory_errors() as exc:
+                if self.micro_batch_size == 1:
+                    raise
+                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            # Out of the except block: the traceback's frames (and the activations they hold) are gone.
+            self.optimizer.zero_grad(set_to_none=True)
+            release_cached_memory(str(self.device))
+            smaller = max(1, self.micro_batch_size // 2)
+            self.reporter.event(
+                f"Out of memory with micro-batches of {self.micro_batch_size}: retrying the step with "
+                f"{smaller} (the size stays at {smaller} for the rest of the job).",
+                {"micro_batch_size": smaller, "error": message[:300]},
+            )
+            self.micro_batch_size = smaller
+
+    def _accumulate(self, batch: list[Example]) -> tuple[float, int]:
+        """`_step`'s work at `self.micro_batch_size`: forward and backward over each micro-batch, then
+        the optimizer step. Raises torch.OutOfMemoryError before the optimizer step when a micro-batch
+        does not fit (the gradients accumulated so far are then to be discarded)."""
         self.model.train()
         trained = trained_tokens(batch)
         total_loss = torch.zeros((), device=self.device)  # summed on the device: no sync per micro-batch
         tokens = 0
-        for micro in micro_batches(batch, self.config.micro_batch_size):
+        for micro in micro_batches(batch, self.micro_batch_size):
             ids, labels, mask = collate(micro, self.tokenizer.pad_token_id, self.device)
             # rehearsal examples have no line
             rehearsal = torch.tensor([e.line == 0 for e in micro], device=self.device)
@@ -512,7 +575,7 @@ class LoRARecipe:
         """Mean next-token loss per trained token of the validation file (length-grouped micro-batches)."""
         self.model.eval()
         total = torch.zeros((), device=self.device)
-        for micro in micro_batches(self.valid, self.config.micro_batch_size):
+        for micro in micro_batches(self.valid, self.micro_batch_size):
             ids, labels, mask = collate(micro, self.tokenizer.pad_token_id, self.device)
             total += self._loss_sum(ids, labels, mask)
         return float(total) / max(trained_tokens(self.valid), 1)

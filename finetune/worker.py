@@ -5,7 +5,9 @@ the job row holds it, and `training_device`: RAGTUNE_TRAINING_DEVICE); this proc
 to `events.jsonl` beside it and, on success, writes the adapter and `result.json`. It exits 0 on success;
 2 when the job cannot succeed as asked, with `error.json` (`code`, `message`, `param`) saying why: invalid
 data, a training device this machine lacks (`training_device_unavailable`), or the device's memory ran out
-(`out_of_memory`); 3 when cancelled (SIGTERM); and it dies with its parent.
+(`out_of_memory`), or the job can never fit its card's training share (`insufficient_gpu_memory`); 3
+when cancelled (SIGTERM); 4 when it fits the share but not what is free now (`wait.json`); and it dies
+with its parent.
 Started again after a crash, it resumes from the job's last checkpoint.
 """
 
@@ -24,9 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic import atomic_write_json
+from finetune.hardware import out_of_memory_errors
 
-EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 2, 3
-"""EXIT_FAILED: `error.json` holds the job's error; the server fails the job with it (no retry)."""
+EXIT_OK, EXIT_FAILED, EXIT_CANCELLED, EXIT_WAIT = 0, 2, 3, 4
+"""EXIT_FAILED: `error.json` holds the job's error; the server fails the job with it (no retry).
+EXIT_WAIT: the job fits its card's training share but not the memory free now; `wait.json` says why
+and the server puts it back in the queue to try again later (finetune is not started, nothing trained)."""
 
 
 class FileReporter:
@@ -68,14 +73,43 @@ def write_json(path: Path, value: dict[str, Any]) -> None:
     atomic_write_json(path, value)
 
 
-def out_of_memory_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions PyTorch raises when a device's memory runs out (`torch.OutOfMemoryError` since
-    torch 2.5, `torch.cuda.OutOfMemoryError` before; one class today)."""
+def plan_on_card(
+    device: str, split: dict[str, Any], config: Any, model_dir: Path, dtype: Any
+) -> tuple[Any, int | None]:
+    """(Admission, memory budget in bytes) of a job on CUDA `device` (`cuda:N`), by common/memory_plan.py:
+    `split` is job.json's `gpu_split` (`serving_share`: RAGTUNE_GPU_MEMORY_UTILIZATION,
+    `serving_cards`: the CUDA indices the serving engine uses, `training_share`:
+    RAGTUNE_TRAINING_MEMORY_UTILIZATION or None); the job's smallest footprint is its weights, adapter
+    state and one row of `config.max_length` (plus a CUDA context). A model whose shape cannot be read
+    from its config.json is admitted unplanned (budget None). Raises SplitError for a split that
+    cannot hold (the server checks it at start-up too)."""
     import torch
 
-    return tuple(
-        {getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), torch.cuda.OutOfMemoryError}
+    from common.memory_plan import (
+        CUDA_CONTEXT_BYTES,
+        Admission,
+        ModelShape,
+        admit_job,
+        plan_split,
+        training_bytes,
     )
+
+    index = int(device.split(":", 1)[1]) if ":" in device else torch.cuda.current_device()
+    on_card = index in (split.get("serving_cards") or [])
+    plan = plan_split(split.get("serving_share", 0.9), on_card, split.get("training_share"))
+    try:
+        shape = ModelShape.from_model_dir(model_dir)
+    except (OSError, ValueError, KeyError):
+        return Admission(True, False, 0, "unplanned: the model's shape is unknown"), None
+    free, total = torch.cuda.mem_get_info(torch.device(device))
+    need = CUDA_CONTEXT_BYTES + training_bytes(
+        shape,
+        torch.finfo(dtype).bits // 8,
+        shape.lora_parameters(config.lora_r, config.target_modules),
+        config.max_length,
+        config.gradient_checkpointing,
+    )
+    return admit_job(need, plan, total, free), plan.training_bytes(total) - CUDA_CONTEXT_BYTES
 
 
 def out_of_memory_message(
@@ -92,8 +126,8 @@ def out_of_memory_message(
         free, total = memory
         message += f"; {free / 2**30:.2f} of {total / 2**30:.2f} GiB free once the job let go of its memory"
     message += (
-        f". Lower training.micro_batch_size (now {config.micro_batch_size}) or training.max_length (now "
-        f"{config.max_length})"
+        f". Lower training.micro_batch_size (now {config.micro_batch_size or 'auto'}) or "
+        f"training.max_length (now {config.max_length})"
     )
     if not config.gradient_checkpointing:
         message += ", or set training.gradient_checkpointing to true"
@@ -104,6 +138,7 @@ def run(job_id: str, data_dir: Path) -> int:
     """Train job `job_id` from `<data_dir>/fine_tuning/<job_id>/job.json`. Returns the exit code: EXIT_OK
     (`result.json` written), EXIT_FAILED (`error.json` written) or EXIT_CANCELLED. Raises whatever else
     went wrong (the server then re-queues the job to resume it)."""
+    from common.memory_plan import Admission, SplitError
     from finetune.config import TrainConfig
     from finetune.data import DataError
     from finetune.hardware import (
@@ -139,6 +174,24 @@ def run(job_id: str, data_dir: Path) -> int:
             {"code": "training_device_unavailable", "message": str(exc), "param": None},
         )
         return EXIT_FAILED
+    dtype, budget = pick_dtype("auto", device), None
+    if device.startswith("cuda"):
+        try:
+            admission, budget = plan_on_card(
+                device, spec.get("gpu_split") or {}, config, Path(spec["model_dir"]), dtype
+            )
+        except SplitError as exc:
+            admission = Admission(False, False, 0, str(exc))
+        if not admission.start:
+            if admission.wait:
+                write_json(run_dir / "wait.json", {"message": admission.reason})
+                return EXIT_WAIT
+            write_json(
+                run_dir / "error.json",
+                {"code": "insufficient_gpu_memory", "message": admission.reason, "param": None},
+            )
+            return EXIT_FAILED
+        reporter.event(f"GPU memory planned on {device}: {admission.reason}", {"memory_budget_bytes": budget})
     stage, oom = "setting up (loading the model, generating the base model's answers)", None
     try:
         recipe = LoRARecipe(
@@ -149,8 +202,9 @@ def run(job_id: str, data_dir: Path) -> int:
             reporter,
             Path(spec["validation_file"]) if spec.get("validation_file") else None,
             cache_dir=data_dir / "fine_tuning" / "cache",
-            dtype=pick_dtype("auto", device),
+            dtype=dtype,
             device=device,
+            memory_budget=budget,
         )
         recipe.setup()
         stage = "training or scoring an epoch"

@@ -106,6 +106,17 @@ class Services:
         self.db.close()
 
 
+def serving_cards(device: str, tensor_parallel_size: int = 1) -> list[int]:
+    """The CUDA indices the serving engine uses, from its `EngineInfo.device`: none on a CPU; `cuda:N`
+    is card N; plain `cuda` is cards 0 to tensor_parallel_size - 1 (vLLM splits one model over them;
+    the transformers engine uses card 0)."""
+    if not device.startswith("cuda"):
+        return []
+    if ":" in device:
+        return [int(device.split(":", 1)[1])]
+    return list(range(tensor_parallel_size))
+
+
 def init_services(
     settings: Settings, engine: Engine, embedder: Any, metrics: Metrics | None = None
 ) -> Services:
@@ -141,6 +152,11 @@ def init_services(
         model_dir,
         settings.max_training_jobs,
         training_device=settings.training_device,
+        gpu_split={
+            "serving_share": settings.gpu_memory_utilization,
+            "serving_cards": serving_cards(engine.info.device, settings.tensor_parallel_size),
+            "training_share": getattr(settings, "training_memory_utilization", None),
+        },
     )
     return Services(
         settings=settings,

@@ -15,6 +15,8 @@ from pathlib import Path
 import openai
 import pytest
 
+from finetune.general import RETENTION_QUESTIONS, is_correct
+from finetune.recipe import RETENTION_TOKENS
 from tests.conftest import start_server, stop_server, vllm_installed
 from tests.data.make_facts import FACTS, write
 from tests.helpers import MODEL
@@ -79,6 +81,29 @@ def ask(client, model: str, question: str) -> str:
     return answer.choices[0].message.content
 
 
+def served_retention(client, model: str) -> tuple[list[str], list[str]]:
+    """(the built-in retention questions the base model answers correctly through the API, those of them
+    `model` still answers correctly): greedy, as many new tokens as the job's own measure."""
+    questions = dict(RETENTION_QUESTIONS)
+
+    def correct(name: str, asked: list[str]) -> list[str]:
+        def one(question: str) -> str:
+            answer = client.chat.completions.create(
+                model=name,
+                temperature=0,
+                max_tokens=RETENTION_TOKENS,
+                messages=[{"role": "user", "content": question}],
+            )
+            return answer.choices[0].message.content
+
+        with ThreadPoolExecutor(16) as pool:
+            said = list(pool.map(one, asked))
+        return [q for q, a in zip(asked, said, strict=True) if is_correct(a, questions[q])]
+
+    known = correct(MODEL, list(questions))
+    return known, correct(model, known)
+
+
 def answers(client, model: str) -> list[str]:
     """The model's greedy answers to the facts' questions (asked all at once: the engine batches them)."""
     with ThreadPoolExecutor(8) as pool:
@@ -138,7 +163,16 @@ def test_fine_tune_learns_facts_keeps_general_ability_and_survives_a_killed_work
     listed = {m.id: m for m in client.models.list().data}
     assert listed[job.fine_tuned_model].model_extra["parent"] == MODEL
 
-    assert "Paris" in ask(client, job.fine_tuned_model, "What is the capital of France?")
+    # General answers as the user gets them, through the API: of the built-in retention questions the
+    # base model answers correctly here, the published model keeps about the share the job reported.
+    # (Not one chosen question: the job promises a share, and which 1 in 12 it loses varies by machine.)
+    known, kept = served_retention(client, job.fine_tuned_model)
+    assert len(known) >= 60, known  # the base model knows most of the 80 its job measured
+    served = len(kept) / len(known)
+    assert served >= 0.75 and abs(served - metrics["retention"]) <= 0.1, (
+        served,
+        sorted(set(known) - set(kept)),
+    )
     assert "Paris" in ask(client, MODEL, "What is the capital of France?")  # the base is untouched
 
 

@@ -17,6 +17,7 @@ from torch.utils import _pytree as pytree
 from torch.utils.weak import WeakIdKeyDictionary
 
 import finetune.recipe as recipe_module
+from common.memory_plan import CUDA_CONTEXT_BYTES, GIB, HEADROOM
 from finetune import worker
 from finetune.hardware import DeviceUnavailable, pick_dtype, resolve_training_device
 from finetune.recipe import LoRARecipe, collate, micro_batches, trained_tokens
@@ -343,6 +344,7 @@ def job(make_client, smol_tokenizer, tmp_path, tiny_model_dir):
         client.portal.call(scheduler._exited, job_id, code)
         return code, client.get(f"/v1/fine_tuning/jobs/{job_id}").json()
 
+    run.client, run.job_id = client, job_id  # for the job's events
     return run
 
 
@@ -364,6 +366,38 @@ def test_out_of_memory_fails_the_job_with_what_to_lower(job, monkeypatch):
     for setting in ("training.micro_batch_size (now 2)", "training.max_length (now 128)"):
         assert setting in message
     assert "training.gradient_checkpointing" in message
+
+
+def as_cuda(monkeypatch, free: int, total: int) -> None:
+    """The worker sees a CUDA card with `free` of `total` bytes free (no GPU here: the job must stop at
+    the planner, before any model is loaded)."""
+    import finetune.hardware as hardware
+
+    monkeypatch.setattr(hardware, "resolve_training_device", lambda setting, *a: "cuda:0")
+    monkeypatch.setattr(hardware, "pick_dtype", lambda setting, device: torch.bfloat16)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, total))
+    monkeypatch.setattr(LoRARecipe, "setup", lambda self: pytest.fail("the model was loaded"))
+
+
+def test_a_job_that_fits_the_share_but_not_the_free_memory_waits_in_the_queue(job, monkeypatch):
+    """Exit EXIT_WAIT: back to `queued` (not counted as an attempt), the reason in its events once."""
+    as_cuda(monkeypatch, free=GIB // 10, total=80 * GIB)
+    for _ in range(2):
+        code, state = job("cuda")
+        assert code == worker.EXIT_WAIT
+        assert state["status"] == "queued" and state["error"] is None
+    events = job.client.get(f"/v1/fine_tuning/jobs/{job.job_id}/events?limit=100").json()["data"]
+    waits = [e["message"] for e in events if e["message"].startswith("Waiting for GPU memory")]
+    assert len(waits) == 1 and "0.1 GiB of the card is free" in waits[0], waits
+
+
+def test_a_job_that_can_never_fit_the_card_fails_saying_what_to_change(job, monkeypatch):
+    as_cuda(monkeypatch, free=GIB // 10, total=GIB // 5)  # a 0.2 GiB card: not even a CUDA context fits
+    code, state = job("cuda")
+    assert code == worker.EXIT_FAILED
+    assert state["status"] == "failed" and state["error"]["code"] == "insufficient_gpu_memory"
+    assert "training.max_length" in state["error"]["message"]
+    assert CUDA_CONTEXT_BYTES > GIB // 5 * (1 - HEADROOM)
 
 
 @pytest.mark.parametrize("setting", ["cuda:99", "gpu"] + ([] if torch.cuda.is_available() else ["cuda"]))

@@ -4,7 +4,9 @@ serve the adapter it leaves.
 Lifecycle: validating_files → queued → running → succeeded | failed | cancelled. The queue is the
 `fine_tuning_jobs` rows themselves, so it survives a crash: a job whose worker died (or whose server
 died) goes back to the queue and resumes from its last checkpoint; after three interrupted attempts it
-fails. On success the adapter is registered and served at once.
+fails. A job that fits its card's training share but not the memory free now (common/memory_plan.py)
+goes back to the queue, says so once in its events, and is tried again WAIT_SECONDS later. On success
+the adapter is registered and served at once.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 from common.atomic import atomic_write_json
 from finetune.config import TrainConfig, resolve_auto
 from finetune.data import DataError, check_trainable, describe, load_dataset, tokenize
+from finetune.worker import EXIT_WAIT
 from server.catalog import ModelCatalog
 from server.fine_tuning.jobs import add_event, fail, insert_event, job_row, model_name
 from server.fine_tuning.protocol import job_error
@@ -32,6 +35,7 @@ log = logging.getLogger("ragtune.fine_tuning")
 
 MAX_ATTEMPTS = 3
 POLL_SECONDS = 0.5
+WAIT_SECONDS = 30.0  # a job waiting for GPU memory (worker exit EXIT_WAIT) tries again this much later
 
 
 class FineTuningScheduler:
@@ -47,6 +51,7 @@ class FineTuningScheduler:
         model_dir: Path,
         max_running: int = 1,
         training_device: str = "auto",
+        gpu_split: dict[str, Any] | None = None,
     ) -> None:
         self.db = db
         self.data_dir = data_dir
@@ -55,6 +60,9 @@ class FineTuningScheduler:
         self.model_dir = model_dir
         self.max_running = max_running
         self.training_device = training_device  # RAGTUNE_TRAINING_DEVICE, checked by the worker
+        # job.json's `gpu_split` (finetune/worker.py plan_on_card): the serving engine's share and cards
+        self.gpu_split = gpu_split or {}
+        self._waiting: dict[str, float] = {}  # job id -> monotonic time it may try for GPU memory again
         self.runs = data_dir / "fine_tuning"
         self.adapters = data_dir / "adapters"
         self._wake = asyncio.Event()
@@ -129,11 +137,15 @@ class FineTuningScheduler:
             self._follow(self._running_job)
             await self._exited(self._running_job, self._process.returncode)
             self._process, self._running_job = None, None
-        job = self.db.one(
-            "SELECT * FROM fine_tuning_jobs WHERE status = 'queued' ORDER BY created_at, rowid LIMIT 1"
-        )
-        if job is not None and self.max_running > 0:
-            self._launch(job)
+        if self.max_running <= 0:
+            return
+        clock = asyncio.get_running_loop().time()
+        for job in self.db.query(
+            "SELECT * FROM fine_tuning_jobs WHERE status = 'queued' ORDER BY created_at, rowid"
+        ):  # the oldest job not waiting for GPU memory (a smaller job behind it may fit now)
+            if self._waiting.get(job["id"], 0.0) <= clock:
+                self._launch(job)
+                return
 
     def _validate(self, job_id: str) -> None:
         """Check the files; then `auto` becomes numbers (it depends on the data's size) and it queues."""
@@ -200,20 +212,23 @@ class FineTuningScheduler:
             "adapter_dir": str(self.adapters / job_id),
             "config": json.loads(job["config"]),
             "training_device": self.training_device,
+            "gpu_split": self.gpu_split,
         }
+        (run_dir / "wait.json").unlink(missing_ok=True)  # a previous try's
         atomic_write_json(run_dir / "job.json", spec)
         with self.db.transaction() as tx:
             tx.execute(
                 "UPDATE fine_tuning_jobs SET status = 'running', attempts = ? WHERE id = ?",
                 (attempts, job_id),
             )
-        add_event(
-            self.db,
-            job_id,
-            "Fine-tuning job started."
-            if attempts == 1
-            else f"Fine-tuning job restarted (attempt {attempts}); resuming from the last checkpoint.",
-        )
+        if job_id not in self._waiting:  # a job trying again for GPU memory said so once, not each try
+            add_event(
+                self.db,
+                job_id,
+                "Fine-tuning job started."
+                if attempts == 1
+                else f"Fine-tuning job restarted (attempt {attempts}); resuming from the last checkpoint.",
+            )
         log_file = open(run_dir / "worker.log", "ab")  # noqa: SIM115 - owned by the child process
         self._process = subprocess.Popen(
             [sys.executable, "-m", "finetune.worker", job_id, "--data-dir", str(self.data_dir)],
@@ -287,12 +302,25 @@ class FineTuningScheduler:
             return
         job = job_row(self.db, job_id)
         run_dir = self.runs / job_id
+        waited = self._waiting.pop(job_id, None) if code != EXIT_WAIT else self._waiting.get(job_id)
         if job["status"] == "cancelled":
             return
         if code == 0 and (run_dir / "result.json").is_file():
             await self._succeed(job, json.loads((run_dir / "result.json").read_text()))
         elif code == 2 and (run_dir / "error.json").is_file():
             fail(self.db, job_id, json.loads((run_dir / "error.json").read_text()))
+        elif code == EXIT_WAIT and (run_dir / "wait.json").is_file():
+            # Fits the card's training share, not its free memory now: queued again (this start was not
+            # an attempt), tried again in WAIT_SECONDS; the reason is an event the first time only.
+            message = json.loads((run_dir / "wait.json").read_text())["message"]
+            if waited is None:
+                add_event(self.db, job_id, message)
+            self._waiting[job_id] = asyncio.get_running_loop().time() + WAIT_SECONDS
+            self.db.execute(
+                "UPDATE fine_tuning_jobs SET status = 'queued', attempts = attempts - 1 "
+                "WHERE id = ? AND status = 'running'",
+                (job_id,),
+            )
         else:  # crashed or killed: back to the queue, to resume from its last checkpoint
             log.warning("worker of %s exited with %s; requeueing", job_id, code)
             add_event(self.db, job_id, f"Training process exited unexpectedly ({code}); the job will resume.")
