@@ -70,6 +70,7 @@ TINY = {
     "head_dim": 16,
 }
 RESULTS: dict[str, Any] = {}
+BATCH, TRL_ROWS = 48, 8  # examples per ragtune step; TRL's packed rows per step (see main)
 
 
 def log(out: Path, key: str, value: Any) -> None:
@@ -102,7 +103,8 @@ def build(source: Path, overrides: dict, where: Path, dtype: torch.dtype) -> tup
     for key, value in overrides.items():
         setattr(config, key, value)
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    with torch.device("cuda" if torch.cuda.is_available() and dtype != torch.float32 else "cpu"):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)  # random init: fast on a GPU
     count = sum(p.numel() for p in model.parameters())
     where.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(where)
@@ -153,10 +155,11 @@ def train_ragtune(
     device: str,
     dtype: torch.dtype,
     batch: int,
-    micro: int,
+    micro: int | None,
     max_length: int,
 ) -> dict:
-    """One epoch of ragtune's recipe, scoring off (what is timed is training): trained tokens/s."""
+    """One epoch of ragtune's recipe, scoring off (what is timed is training): tokens/s (prompt and
+    answer tokens fed, padding excluded), with `micro` None the recipe's `auto` micro-batch."""
     from finetune.config import TrainConfig
     from finetune.recipe import LoRARecipe
 
@@ -179,6 +182,16 @@ def train_ragtune(
     )
     recipe = LoRARecipe(config, model_dir, data, work, Quiet(), cache_dir=work, dtype=dtype, device=device)
     recipe.setup()
+    from common.memory_plan import GIB, ModelShape, training_bytes
+
+    shape = ModelShape.from_model_dir(model_dir)
+    longest = max(len(e.input_ids) for e in recipe.examples)
+    planned = training_bytes(
+        shape,
+        torch.finfo(dtype).bits // 8,
+        shape.lora_parameters(config.lora_r, config.target_modules),
+        recipe.micro_batch_size * longest,
+    )
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
         torch.cuda.synchronize()
@@ -189,10 +202,15 @@ def train_ragtune(
     seconds = time.perf_counter() - start
     tokens = recipe.progress.tokens_seen
     out = {
+        "batch_size": batch,
+        "micro_batch_size": recipe.micro_batch_size,
+        "micro_batch_setting": micro or "auto",
+        "longest_example": longest,
         "tokens": tokens,
         "seconds": seconds,
         "tokens_per_s": tokens / seconds,
         "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None,
+        "planned_gib": planned / GIB,  # common/memory_plan.py's estimate of the same step's peak
     }
     del recipe
     gc.collect()
@@ -211,7 +229,9 @@ def train_trl(
     micro: int,
     max_length: int,
 ) -> dict | str:
-    """One epoch of TRL's SFTTrainer with packing and the same LoRA shape: tokens/s, or why not run."""
+    """One epoch of TRL's SFTTrainer with packing and the same LoRA shape: `micro` packed rows of
+    `max_length` per forward pass, `batch // micro` of them per optimizer step; tokens/s (every token
+    of the packed rows that is not padding), or why it did not run."""
     try:
         from datasets import load_dataset
         from peft import LoraConfig
@@ -357,9 +377,19 @@ def main() -> None:
     parser.add_argument("--shapes", default="smollm2-135m,1.7b-shape,7b-shape")
     parser.add_argument("--examples", type=int, default=400)
     parser.add_argument("--dtype", choices=("auto", "bfloat16", "float32"), default="auto")
-    parser.add_argument("--only", choices=("all", "adapters"), default="all")
+    parser.add_argument("--only", choices=("all", "adapters", "training"), default="all")
+    parser.add_argument(
+        "--extra-site",
+        type=Path,
+        help="a site-packages folder to add after the installed ones (TRL and datasets on a GPU box "
+        "that lacks them); its name must end in site-packages (datasets pickles other paths by value)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "bench_gpu.json")
     args = parser.parse_args()
+    if args.extra_site:
+        import site
+
+        site.addsitedir(str(args.extra_site))
     out = args.out
     cuda = torch.cuda.is_available() and not args.dry_run
     device = "cuda:0" if cuda else "cpu"
@@ -390,7 +420,10 @@ def main() -> None:
     new_tokens = 8 if args.dry_run else 128
     work = Path(tempfile.mkdtemp(prefix="bench-gpu-"))
     data = work / "train.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in training_rows(examples)))
+    rows = training_rows(examples)
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data_7b = work / "train-7b.jsonl"  # a third: the 7B shape trains ~4x slower per token
+    data_7b.write_text("".join(json.dumps(r) + "\n" for r in rows[: max(len(rows) // 3, 8)]))
     try:
         for name, overrides in shapes.items():
             if cuda and name == "7b-shape":
@@ -400,30 +433,35 @@ def main() -> None:
                     continue
             model_dir, params = build(source, overrides, work / name, dtype)
             row: dict[str, Any] = {"parameters": params}
-            batch, micro, max_length = (
-                (8, 4, 256) if args.dry_run else (16, 8 if name != "7b-shape" else 4, 1024)
-            )
+            # The same tokens per optimizer step for both: TRL packs TRL_ROWS rows of max_length (8 x
+            # 1024 = 8,192 tokens); ragtune steps over BATCH examples of ~183 tokens (~8,800 tokens),
+            # in micro-batches its `auto` picks from free memory.
+            batch, trl_rows, max_length = (8, 4, 256) if args.dry_run else (BATCH, TRL_ROWS, 1024)
             levels_now = levels if args.only == "all" else ()
+            shape_data = data if name != "7b-shape" else data_7b
             ours = (
                 {"tokens_per_s": float("nan")}
-                if args.only != "all"
+                if args.only not in ("all", "training")
                 else train_ragtune(
-                    model_dir, data, work / f"{name}-run", device, dtype, batch, micro, max_length
+                    model_dir, shape_data, work / f"{name}-run", device, dtype, batch, None, max_length
                 )
             )
             row["ragtune"] = ours
             if peak:
                 row["ragtune"]["mfu"] = 6 * params * ours["tokens_per_s"] / (peak * 1e12)
-            if name != "7b-shape" and args.only == "all":
+            if name != "7b-shape" and args.only in ("all", "training"):
                 trl = train_trl(
-                    model_dir, data, work / f"{name}-trl", device, dtype, batch, micro, max_length
+                    model_dir, data, work / f"{name}-trl", device, dtype, trl_rows, trl_rows, max_length
                 )
                 row["trl_sft_packing"] = trl
                 if isinstance(trl, dict):
                     row["ratio_vs_trl"] = ours["tokens_per_s"] / trl["tokens_per_s"]
+                    if peak:
+                        trl["mfu"] = 6 * params * trl["tokens_per_s"] / (peak * 1e12)
             log(out, f"training/{name}", row)
 
-            if name == "7b-shape":
+            if name == "7b-shape" or args.only == "training":
+                shutil.rmtree(model_dir, ignore_errors=True)
                 continue
             from transformers import AutoTokenizer
 

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.memory_plan import CPU_MAX_BATCH, HEADROOM, SplitError, plan_split
 from finetune.hardware import DEVICE_PATTERN
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -55,7 +56,10 @@ class Settings(BaseSettings):
         None,
         ge=1,
         le=1024,
-        description="Sequences decoded together in one batch; default 16 (transformers), vLLM's own (vLLM).",
+        description=f"Sequences decoded together in one batch; default automatic: {CPU_MAX_BATCH} on a CPU "
+        "(transformers), on a GPU as many max_model_len sequences as the KV cache left in "
+        "gpu_memory_utilization of the card after the weights holds (transformers), vLLM's own "
+        "max_num_seqs (vLLM).",
     )
     max_queue: int = Field(
         256, ge=1, description="Requests waiting or running before new ones get 503 + Retry-After."
@@ -77,7 +81,11 @@ class Settings(BaseSettings):
         64, description="vLLM: the largest LoRA rank it can serve (memory is reserved for it)."
     )
     gpu_memory_utilization: float = Field(
-        0.9, gt=0, le=1, description="vLLM on a GPU: share of GPU memory for weights, activations, KV cache."
+        0.9,
+        gt=0,
+        le=1,
+        description="Serving on a GPU: share of the card's memory for weights, activations and KV cache "
+        "(vLLM's own setting; the transformers engine sizes its default batch from it).",
     )
     kv_cache_gib: float | None = Field(
         None, gt=0, description="vLLM: KV cache size in GiB; default 2 on a CPU, from the share on a GPU."
@@ -128,6 +136,16 @@ class Settings(BaseSettings):
         description="Torch device fine-tuning jobs train on: auto (a CUDA GPU when PyTorch sees one, else "
         "the CPU), cpu, cuda, cuda:N or mps. A device the machine lacks fails each job at once, saying so.",
     )
+    # Declared after gpu_memory_utilization, tensor_parallel_size and training_device: its validator reads
+    # them (pydantic validates fields in declaration order).
+    training_memory_utilization: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Share of a GPU's memory fine-tuning jobs may use on the card they train on; default: "
+        f"what the serving engine leaves of that card (1 - gpu_memory_utilization - {HEADROOM:g}) when it "
+        f"serves from the same card, else {1 - HEADROOM:g}.",
+    )
 
     api_key: str | None = Field(
         None, description="One key or a comma-separated list; when set every route but /health needs it."
@@ -147,6 +165,28 @@ class Settings(BaseSettings):
         value = value.strip().lower()
         if not DEVICE_PATTERN.fullmatch(value):
             raise ValueError(f"RAGTUNE_TRAINING_DEVICE={value!r}: use auto, cpu, cuda, cuda:N or mps")
+        return value
+
+    @field_validator("training_memory_utilization")
+    @classmethod
+    def _split_fits_one_card(cls, value: float | None, info) -> float | None:
+        """Refuse a serving + training split of one card that cannot hold: gpu_memory_utilization +
+        training_memory_utilization above 1 - HEADROOM (common.memory_plan.plan_split, whose message names
+        both settings), when training may share a card with serving (RAGTUNE_TRAINING_DEVICE auto, cuda or
+        one of the first tensor_parallel_size cards). Unset, training takes what serving leaves on its
+        card: nothing to check here. A field validator rather than a model validator, so that the error is
+        reported under RAGTUNE_TRAINING_MEMORY_UTILIZATION at start-up."""
+        serving = info.data.get("gpu_memory_utilization")
+        if value is None or serving is None:  # serving's own error, if any, is reported on its own
+            return value
+        device = info.data.get("training_device", "auto")
+        cards = range(info.data.get("tensor_parallel_size", 1))
+        if device in ("cpu", "mps") or (device.startswith("cuda:") and int(device[5:]) not in cards):
+            return value  # training on a card serving may not use: the worker plans that card alone
+        try:
+            plan_split(serving, True, value)
+        except SplitError as exc:
+            raise ValueError(str(exc)) from exc
         return value
 
     @field_validator("model", "embedding_model")

@@ -155,7 +155,7 @@ def init_services(
         gpu_split={
             "serving_share": settings.gpu_memory_utilization,
             "serving_cards": serving_cards(engine.info.device, settings.tensor_parallel_size),
-            "training_share": getattr(settings, "training_memory_utilization", None),
+            "training_share": settings.training_memory_utilization,
         },
     )
     return Services(

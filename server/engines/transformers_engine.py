@@ -19,6 +19,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.memory_plan import (
+    CPU_MAX_BATCH,
+    DTYPE_BYTES,
+    GIB,
+    ModelShape,
+    kv_cache_bytes_per_token,
+    serving_max_batch,
+)
 from finetune.hardware import pick_device, pick_dtype
 from server.engines.base import (
     Delta,
@@ -32,6 +40,58 @@ from server.engines.detok import LogprobAligner, StreamDecoder
 from server.engines.grammar import GrammarRuntime
 
 log = logging.getLogger("ragtune.engine")
+
+
+def auto_max_batch(
+    model_config: Any, dtype: Any, device: str, memory_utilization: float, context_len: int
+) -> int:
+    """The engine's default `max_batch_size` (sequences decoded together) for a loaded model.
+
+    On a CPU (any device but `cuda`/`cuda:N`): CPU_MAX_BATCH, as the cores, not memory, are the bound.
+    On a CUDA device: `common.memory_plan.serving_max_batch`, i.e. as many sequences of `context_len`
+    tokens (prompt + answer: the engine's `max_model_len`) as the KV cache left in the budget after the
+    weights holds, within [1, SERVING_MAX_BATCH]. The budget is `memory_utilization` (the
+    `gpu_memory_utilization` setting, a fraction in (0, 1]) of the card's total bytes
+    (`torch.cuda.mem_get_info(device)[1]`, the driver's count), as vLLM reads that setting. The model's
+    shape comes from `model_config` (a transformers config, or its text sub-config for a multimodal
+    one), the bytes per element from `dtype` (a torch dtype or its name: float32, bfloat16, float16).
+
+    A config without the fields the planner needs (see `ModelShape.from_config`) falls back to
+    CPU_MAX_BATCH with a warning rather than failing the engine's start. Logs the choice and its reason
+    at info level."""
+    kind = str(device).split(":", 1)[0]
+    if kind != "cuda":
+        log.info("max_batch_size %d: on %s the cores, not memory, bound the batch", CPU_MAX_BATCH, device)
+        return CPU_MAX_BATCH
+    import torch
+
+    get_text_config = getattr(model_config, "get_text_config", None)
+    config = get_text_config() if callable(get_text_config) else model_config
+    try:
+        shape = ModelShape.from_config(config)
+    except KeyError as exc:
+        log.warning("max_batch_size %d: the model's shape is unknown (%s)", CPU_MAX_BATCH, exc)
+        return CPU_MAX_BATCH
+    name = str(dtype).removeprefix("torch.")
+    dtype_bytes = DTYPE_BYTES.get(name) or dtype.itemsize
+    total = torch.cuda.mem_get_info(device)[1]
+    budget = int(memory_utilization * total)
+    batch = serving_max_batch(shape, dtype_bytes, budget, context_len)
+    per_sequence = kv_cache_bytes_per_token(shape, dtype_bytes) * max(context_len, 1)
+    log.info(
+        "max_batch_size %d on %s: KV cache %.3f GiB per %d-token sequence (%s), in a budget of %.1f GiB "
+        "(gpu_memory_utilization %g of %.1f GiB) less %.2f GiB of weights",
+        batch,
+        device,
+        per_sequence / GIB,
+        context_len,
+        name,
+        budget / GIB,
+        memory_utilization,
+        total / GIB,
+        shape.parameters * dtype_bytes / GIB,
+    )
+    return batch
 
 
 class SequenceFailed(RuntimeError):
@@ -102,11 +162,16 @@ class TransformersEngine(Engine):
         dtype: str = "auto",
         device: str = "auto",
         max_model_len: int | None = None,
-        max_batch_size: int = 16,
+        max_batch_size: int | None = None,
         max_queue: int = 256,
         max_prefill_tokens: int = 8192,
         batch_invariant: bool = False,
+        gpu_memory_utilization: float = 0.9,
     ) -> None:
+        """Load `model_path` on `device` in `dtype` and start the engine thread. `max_batch_size` None:
+        `auto_max_batch` decides it once the model is loaded (CPU_MAX_BATCH on a CPU, from the KV-cache
+        room in `gpu_memory_utilization` of the card on a GPU). `max_queue` is raised to the batch when
+        lower, so that the batch can fill."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -128,8 +193,16 @@ class TransformersEngine(Engine):
                 "batch_invariant": batch_invariant,
             },
         )
-        self.max_batch_size = max_batch_size
+        if max_batch_size is None:
+            max_batch_size = auto_max_batch(
+                self.model.config, self.dtype, self.device, gpu_memory_utilization, self.info.max_model_len
+            )
+        if max_queue < max_batch_size:
+            log.info("max_queue %d is below max_batch_size %d: raised to it", max_queue, max_batch_size)
+            max_queue = max_batch_size
+        self.max_batch_size = max_batch_size  # read by _admit on the engine thread, started below
         self.max_queue = max_queue
+        self.info.extra["max_batch_size"] = max_batch_size
         self.max_prefill_tokens = max_prefill_tokens
         self.batch_invariant = batch_invariant
         self.eos_ids = self._eos_ids()
@@ -589,13 +662,15 @@ class TransformersEngine(Engine):
 
 
 def from_settings(settings: Any, model_path: str) -> TransformersEngine:
-    """The engine the settings describe (`batch_invariant` comes from `RAGTUNE_BATCH_INVARIANT`)."""
+    """The engine the settings describe (`batch_invariant` comes from `RAGTUNE_BATCH_INVARIANT`); an
+    unset `max_batch_size` is decided by `auto_max_batch` once the model is loaded."""
     return TransformersEngine(
         model_path,
         dtype=settings.dtype,
         device=settings.device,
         max_model_len=settings.max_model_len,
-        max_batch_size=settings.max_batch_size or 16,
+        max_batch_size=settings.max_batch_size,
         max_queue=settings.max_queue,
         batch_invariant=getattr(settings, "batch_invariant", False),
+        gpu_memory_utilization=getattr(settings, "gpu_memory_utilization", 0.9),
     )
