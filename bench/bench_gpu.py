@@ -219,6 +219,90 @@ def train_ragtune(
     return out
 
 
+def profile_training(
+    model_dir: Path, data: Path, work: Path, device: str, dtype: torch.dtype, batch: int, max_length: int
+) -> dict:
+    """Where a step of ragtune's recipe spends its time: per variant (as shipped; LoRA dropout 0) two
+    warm-up steps, three timed steps, and for the shipped recipe two steps under torch.profiler, whose
+    top operators by device time (CPU time without a GPU) are printed and returned."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from finetune.config import TrainConfig
+    from finetune.recipe import LoRARecipe
+
+    class Quiet:
+        def event(self, message, data=None, kind="message") -> None:
+            pass
+
+        def stop_requested(self) -> bool:
+            return False
+
+    cuda = device.startswith("cuda")
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    results: dict[str, Any] = {}
+    for label, overrides in (("as shipped", {}), ("lora_dropout 0", {"lora_dropout": 0.0})):
+        config = TrainConfig(
+            n_epochs=1,
+            batch_size=batch,
+            max_length=max_length,
+            rehearsal_ratio=0.0,
+            eval_strategy="no",
+            checkpoint_every=10_000,
+            seed=1,
+            **overrides,
+        )
+        recipe = LoRARecipe(
+            config,
+            model_dir,
+            data,
+            work / f"profile-{len(results)}",
+            Quiet(),
+            cache_dir=work,
+            dtype=dtype,
+            device=device,
+        )
+        recipe.setup()
+        n = len(recipe.examples)  # 7 batches, cycling over the data when it is smaller
+        batches = [[recipe.examples[(i * batch + j) % n] for j in range(batch)] for i in range(7)]
+        for b in batches[:2]:
+            recipe._step(b)
+        sync()
+        start = time.perf_counter()
+        tokens = sum(recipe._step(b)[1] for b in batches[2:5])
+        sync()
+        seconds = time.perf_counter() - start
+        row: dict[str, Any] = {
+            "micro_batch_size": recipe.micro_batch_size,
+            "tokens_per_step": tokens / 3,
+            "step_s": seconds / 3,
+            "tokens_per_s": tokens / seconds,
+        }
+        if not results:
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+            with profile(activities=activities) as prof:
+                for b in batches[5:7]:
+                    recipe._step(b)
+                sync()
+            averages = prof.key_averages()
+            field = "self_device_time_total" if cuda else "self_cpu_time_total"
+            if cuda and not hasattr(averages[0], field):
+                field = "self_cuda_time_total"
+            print(averages.table(sort_by=field, row_limit=25, max_name_column_width=70), flush=True)
+            top = sorted(averages, key=lambda e: getattr(e, field), reverse=True)[:20]
+            row["device_busy_ms_per_step"] = sum(getattr(e, field) for e in averages) / 2e3
+            row["top_ops"] = [[e.key, round(getattr(e, field) / 2e3, 2), e.count // 2] for e in top]
+        results[label] = row
+        del recipe
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
+    return results
+
+
 def train_trl(
     model_dir: Path,
     data: Path,
@@ -377,7 +461,7 @@ def main() -> None:
     parser.add_argument("--shapes", default="smollm2-135m,1.7b-shape,7b-shape")
     parser.add_argument("--examples", type=int, default=400)
     parser.add_argument("--dtype", choices=("auto", "bfloat16", "float32"), default="auto")
-    parser.add_argument("--only", choices=("all", "adapters", "training"), default="all")
+    parser.add_argument("--only", choices=("all", "adapters", "training", "profile"), default="all")
     parser.add_argument(
         "--extra-site",
         type=Path,
@@ -433,6 +517,15 @@ def main() -> None:
                     continue
             model_dir, params = build(source, overrides, work / name, dtype)
             row: dict[str, Any] = {"parameters": params}
+            if args.only == "profile":
+                batch = 8 if args.dry_run else BATCH
+                log(
+                    out,
+                    f"profile/{name}",
+                    profile_training(model_dir, data, work, device, dtype, batch, 1024),
+                )
+                shutil.rmtree(model_dir, ignore_errors=True)
+                continue
             # The same tokens per optimizer step for both: TRL packs TRL_ROWS rows of max_length (8 x
             # 1024 = 8,192 tokens); ragtune steps over BATCH examples of ~183 tokens (~8,800 tokens),
             # in micro-batches its `auto` picks from free memory.

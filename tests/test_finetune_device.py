@@ -3,6 +3,7 @@ failures of the training device setting and of an out-of-memory device (tiny Lla
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
@@ -457,3 +458,35 @@ def test_the_scheduler_hands_the_training_device_to_the_worker(
     client.portal.call(launch)
     spec = json.loads((scheduler.runs / job_id / "job.json").read_text())
     assert spec["training_device"] == "cuda:1"
+
+
+def test_bfloat16_weights_run_the_lora_path_in_bfloat16(tiny_model_dir, tmp_path):
+    """With bfloat16 base weights (a GPU, a CPU with native bf16) each LoRA layer gets its input in
+    bfloat16, not a float32 copy of it (half of a 1.7B step's GPU time went to those copies and float32
+    GEMMs), while the adapter's weights stay float32 for AdamW; the loss is PEFT's own float32 path's
+    within bfloat16 precision, and a step trains. Float32 weights keep PEFT's path."""
+    cfg = config(eval_strategy="no", rehearsal_ratio=0, lora_dropout=0.0, batch_size=4, micro_batch_size=4)
+    data = lengths_data(tmp_path / "lengths.jsonl")
+    recipe = LoRARecipe(cfg, tiny_model_dir, data, tmp_path / "run", Recorder(), dtype=torch.bfloat16)
+    recipe.setup()
+    seen: list[torch.dtype] = []
+    for name, module in recipe.model.named_modules():
+        if name.endswith("lora_A.default"):
+            module.register_forward_pre_hook(lambda module, args: seen.append(args[0].dtype))
+    ids, labels, mask = collate(recipe.examples[:4], recipe.tokenizer.pad_token_id, "cpu")
+    with torch.no_grad():
+        fast = float(recipe._loss_sum(ids, labels, mask))
+    assert seen and set(seen) == {torch.bfloat16}
+    seen.clear()
+    with torch.no_grad():
+        peft_path = float(recipe._loss_sum_inner(ids, labels, mask, None))  # no autocast, PEFT casts
+    assert set(seen) == {torch.float32}
+    assert fast == pytest.approx(peft_path, rel=2e-2)
+    assert all(p.dtype == torch.float32 for p in recipe.model.parameters() if p.requires_grad)
+    before = [p.detach().clone() for p in recipe.model.parameters() if p.requires_grad]
+    loss, _ = recipe._step(recipe.examples[:4])
+    after = [p for p in recipe.model.parameters() if p.requires_grad]
+    assert loss == loss and any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
+
+    plain = LoRARecipe(cfg, tiny_model_dir, data, tmp_path / "run32", Recorder(), dtype=torch.float32)
+    assert isinstance(plain._mixed_precision(), contextlib.nullcontext)
