@@ -13,10 +13,14 @@ Sections (each row names its peer; the ratio is ragtune / peer, measured in the 
 - serving: the transformers engine at concurrency 1, 16 and 64 (128 new tokens each) against raw
   `model.generate` on the same prompts at the same batch size;
 - adapters: one engine batch with rows for two LoRA adapters (random, non-zero) gives, row for row,
-  the greedy tokens PEFT's own `generate` gives for each adapter alone.
+  the greedy tokens PEFT's own `generate` gives for each adapter alone;
+- ddp: the recipe data-parallel under torchrun (finetune/distributed.py), one process per GPU (two gloo
+  processes on the CPU in a dry run), against the same epoch in one process: whether the adapters
+  match (the sharded step must compute the whole batch's gradient) and the tokens/s of each.
 
     python bench/bench_gpu.py                 # on a GPU: about 5-8 minutes
     python bench/bench_gpu.py --dry-run       # the same code on the CPU with tiny shapes (CI runs it)
+    python bench/bench_gpu.py --only ddp      # data-parallel training alone (needs 2+ GPUs)
 """
 
 from __future__ import annotations
@@ -148,6 +152,16 @@ def peak_tflops() -> tuple[float | None, str | None]:
     return None, name
 
 
+class Quiet:
+    """A reporter that reports nothing and never stops (the benchmark times the recipe, not events)."""
+
+    def event(self, message, data=None, kind="message") -> None:
+        pass
+
+    def stop_requested(self) -> bool:
+        return False
+
+
 def train_ragtune(
     model_dir: Path,
     data: Path,
@@ -157,18 +171,13 @@ def train_ragtune(
     batch: int,
     micro: int | None,
     max_length: int,
+    lora_dropout: float | None = None,
 ) -> dict:
     """One epoch of ragtune's recipe, scoring off (what is timed is training): tokens/s (prompt and
-    answer tokens fed, padding excluded), with `micro` None the recipe's `auto` micro-batch."""
+    answer tokens fed, padding excluded), with `micro` None the recipe's `auto` micro-batch. With
+    `lora_dropout` (data_parallel's check) the adapter is saved to `<work>-adapter` too."""
     from finetune.config import TrainConfig
     from finetune.recipe import LoRARecipe
-
-    class Quiet:
-        def event(self, message, data=None, kind="message") -> None:
-            pass
-
-        def stop_requested(self) -> bool:
-            return False
 
     config = TrainConfig(
         n_epochs=1,
@@ -179,6 +188,7 @@ def train_ragtune(
         eval_strategy="no",
         checkpoint_every=10_000,
         seed=1,
+        **({} if lora_dropout is None else {"lora_dropout": lora_dropout}),
     )
     recipe = LoRARecipe(config, model_dir, data, work, Quiet(), cache_dir=work, dtype=dtype, device=device)
     recipe.setup()
@@ -212,11 +222,142 @@ def train_ragtune(
         "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None,
         "planned_gib": planned / GIB,  # common/memory_plan.py's estimate of the same step's peak
     }
+    if lora_dropout is not None:
+        recipe.save(work.with_name(f"{work.name}-adapter"), {})
     del recipe
     gc.collect()
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
     return out
+
+
+def ddp_config(batch: int, max_length: int) -> Any:
+    """The data-parallel check's recipe settings: one epoch, no dropout (a step is then a deterministic
+    function of the batch, so one process and N must agree), nothing generated or scored."""
+    from finetune.config import TrainConfig
+
+    return TrainConfig(
+        n_epochs=1,
+        batch_size=batch,
+        max_length=max_length,
+        lora_dropout=0.0,
+        rehearsal_ratio=0.0,
+        eval_strategy="no",
+        checkpoint_every=10_000,
+        seed=1,
+    )
+
+
+def ddp_rank(spec_path: Path) -> None:
+    """One rank of the data-parallel check, run by torchrun (`--ddp-rank SPEC`): trains the spec's
+    epoch with finetune/distributed.py on `cuda:<LOCAL_RANK>` (or the CPU, gloo), rank 0 saves the
+    adapter to `<work>/ddp-adapter` and writes its timing to `<work>/ddp-timing.json`."""
+    from finetune.distributed import Distributed, rank_device
+    from finetune.recipe import LoRARecipe
+
+    spec = json.loads(spec_path.read_text())
+    dist = Distributed.from_env()
+    device = rank_device(spec["device"], dist)
+    dist.init_process_group(device)
+    work, dtype = Path(spec["work"]), getattr(torch, spec["dtype"])
+    try:
+        recipe = LoRARecipe(
+            ddp_config(spec["batch"], spec["max_length"]),
+            Path(spec["model_dir"]),
+            Path(spec["data"]),
+            work / f"ddp-run-{dist.rank}",
+            Quiet(),
+            cache_dir=work,
+            dtype=dtype,
+            device=device,
+            dist=dist,
+        )
+        recipe.setup()
+        dist.barrier()
+        start = time.perf_counter()
+        recipe.train()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        dist.barrier()
+        seconds = time.perf_counter() - start
+        recipe.save(work / "ddp-adapter", {})  # rank 0 alone
+        if dist.main:
+            timing = {"tokens": recipe.progress.tokens_seen, "seconds": seconds}
+            (work / "ddp-timing.json").write_text(json.dumps(timing))
+    finally:
+        dist.destroy_process_group()
+
+
+def data_parallel(
+    model_dir: Path,
+    data: Path,
+    work: Path,
+    processes: int,
+    device: str,
+    dtype: torch.dtype,
+    batch: int,
+    max_length: int,
+) -> dict:
+    """The recipe's epoch in `processes` torchrun processes (one per GPU on CUDA, gloo on the CPU) and
+    in one process on `device`: tokens/s of each, their ratio, and how far apart the adapters are (max
+    absolute and relative L2 difference of the LoRA weights). `adapters_match`: within 1e-5 absolute in
+    float32 (the sum over ranks only reorders float additions), within 5% relative in bfloat16 (its
+    rounding differs with which rows share a micro-batch). Raises RuntimeError when torchrun fails."""
+    import subprocess
+
+    from safetensors.torch import load_file
+
+    work.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "model_dir": str(model_dir),
+        "data": str(data),
+        "work": str(work),
+        "device": device,
+        "dtype": str(dtype).removeprefix("torch."),
+        "batch": batch,
+        "max_length": max_length,
+    }
+    (work / "ddp-spec.json").write_text(json.dumps(spec))
+    launcher = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={processes}",
+    ]
+    done = subprocess.run(
+        [*launcher, str(Path(__file__).resolve()), "--ddp-rank", str(work / "ddp-spec.json")],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"torchrun exited with {done.returncode}:\n{done.stderr[-3000:]}")
+    timing = json.loads((work / "ddp-timing.json").read_text())
+    single = train_ragtune(
+        model_dir, data, work / "one", device, dtype, batch, None, max_length, lora_dropout=0.0
+    )
+    ours, one = (
+        load_file(d / "adapter_model.safetensors") for d in (work / "ddp-adapter", work / "one-adapter")
+    )
+    diff = max(float((ours[k] - one[k]).abs().max()) for k in one)
+    norm = torch.cat([one[k].flatten() for k in sorted(one)]).norm()
+    relative = float(torch.cat([(ours[k] - one[k]).flatten() for k in sorted(one)]).norm() / norm)
+    exact = dtype == torch.float32
+    rate = timing["tokens"] / timing["seconds"]
+    return {
+        "processes": processes,
+        "device": "cuda" if device.startswith("cuda") else "cpu",
+        "dtype": spec["dtype"],
+        "tokens": timing["tokens"],
+        "same_tokens": timing["tokens"] == single["tokens"],
+        "tokens_per_s": rate,
+        "one_process_tokens_per_s": single["tokens_per_s"],
+        "speedup": rate / single["tokens_per_s"],
+        "max_abs_diff": diff,
+        "relative_diff": relative,
+        "adapters_match": diff <= 1e-5 if exact else relative <= 0.05,
+    }
 
 
 def profile_training(
@@ -229,13 +370,6 @@ def profile_training(
 
     from finetune.config import TrainConfig
     from finetune.recipe import LoRARecipe
-
-    class Quiet:
-        def event(self, message, data=None, kind="message") -> None:
-            pass
-
-        def stop_requested(self) -> bool:
-            return False
 
     cuda = device.startswith("cuda")
 
@@ -461,7 +595,8 @@ def main() -> None:
     parser.add_argument("--shapes", default="smollm2-135m,1.7b-shape,7b-shape")
     parser.add_argument("--examples", type=int, default=400)
     parser.add_argument("--dtype", choices=("auto", "bfloat16", "float32"), default="auto")
-    parser.add_argument("--only", choices=("all", "adapters", "training", "profile"), default="all")
+    parser.add_argument("--only", choices=("all", "adapters", "training", "profile", "ddp"), default="all")
+    parser.add_argument("--ddp-rank", type=Path, help=argparse.SUPPRESS)  # one torchrun rank (data_parallel)
     parser.add_argument(
         "--extra-site",
         type=Path,
@@ -470,6 +605,9 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "bench_gpu.json")
     args = parser.parse_args()
+    if args.ddp_rank:
+        ddp_rank(args.ddp_rank)
+        return
     if args.extra_site:
         import site
 
@@ -517,6 +655,26 @@ def main() -> None:
                     continue
             model_dir, params = build(source, overrides, work / name, dtype)
             row: dict[str, Any] = {"parameters": params}
+            if args.only in ("all", "ddp") and name != "7b-shape":
+                gpus = torch.cuda.device_count() if cuda else 0
+                if args.dry_run or gpus >= 2:  # two gloo processes on the CPU; one per GPU
+                    batch = 8 if args.dry_run else BATCH
+                    ddp = data_parallel(
+                        model_dir,
+                        data,
+                        work / f"{name}-ddp",
+                        2 if args.dry_run else gpus,
+                        device,
+                        dtype,
+                        batch,
+                        256 if args.dry_run else 1024,
+                    )
+                    log(out, f"ddp/{name}", ddp)
+                else:
+                    log(out, f"ddp/{name}", f"skipped: {gpus} CUDA GPU(s), 2 needed")
+            if args.only == "ddp":
+                shutil.rmtree(model_dir, ignore_errors=True)
+                continue
             if args.only == "profile":
                 batch = 8 if args.dry_run else BATCH
                 log(

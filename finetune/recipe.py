@@ -35,6 +35,7 @@ from common.answer_metrics import exact_match, f1
 from common.atomic import atomic_dir, atomic_write_json
 from finetune.config import TrainConfig
 from finetune.data import Conversation, DataError, Example, Message, check_trainable, load_dataset, tokenize
+from finetune.distributed import Distributed
 from finetune.general import REHEARSAL_PROMPTS, RETENTION_QUESTIONS, is_correct, retention_interval
 from finetune.hardware import out_of_memory_errors, release_cached_memory
 
@@ -69,6 +70,20 @@ class Reporter(Protocol):
     def stop_requested(self) -> bool: ...
 
 
+class RankReporter:
+    """What a rank other than 0 reports through: its events go nowhere (rank 0 reports the job, once);
+    stop requests are still read from the `reporter` it wraps (rank 0's is what counts, see `train`)."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+
+    def event(self, message: str, data: dict[str, Any] | None = None, kind: str = "message") -> None:
+        pass
+
+    def stop_requested(self) -> bool:
+        return self.reporter.stop_requested()
+
+
 class Cancelled(BaseException):
     """The job was cancelled: raised at a step boundary, or by the worker's SIGTERM handler wherever the
     signal lands (loading, generating, measuring). A BaseException, like KeyboardInterrupt, so library
@@ -100,17 +115,26 @@ class LoRARecipe:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
         memory_budget: int | None = None,
+        dist: Distributed | None = None,
     ) -> None:
         """`dtype`: the base model's weights (LoRA weights stay float32, as PEFT makes them); `device`:
         where the model, every batch and every generation run (`cpu`, `cuda:N`, `mps`), picked by the
         worker (finetune/hardware.py); `memory_budget`: bytes this job may use on a CUDA `device` (its
-        training share of the card, common/memory_plan.py), None for what is free."""
+        training share of the card, common/memory_plan.py), None for what is free.
+
+        `dist`: this process's place in a data-parallel job (finetune/distributed.py; None: one process,
+        the recipe exactly as without it). Every rank runs the whole recipe with the same seed, so the
+        same LoRA init and data order; each optimizer step's batch is split over the ranks (`shard`) and
+        the gradients summed over them before the step, so the weights stay equal on every rank. Rank 0
+        alone reports (the others' events go nowhere), writes checkpoints, generates the base model's
+        answers (broadcast to the others), scores epochs and saves; `device` is then this rank's own."""
+        self.dist = dist or Distributed()
         self.config = config
         self.model_dir = Path(model_dir)
         self.training_file = training_file
         self.validation_file = validation_file
         self.run_dir = run_dir
-        self.reporter = reporter
+        self.reporter = reporter if self.dist.main else RankReporter(reporter)
         self.cache_dir = cache_dir or run_dir
         self.dtype = dtype
         self.device = torch.device(device)
@@ -163,7 +187,8 @@ class LoRARecipe:
         if self.evaluate:
             self._task_set(valid_conversations, held_out, conversations)
             questions = [q for q, _ in RETENTION_QUESTIONS]
-            self.base_answers = self._general_answers("base", questions, RETENTION_TOKENS)
+            if self.dist.main:  # only rank 0 scores retention
+                self.base_answers = self._general_answers("base", questions, RETENTION_TOKENS)
         else:
             self.reporter.event(
                 "Epochs are not scored (eval_strategy 'no'): no retention or task score is measured, and "
@@ -198,6 +223,12 @@ class LoRARecipe:
             self.model.enable_input_require_grads()  # frozen embeddings would otherwise cut the graph
         self.model = get_peft_model(self.model, lora)
         self.micro_batch_size = self._pick_micro_batch()
+        if self.dist.world_size > 1:
+            self.reporter.event(
+                f"Data-parallel training on {self.dist.world_size} processes: each step's batch of "
+                f"{cfg.batch_size} is split over them and their gradients are summed before the step.",
+                {"world_size": self.dist.world_size},
+            )
         self.steps_per_epoch = math.ceil((len(self.examples) + self.rehearsal_count) / cfg.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.n_epochs
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -205,8 +236,9 @@ class LoRARecipe:
         self.scheduler = get_cosine_schedule_with_warmup(
             self.optimizer, int(cfg.warmup_ratio * self.total_steps), self.total_steps
         )
+        self.dist.barrier()  # rank 0 has written its checkpoints: every rank resumes from the same one
         self._resume()
-        if self.evaluate and self.progress.base_task is None:  # once per job (a resumed run has it)
+        if self.evaluate and self.progress.base_task is None and self.dist.main:  # once per job
             with self.model.disable_adapter():
                 self.progress.base_task = self.task_scores()
             self.reporter.event(
@@ -281,7 +313,11 @@ class LoRARecipe:
             len(REHEARSAL_PROMPTS), generator=torch.Generator().manual_seed(self.config.seed)
         ).tolist()
         prompts = [REHEARSAL_PROMPTS[i] for i in order[: self.rehearsal_count * self.config.n_epochs]]
-        answers = self._general_answers("rehearsal", prompts, REHEARSAL_TOKENS)
+        # Data-parallel: rank 0 answers and every rank trains on its answers (one generation, and the
+        # same rehearsal data everywhere even where two GPUs would round differently).
+        answers = self.dist.broadcast_object(
+            self._general_answers("rehearsal", prompts, REHEARSAL_TOKENS) if self.dist.main else None
+        )
         conversations = [
             Conversation([Message("user", q), Message("assistant", text)], line=0)
             for q, a in zip(prompts, answers, strict=True)
@@ -337,8 +373,9 @@ class LoRARecipe:
         cfg = self.config
         if cfg.micro_batch_size is not None:
             return cfg.micro_batch_size
+        rows = math.ceil(cfg.batch_size / self.dist.world_size)  # a rank's share of a batch at most
         if self.device.type != "cuda":
-            return min(CPU_MICRO_BATCH, cfg.batch_size)
+            return min(CPU_MICRO_BATCH, rows)
         from common.memory_plan import HEADROOM, ModelShape, micro_batch_for
 
         free, total = torch.cuda.mem_get_info(self.device)
@@ -353,7 +390,7 @@ class LoRARecipe:
             shape.lora_parameters(cfg.lora_r, cfg.target_modules),
             budget,
             longest,
-            cfg.batch_size,
+            rows,
             cfg.gradient_checkpointing,
         )
         self.reporter.event(
@@ -390,16 +427,18 @@ class LoRARecipe:
                     kind="metrics",
                 )
                 self.metrics["train_loss"] = loss
-                if self.reporter.stop_requested():
+                if self.dist.broadcast_object(self.reporter.stop_requested()):  # rank 0's: all stop
                     raise Cancelled
                 if p.step % cfg.checkpoint_every == 0 and p.step_in_epoch < len(batches):
                     self.checkpoint()
             p.epoch, p.step_in_epoch = p.epoch + 1, 0
-            scores = self._end_of_epoch()
+            # Rank 0 scores; the others wait here and keep its scores, so every rank's record is the same.
+            scores = self.dist.broadcast_object(self._end_of_epoch() if self.dist.main else None)
             # Recorded before the checkpoint is written, so a run resumed from it knows this epoch too.
             p.epochs.append({**scores, "checkpoint": str(self._checkpoint_dir())})
             self.checkpoint(scores)
-        self._publish_best()
+        if self.dist.main:  # rank 0's choice is what it saves; the others save nothing
+            self._publish_best()
         self.metrics.update({"steps": p.step, "epochs": p.epoch, "tokens_seen": p.tokens_seen})
         return self.metrics
 
@@ -407,7 +446,8 @@ class LoRARecipe:
         """One optimizer step over `batch`, in length-grouped micro-batches (`micro_batches`). Returns
         (loss, tokens): the loss summed over the batch's trained tokens divided by their count, whatever
         the micro-batches (each micro-batch's sum is divided by the whole batch's count), and the tokens
-        fed to the model, padding excluded."""
+        fed to the model, padding excluded. Data-parallel, each rank passes the same whole `batch` and
+        trains its `shard`; both numbers are then the whole batch's, summed over the ranks."""
         while True:
             try:
                 return self._accumulate(batch)
@@ -431,10 +471,11 @@ class LoRARecipe:
         the optimizer step. Raises torch.OutOfMemoryError before the optimizer step when a micro-batch
         does not fit (the gradients accumulated so far are then to be discarded)."""
         self.model.train()
-        trained = trained_tokens(batch)
+        trained = trained_tokens(batch)  # the WHOLE batch's, on every rank: summed gradients are its own
         total_loss = torch.zeros((), device=self.device)  # summed on the device: no sync per micro-batch
         tokens = 0
-        for micro in micro_batches(batch, self.micro_batch_size):
+        share = shard(batch, self.dist.rank, self.dist.world_size)
+        for micro in micro_batches(share, self.micro_batch_size):
             ids, labels, mask = collate(micro, self.tokenizer.pad_token_id, self.device)
             # rehearsal examples have no line
             rehearsal = torch.tensor([e.line == 0 for e in micro], device=self.device)
@@ -442,13 +483,16 @@ class LoRARecipe:
             loss.backward()
             total_loss += loss.detach()
             tokens += sum(len(e.input_ids) for e in micro)
-        torch.nn.utils.clip_grad_norm_(
-            [p for p in self.model.parameters() if p.requires_grad], self.config.max_grad_norm
-        )
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.dist.all_reduce_gradients(params)  # the whole batch's gradient on every rank (DDP's rule)
+        torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(total_loss), tokens
+        if self.dist.world_size == 1:
+            return float(total_loss), tokens
+        loss, tokens_sum = self.dist.all_reduce_sum(float(total_loss), tokens)
+        return loss, round(tokens_sum)
 
     def _loss_sum(
         self,
@@ -650,9 +694,12 @@ class LoRARecipe:
 
     def checkpoint(self, scores: dict[str, Any] | None = None) -> Path:
         """Adapter + optimizer + scheduler + RNG + progress (with the epoch's `scores`, at an epoch end),
-        written to a temporary dir and renamed."""
+        written to a temporary dir and renamed. Data-parallel, rank 0 alone writes it (every rank holds
+        the same weights and optimizer state); every rank returns its path."""
         p = self.progress
         final = self._checkpoint_dir()
+        if not self.dist.main:
+            return final
         state = {
             **p.__dict__,
             **(scores or {}),
@@ -736,7 +783,10 @@ class LoRARecipe:
     def save(self, adapter_dir: Path, extra: dict[str, Any]) -> None:
         """The servable adapter and everything needed to reproduce it, written atomically, with every
         epoch's adapter (and its scores) in `checkpoints/ckpt-step-<step>/`: each is a model of its own
-        (`<fine-tuned model>:ckpt-step-<step>`), so a user can compare epochs."""
+        (`<fine-tuned model>:ckpt-step-<step>`), so a user can compare epochs. Data-parallel, rank 0
+        alone saves (the others return at once)."""
+        if not self.dist.main:
+            return
         with atomic_dir(adapter_dir, replace=True) as tmp:
             self.model.save_pretrained(tmp)
             for epoch in self.progress.epochs:
@@ -757,7 +807,9 @@ class LoRARecipe:
                 (tmp / "chat_template.jinja").write_text(self.tokenizer.chat_template)
 
     def cleanup(self) -> None:
-        shutil.rmtree(self.run_dir / "checkpoints", ignore_errors=True)
+        """Delete the checkpoints (rank 0's, rank 0 alone)."""
+        if self.dist.main:
+            shutil.rmtree(self.run_dir / "checkpoints", ignore_errors=True)
 
 
 def load_model(model_dir: Path, dtype: torch.dtype) -> Any:
@@ -780,6 +832,20 @@ def micro_batches(batch: list[Example], size: int) -> list[list[Example]]:
     step. Every example is in exactly one micro-batch, in a deterministic order (a stable sort)."""
     ordered = sorted(batch, key=lambda e: len(e.input_ids), reverse=True)
     return [ordered[start : start + size] for start in range(0, len(ordered), size)]
+
+
+def shard(batch: list[Example], rank: int, world_size: int) -> list[Example]:
+    """Rank `rank`'s share of an optimizer step's `batch` when `world_size` processes train it: the
+    batch sorted by length, longest first (a stable sort, as `micro_batches` does), then every
+    `world_size`-th example from position `rank`. Every example is on exactly one rank, the ranks' row
+    counts differ by at most one and their token counts by at most the longest example's length (rank 0
+    gets the longest of each group of `world_size`), so no rank waits long for another at the
+    gradient all_reduce. A rank may get nothing (a batch smaller than the world). `world_size` 1:
+    `batch` itself."""
+    if world_size == 1:
+        return batch
+    ordered = sorted(batch, key=lambda e: len(e.input_ids), reverse=True)
+    return ordered[rank::world_size]
 
 
 def trained_tokens(batch: list[Example]) -> int:

@@ -9,6 +9,12 @@ data, a training device this machine lacks (`training_device_unavailable`), or t
 when cancelled (SIGTERM); 4 when it fits the share but not what is free now (`wait.json`); and it dies
 with its parent.
 Started again after a crash, it resumes from the job's last checkpoint.
+
+Data-parallel (RAGTUNE_TRAINING_PROCESSES > 1), the server starts it under torchrun instead
+(`python -m torch.distributed.run --standalone --nproc-per-node=N -m finetune.worker ...`): each of the N
+processes trains on `cuda:<LOCAL_RANK>` (or all on the CPU, with gloo) with finetune/distributed.py, and
+rank 0 alone writes events.jsonl, result.json, error.json and wait.json. torchrun's exit status does not
+carry the worker's exit code, so the server reads those files instead.
 """
 
 from __future__ import annotations
@@ -21,12 +27,16 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.atomic import atomic_write_json
 from finetune.hardware import out_of_memory_errors
+
+if TYPE_CHECKING:
+    from finetune.distributed import Distributed
 
 EXIT_OK, EXIT_FAILED, EXIT_CANCELLED, EXIT_WAIT = 0, 2, 3, 4
 """EXIT_FAILED: `error.json` holds the job's error; the server fails the job with it (no retry).
@@ -35,14 +45,17 @@ and the server puts it back in the queue to try again later (finetune is not sta
 
 
 class FileReporter:
-    """Events as JSON lines, flushed and fsynced so the server never reads half a line."""
+    """Events as JSON lines, flushed and fsynced so the server never reads half a line. `path` None: the
+    events go nowhere (a data-parallel rank other than 0), while `stop` still works."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | None) -> None:
         self.path = path
         self.stop = False
         self.writing = False  # an event line is being written: a signal must not tear it
 
     def event(self, message: str, data: dict[str, Any] | None = None, kind: str = "message") -> None:
+        if self.path is None:
+            return
         record = {
             "created_at": int(time.time()),
             "level": "info",
@@ -69,8 +82,33 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def write_json(path: Path, value: dict[str, Any]) -> None:
-    atomic_write_json(path, value)
+def die_with_launcher() -> None:
+    """Linux, under torchrun: get SIGTERM when the server that started torchrun dies. die_with_parent
+    covers torchrun's own death (it is this process's parent), but torchrun gets no signal when the
+    server dies and would train on, beside the job the next server starts again. So a daemon thread
+    reads torchrun's parent from /proc every 2 seconds and, once it changes (the server died and
+    torchrun was re-parented, or torchrun is gone), sends this process SIGTERM: the cancel path, after
+    which torchrun stops the other ranks. Does nothing where /proc cannot say."""
+    agent = os.getppid()
+    launcher = _parent_of(agent)
+    if launcher is None:
+        return
+
+    def watch() -> None:
+        while _parent_of(agent) == launcher:
+            time.sleep(2)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="ragtune-launcher-watch", daemon=True).start()
+
+
+def _parent_of(pid: int) -> int | None:
+    """The parent process id of `pid` (field 4 of /proc/<pid>/stat, after the parenthesised command
+    name, which may hold spaces), or None when the process is gone or /proc cannot say."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def plan_on_card(
@@ -134,13 +172,41 @@ def out_of_memory_message(
     return message + "."
 
 
-def run(job_id: str, data_dir: Path) -> int:
+def worst_admission(admissions: list[tuple[str, Any]]) -> tuple[str, Any]:
+    """Of every rank's (device, Admission) the one that decides a data-parallel job (all ranks start or
+    none does): the first that can never fit, else the first that must wait, else the first."""
+    for refused in (lambda a: not a.start and not a.wait, lambda a: not a.start):
+        for device, admission in admissions:
+            if refused(admission):
+                return device, admission
+    return admissions[0]
+
+
+def run(job_id: str, data_dir: Path, dist: Distributed | None = None) -> int:
     """Train job `job_id` from `<data_dir>/fine_tuning/<job_id>/job.json`. Returns the exit code: EXIT_OK
     (`result.json` written), EXIT_FAILED (`error.json` written) or EXIT_CANCELLED. Raises whatever else
-    went wrong (the server then re-queues the job to resume it)."""
+    went wrong (the server then re-queues the job to resume it).
+
+    `dist` (default: from torchrun's environment, a world of one without it): under torchrun every
+    rank runs this and joins the process group; the files are rank 0's to write. The device check and
+    the memory plan (every card's, gathered) give every rank the same answer; a rank that fails alone
+    later (its card ran out of memory) writes nothing, torchrun stops the others and the server
+    re-queues the job as after a crash."""
+    from finetune.distributed import Distributed
+
+    dist = dist or Distributed.from_env()
+    try:
+        return _run(job_id, data_dir, dist)
+    finally:
+        dist.destroy_process_group()
+
+
+def _run(job_id: str, data_dir: Path, dist: Distributed) -> int:
+    """`run`'s work, in the process group `dist` when it has more than one rank."""
     from common.memory_plan import Admission, SplitError
     from finetune.config import TrainConfig
     from finetune.data import DataError
+    from finetune.distributed import rank_device
     from finetune.hardware import (
         DeviceUnavailable,
         pick_dtype,
@@ -151,7 +217,12 @@ def run(job_id: str, data_dir: Path) -> int:
 
     run_dir = data_dir / "fine_tuning" / job_id
     spec = json.loads((run_dir / "job.json").read_text())
-    reporter = FileReporter(run_dir / "events.jsonl")
+    reporter = FileReporter(run_dir / "events.jsonl" if dist.main else None)
+
+    def write_outcome(path: Path, value: dict[str, Any]) -> None:
+        """The job's outcome files: rank 0's to write."""
+        if dist.main:
+            atomic_write_json(path, value)
 
     def on_sigterm(*_: Any) -> None:
         """Stop now. Between optimizer steps the recipe would notice the flag, but loading the model,
@@ -167,13 +238,14 @@ def run(job_id: str, data_dir: Path) -> int:
     signal.signal(signal.SIGTERM, on_sigterm)
     config = TrainConfig.from_dict(spec["config"])
     try:
-        device = resolve_training_device(spec.get("training_device") or "auto")
-    except DeviceUnavailable as exc:
-        write_json(
+        device = rank_device(resolve_training_device(spec.get("training_device") or "auto"), dist)
+    except DeviceUnavailable as exc:  # the same answer on every rank: each returns EXIT_FAILED
+        write_outcome(
             run_dir / "error.json",
             {"code": "training_device_unavailable", "message": str(exc), "param": None},
         )
         return EXIT_FAILED
+    dist.init_process_group(device)
     dtype, budget = pick_dtype("auto", device), None
     if device.startswith("cuda"):
         try:
@@ -182,11 +254,15 @@ def run(job_id: str, data_dir: Path) -> int:
             )
         except SplitError as exc:
             admission = Admission(False, False, 0, str(exc))
+        if dist.world_size > 1:  # each rank planned its own card; the job starts on all of them or none
+            card, worst = worst_admission(dist.all_gather_object((device, admission)))
+            if not worst.start:
+                admission = Admission(False, worst.wait, worst.need_bytes, f"On {card}: {worst.reason}")
         if not admission.start:
             if admission.wait:
-                write_json(run_dir / "wait.json", {"message": admission.reason})
+                write_outcome(run_dir / "wait.json", {"message": admission.reason})
                 return EXIT_WAIT
-            write_json(
+            write_outcome(
                 run_dir / "error.json",
                 {"code": "insufficient_gpu_memory", "message": admission.reason, "param": None},
             )
@@ -205,6 +281,7 @@ def run(job_id: str, data_dir: Path) -> int:
             dtype=dtype,
             device=device,
             memory_budget=budget,
+            dist=dist,
         )
         recipe.setup()
         stage = "training or scoring an epoch"
@@ -218,7 +295,7 @@ def run(job_id: str, data_dir: Path) -> int:
         reporter.event("Training stopped (cancelled, or the server shut down); checkpoints are kept.")
         return EXIT_CANCELLED
     except DataError as exc:
-        write_json(
+        write_outcome(
             run_dir / "error.json",
             {"code": exc.code, "message": exc.message, "param": None if exc.line is None else str(exc.line)},
         )
@@ -229,9 +306,9 @@ def run(job_id: str, data_dir: Path) -> int:
         recipe = None  # the model, optimizer and activations: released before the memory is measured
         memory = release_cached_memory(device)
         message = out_of_memory_message(oom, device, stage, config, memory)
-        write_json(run_dir / "error.json", {"code": "out_of_memory", "message": message, "param": None})
+        write_outcome(run_dir / "error.json", {"code": "out_of_memory", "message": message, "param": None})
         return EXIT_FAILED
-    write_json(run_dir / "result.json", {"metrics": metrics, "adapter_dir": spec["adapter_dir"]})
+    write_outcome(run_dir / "result.json", {"metrics": metrics, "adapter_dir": spec["adapter_dir"]})
     recipe.cleanup()
     return EXIT_OK
 
@@ -243,7 +320,12 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
     die_with_parent()
-    sys.exit(run(args.job_id, args.data_dir))
+    from finetune.distributed import Distributed
+
+    dist = Distributed.from_env()
+    if dist.world_size > 1:
+        die_with_launcher()
+    sys.exit(run(args.job_id, args.data_dir, dist))
 
 
 if __name__ == "__main__":

@@ -136,8 +136,16 @@ class Settings(BaseSettings):
         description="Torch device fine-tuning jobs train on: auto (a CUDA GPU when PyTorch sees one, else "
         "the CPU), cpu, cuda, cuda:N or mps. A device the machine lacks fails each job at once, saying so.",
     )
-    # Declared after gpu_memory_utilization, tensor_parallel_size and training_device: its validator reads
-    # them (pydantic validates fields in declaration order).
+    training_processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Data-parallel training processes per fine-tuning job, one per GPU, launched with "
+        "torchrun: process N trains on cuda:N (training_device then only chooses CUDA or the CPU) and each "
+        "step's batch is split over them. 1 = one process.",
+    )
+    # Declared after gpu_memory_utilization, tensor_parallel_size, training_device and training_processes:
+    # its validator reads them (pydantic validates fields in declaration order).
     training_memory_utilization: float | None = Field(
         None,
         gt=0,
@@ -181,7 +189,11 @@ class Settings(BaseSettings):
             return value
         device = info.data.get("training_device", "auto")
         cards = range(info.data.get("tensor_parallel_size", 1))
-        if device in ("cpu", "mps") or (device.startswith("cuda:") and int(device[5:]) not in cards):
+        if device in ("cpu", "mps") or (
+            device.startswith("cuda:")
+            and int(device[5:]) not in cards
+            and info.data.get("training_processes", 1) == 1  # data-parallel ranks train from cuda:0 on
+        ):
             return value  # training on a card serving may not use: the worker plans that card alone
         try:
             plan_split(serving, True, value)

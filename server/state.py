@@ -152,6 +152,7 @@ def init_services(
         model_dir,
         settings.max_training_jobs,
         training_device=settings.training_device,
+        training_processes=settings.training_processes,
         gpu_split={
             "serving_share": settings.gpu_memory_utilization,
             "serving_cards": serving_cards(engine.info.device, settings.tensor_parallel_size),

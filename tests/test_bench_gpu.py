@@ -42,6 +42,9 @@ def test_gpu_benchmark_dry_run(tmp_path, smol_model_dir):
         v["engine_tokens_per_s"] > 0 and v["raw_generate_tokens_per_s"] > 0
         for v in result["serving/tiny"].values()
     )
+    ddp = result["ddp/tiny"]  # two gloo processes train the one-process adapter (float32: within 1e-5)
+    assert ddp["processes"] == 2 and ddp["same_tokens"] and ddp["adapters_match"], ddp
+    assert ddp["max_abs_diff"] <= 1e-5 and ddp["tokens_per_s"] > 0
     adapters = result["adapters/tiny"]
     assert (
         adapters["adapters_differ"] and adapters["equal_to_peft"] == adapters["rows"] == 4

@@ -6,7 +6,8 @@ Lifecycle: validating_files → queued → running → succeeded | failed | canc
 died) goes back to the queue and resumes from its last checkpoint; after three interrupted attempts it
 fails. A job that fits its card's training share but not the memory free now (common/memory_plan.py)
 goes back to the queue, says so once in its events, and is tried again WAIT_SECONDS later. On success
-the adapter is registered and served at once.
+the adapter is registered and served at once. With `training_processes` > 1 the worker runs under
+torchrun, one process per GPU (finetune/distributed.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 from common.atomic import atomic_write_json
 from finetune.config import TrainConfig, resolve_auto
 from finetune.data import DataError, check_trainable, describe, load_dataset, tokenize
-from finetune.worker import EXIT_WAIT
+from finetune.worker import EXIT_FAILED, EXIT_OK, EXIT_WAIT
 from server.catalog import ModelCatalog
 from server.fine_tuning.jobs import add_event, fail, insert_event, job_row, model_name
 from server.fine_tuning.protocol import job_error
@@ -52,6 +53,7 @@ class FineTuningScheduler:
         max_running: int = 1,
         training_device: str = "auto",
         gpu_split: dict[str, Any] | None = None,
+        training_processes: int = 1,
     ) -> None:
         self.db = db
         self.data_dir = data_dir
@@ -60,6 +62,8 @@ class FineTuningScheduler:
         self.model_dir = model_dir
         self.max_running = max_running
         self.training_device = training_device  # RAGTUNE_TRAINING_DEVICE, checked by the worker
+        # RAGTUNE_TRAINING_PROCESSES: > 1 starts the worker under torchrun, one process per GPU
+        self.training_processes = training_processes
         # job.json's `gpu_split` (finetune/worker.py plan_on_card): the serving engine's share and cards
         self.gpu_split = gpu_split or {}
         self._waiting: dict[str, float] = {}  # job id -> monotonic time it may try for GPU memory again
@@ -214,7 +218,8 @@ class FineTuningScheduler:
             "training_device": self.training_device,
             "gpu_split": self.gpu_split,
         }
-        (run_dir / "wait.json").unlink(missing_ok=True)  # a previous try's
+        for outcome in ("wait.json", "error.json", "result.json"):  # a previous try's: only this one's count
+            (run_dir / outcome).unlink(missing_ok=True)
         atomic_write_json(run_dir / "job.json", spec)
         with self.db.transaction() as tx:
             tx.execute(
@@ -231,13 +236,28 @@ class FineTuningScheduler:
             )
         log_file = open(run_dir / "worker.log", "ab")  # noqa: SIM115 - owned by the child process
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "finetune.worker", job_id, "--data-dir", str(self.data_dir)],
+            self.worker_command(job_id),
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env={**os.environ, "HF_HUB_OFFLINE": "1"},
         )
         log_file.close()
         self._running_job = job_id
+
+    def worker_command(self, job_id: str) -> list[str]:
+        """The worker's argv: `python -m finetune.worker <job> --data-dir D`, or with
+        `training_processes` N > 1 that module under torchrun on this machine alone (`--standalone`:
+        a local rendezvous on a free port), N processes (finetune/distributed.py)."""
+        worker = ["-m", "finetune.worker", job_id, "--data-dir", str(self.data_dir)]
+        if self.training_processes <= 1:
+            return [sys.executable, *worker]
+        launcher = [
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={self.training_processes}",
+        ]
+        return [sys.executable, *launcher, *worker]
 
     # ---- following the worker ---------------------------------------------------------------------
 
@@ -298,16 +318,29 @@ class FineTuningScheduler:
         )
 
     async def _exited(self, job_id: str | None, code: int) -> None:
+        """Act on the worker's exit `code` and the file it left (finetune/worker.py). Under torchrun
+        (`training_processes` > 1) the code is torchrun's (1 when any rank failed, whatever the code), so
+        the file rank 0 wrote decides: result.json succeeded, error.json failed, wait.json waits (the
+        launch removed any earlier try's); none is a crash."""
         if job_id is None:
             return
         job = job_row(self.db, job_id)
         run_dir = self.runs / job_id
+        if self.training_processes > 1:
+            for outcome, worker_code in (
+                ("result.json", EXIT_OK),
+                ("error.json", EXIT_FAILED),
+                ("wait.json", EXIT_WAIT),
+            ):
+                if (run_dir / outcome).is_file():
+                    code = worker_code
+                    break
         waited = self._waiting.pop(job_id, None) if code != EXIT_WAIT else self._waiting.get(job_id)
         if job["status"] == "cancelled":
             return
         if code == 0 and (run_dir / "result.json").is_file():
             await self._succeed(job, json.loads((run_dir / "result.json").read_text()))
-        elif code == 2 and (run_dir / "error.json").is_file():
+        elif code == EXIT_FAILED and (run_dir / "error.json").is_file():
             fail(self.db, job_id, json.loads((run_dir / "error.json").read_text()))
         elif code == EXIT_WAIT and (run_dir / "wait.json").is_file():
             # Fits the card's training share, not its free memory now: queued again (this start was not
