@@ -189,8 +189,9 @@ def test_reattached_while_ingesting_commits_the_new_runs_chunks(client, tmp_path
     from server.vector_stores.protocol import AttachFile
 
     services = client.app.state.services
+    run = tmp_path.name  # text no other test embeds: a cached embedding would skip the spy below
     lines = [
-        f"2026-11-30 07:{i // 60 % 60:02d}:{i % 60:02d} INFO worker {i} processed batch {i * 7}"
+        f"2026-11-30 07:{i // 60 % 60:02d}:{i % 60:02d} INFO worker {i} processed batch {i * 7} ({run})"
         for i in range(3000)
     ]
     big = docs.write(tmp_path / "big_log.txt", "\n".join(lines))
