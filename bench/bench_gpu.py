@@ -177,18 +177,12 @@ def train_ragtune(
     """One epoch of ragtune's recipe, scoring off (what is timed is training): tokens/s (prompt and
     answer tokens fed, padding excluded), with `micro` None the recipe's `auto` micro-batch. With
     `lora_dropout` (data_parallel's check) the adapter is saved to `<work>-adapter` too."""
-    from finetune.config import TrainConfig
     from finetune.recipe import LoRARecipe
 
-    config = TrainConfig(
-        n_epochs=1,
-        batch_size=batch,
+    config = bench_config(
+        batch,
+        max_length,
         micro_batch_size=micro,
-        max_length=max_length,
-        rehearsal_ratio=0.0,
-        eval_strategy="no",
-        checkpoint_every=10_000,
-        seed=1,
         **({} if lora_dropout is None else {"lora_dropout": lora_dropout}),
     )
     recipe = LoRARecipe(config, model_dir, data, work, Quiet(), cache_dir=work, dtype=dtype, device=device)
@@ -232,21 +226,28 @@ def train_ragtune(
     return out
 
 
-def ddp_config(batch: int, max_length: int) -> Any:
-    """The data-parallel check's recipe settings: one epoch, no dropout (a step is then a deterministic
-    function of the batch, so one process and N must agree), nothing generated or scored."""
+def bench_config(batch: int, max_length: int, **overrides: Any) -> Any:
+    """The recipe settings every timed run here uses: one epoch, nothing generated or scored (no
+    rehearsal, eval_strategy "no"), no periodic checkpoint, seed 1; `overrides` on top (TrainConfig
+    fields, e.g. micro_batch_size, lora_dropout)."""
     from finetune.config import TrainConfig
 
     return TrainConfig(
         n_epochs=1,
         batch_size=batch,
         max_length=max_length,
-        lora_dropout=0.0,
         rehearsal_ratio=0.0,
         eval_strategy="no",
         checkpoint_every=10_000,
         seed=1,
+        **overrides,
     )
+
+
+def ddp_config(batch: int, max_length: int) -> Any:
+    """The data-parallel check's recipe settings: no dropout (a step is then a deterministic function
+    of the batch, so one process and N must agree)."""
+    return bench_config(batch, max_length, lora_dropout=0.0)
 
 
 def ddp_rank(spec_path: Path) -> None:
@@ -369,7 +370,6 @@ def profile_training(
     top operators by device time (CPU time without a GPU) are printed and returned."""
     from torch.profiler import ProfilerActivity, profile
 
-    from finetune.config import TrainConfig
     from finetune.recipe import LoRARecipe
 
     cuda = device.startswith("cuda")
@@ -380,16 +380,7 @@ def profile_training(
 
     results: dict[str, Any] = {}
     for label, overrides in (("as shipped", {}), ("lora_dropout 0", {"lora_dropout": 0.0})):
-        config = TrainConfig(
-            n_epochs=1,
-            batch_size=batch,
-            max_length=max_length,
-            rehearsal_ratio=0.0,
-            eval_strategy="no",
-            checkpoint_every=10_000,
-            seed=1,
-            **overrides,
-        )
+        config = bench_config(batch, max_length, **overrides)
         recipe = LoRARecipe(
             config,
             model_dir,

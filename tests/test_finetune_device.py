@@ -297,6 +297,21 @@ def test_micro_batches_are_grouped_by_length_and_the_step_loss_is_unchanged(
 # ---- the worker: failures reach the job -------------------------------------------------------------
 
 
+class NotStarted:
+    """subprocess.Popen's stand-in for tests of what the scheduler starts: records the command line
+    (`argv`, and every one in `NotStarted.started`) and runs nothing (`poll()` None: still running)."""
+
+    started: list[list[str]] = []
+    returncode = None
+
+    def __init__(self, argv, **_):
+        self.argv = argv
+        NotStarted.started.append(argv)
+
+    def poll(self):
+        return None
+
+
 def queued_job(make_client, smol_tokenizer, facts: Path) -> tuple[Any, str, str]:
     """(client, training file id, job id) of a job created through the API on `facts` and validated
     until queued (FakeEngine; max_training_jobs 0, so no worker is started)."""
@@ -436,19 +451,10 @@ def test_the_scheduler_hands_the_training_device_to_the_worker(
     """job.json, the worker's only input, carries the scheduler's training device."""
     import server.fine_tuning.scheduler as scheduler_module
 
-    class Started:
-        returncode = None
-
-        def __init__(self, argv, **_):
-            self.argv = argv
-
-        def poll(self):
-            return None
-
     facts = write(tmp_path / "facts.jsonl", phrasings=1)
     client, file_id, job_id = queued_job(make_client, smol_tokenizer, facts)
     scheduler = client.app.state.services.fine_tuning_scheduler
-    monkeypatch.setattr(scheduler_module.subprocess, "Popen", Started)  # the worker is not started
+    monkeypatch.setattr(scheduler_module.subprocess, "Popen", NotStarted)  # the worker is not started
 
     def launch():
         scheduler.training_device = "cuda:1"

@@ -24,7 +24,7 @@ from finetune.data import Example
 from finetune.distributed import Distributed, rank_device
 from finetune.hardware import DeviceUnavailable
 from finetune.recipe import LoRARecipe, micro_batches, shard, trained_tokens
-from tests.test_finetune_device import lengths_data, queued_job
+from tests.test_finetune_device import NotStarted, lengths_data, queued_job
 from tests.test_finetune_recipe import Recorder, config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -376,17 +376,8 @@ def test_the_scheduler_starts_torchrun_and_trusts_rank_0s_files(
     import server.fine_tuning.scheduler as scheduler_module
     from tests.data.make_facts import write
 
-    class Started:
-        returncode = None
-
-        def __init__(self, argv, **_):
-            self.argv = argv
-            started.append(argv)
-
-        def poll(self):
-            return None
-
-    started: list[list[str]] = []
+    started = NotStarted.started
+    started.clear()
 
     def two_processes(engine, **overrides):
         return make_client(engine, training_processes=2, **overrides)
@@ -395,7 +386,7 @@ def test_the_scheduler_starts_torchrun_and_trusts_rank_0s_files(
     client, _, job_id = queued_job(two_processes, smol_tokenizer, facts)
     scheduler = client.app.state.services.fine_tuning_scheduler
     assert scheduler.training_processes == 2
-    monkeypatch.setattr(scheduler_module.subprocess, "Popen", Started)  # nothing is started
+    monkeypatch.setattr(scheduler_module.subprocess, "Popen", NotStarted)  # nothing is started
     run_dir = scheduler.runs / job_id
 
     def launch_and_exit(outcome: dict[str, dict] | None, code: int, processes: int = 2) -> dict:

@@ -26,18 +26,9 @@ from common.memory_plan import (
 from finetune.config import DEFAULT_TARGETS
 from finetune.recipe import CPU_MICRO_BATCH, LoRARecipe
 from server.state import serving_cards
-from tests.test_finetune_device import lengths_data, queued_job
+from tests.test_finetune_device import NotStarted, lengths_data, queued_job
 from tests.test_finetune_recipe import Recorder, config
-
-SHAPE_1_7B = {
-    "hidden_size": 2048,
-    "intermediate_size": 8192,
-    "num_hidden_layers": 24,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 32,
-    "head_dim": 64,
-    "vocab_size": 49152,
-}
+from tests.test_serving_memory import SHAPE_1_7B
 
 
 def test_the_shape_counts_the_parameters_the_model_has(tiny_model_dir):
@@ -156,19 +147,10 @@ def test_the_scheduler_hands_the_gpu_split_to_the_worker(make_client, smol_token
     import server.fine_tuning.scheduler as scheduler_module
     from tests.data.make_facts import write
 
-    class Started:
-        returncode = None
-
-        def __init__(self, argv, **_):
-            self.argv = argv
-
-        def poll(self):
-            return None
-
     facts = write(tmp_path / "facts.jsonl", phrasings=1)
     client, _, job_id = queued_job(make_client, smol_tokenizer, facts)
     scheduler = client.app.state.services.fine_tuning_scheduler
-    monkeypatch.setattr(scheduler_module.subprocess, "Popen", Started)
+    monkeypatch.setattr(scheduler_module.subprocess, "Popen", NotStarted)
 
     def launch():
         scheduler._launch(scheduler.db.one("SELECT * FROM fine_tuning_jobs WHERE id = ?", (job_id,)))

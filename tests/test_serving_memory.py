@@ -12,6 +12,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from bench.bench_gpu import SHAPES
 from server.engines.transformers_engine import TransformersEngine, auto_max_batch, from_settings
 from server.settings import Settings
 from tests.conftest import MODELS_CACHE
@@ -31,13 +32,8 @@ SMOLLM2_135M = {  # SmolLM2-135M-Instruct's config.json, the fields memory depen
     "max_position_embeddings": 8192,
     "tie_word_embeddings": True,
 }
-SHAPE_1_7B = {  # SmolLM2-1.7B's shape (multi-head attention: as many KV heads as heads)
-    "hidden_size": 2048,
-    "intermediate_size": 8192,
-    "num_hidden_layers": 24,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 32,
-    "head_dim": 64,
+SHAPE_1_7B = {  # SmolLM2-1.7B's shape, as the GPU benchmark builds it (as many KV heads as heads)
+    **SHAPES["1.7b-shape"],
     "vocab_size": 49152,
     "max_position_embeddings": 8192,
     "tie_word_embeddings": True,
