@@ -260,8 +260,14 @@ def admit_job(need_bytes: int, split: GpuSplit, total_bytes: int, free_bytes: in
             f"This job needs at least {gib(need_bytes)} of GPU memory (the model's weights, the adapter's "
             f"optimizer state and one row of max_length), but the training share of the card is "
             f"{gib(share)} ({split.training:g} of {gib(total_bytes)}): lower training.max_length, set "
-            "training.gradient_checkpointing to true, lower RAGTUNE_GPU_MEMORY_UTILIZATION or train on "
-            "another device (RAGTUNE_TRAINING_DEVICE).",
+            "training.gradient_checkpointing to true, "
+            + (
+                "lower RAGTUNE_GPU_MEMORY_UTILIZATION (the serving engine's share of this card) or raise "
+                "RAGTUNE_TRAINING_MEMORY_UTILIZATION, "
+                if split.serving
+                else "raise RAGTUNE_TRAINING_MEMORY_UTILIZATION, "
+            )
+            + "or train on another device (RAGTUNE_TRAINING_DEVICE).",
         )
     if need_bytes > free_bytes:
         return Admission(

@@ -170,11 +170,12 @@ class Distributed:
 
 def rank_device(device: str, dist: Distributed) -> str:
     """The device rank `dist` trains on when the job's training device resolved to `device` (`cpu`,
-    `mps` or `cuda:N`): `cpu` stays `cpu` (gloo, every rank on the CPU); any CUDA device becomes
-    `cuda:<local_rank>`, one GPU per process as torchrun's --nproc-per-node counts them. A world of one
-    keeps `device`. Raises finetune.hardware.DeviceUnavailable for more processes on this machine
-    (torchrun's LOCAL_WORLD_SIZE, else world_size) than CUDA GPUs, the same answer on every rank, and
-    for MPS (no backend reduces MPS tensors)."""
+    `mps` or `cuda:K`): `cpu` stays `cpu` (gloo, every rank on the CPU); CUDA becomes
+    `cuda:<K + local_rank>`, one GPU per process from the card the setting names (`cuda:1` with 3
+    processes: cards 1, 2 and 3; `auto` and `cuda` start at the current card, 0), so serving can keep
+    card 0 to itself. A world of one keeps `device`. Raises finetune.hardware.DeviceUnavailable when
+    the cards run past the GPUs PyTorch sees (torchrun's LOCAL_WORLD_SIZE processes on this machine,
+    else world_size), the same answer on every rank, and for MPS (no backend reduces MPS tensors)."""
     from finetune.hardware import DeviceUnavailable
 
     if dist.world_size == 1 or device == "cpu":
@@ -184,10 +185,13 @@ def rank_device(device: str, dist: Distributed) -> str:
         raise DeviceUnavailable(
             f"{processes} trains on several CUDA GPUs or on the CPU, not on mps; set it to 1."
         )
+    first = int(device.split(":", 1)[1]) if ":" in device else 0
     count = torch.cuda.device_count()
-    if int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size)) > count:
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size))
+    if first + local > count:
         raise DeviceUnavailable(
-            f"{processes} needs one CUDA GPU per process, but PyTorch sees {count} here; set it to "
-            f"{max(count, 1)} or fewer."
+            f"{processes} from cuda:{first} needs cards cuda:{first} to cuda:{first + local - 1}, but "
+            f"PyTorch sees {count} here; set it to {max(count - first, 1)} or fewer, or "
+            "RAGTUNE_TRAINING_DEVICE to a lower card."
         )
-    return f"cuda:{dist.local_rank}"
+    return f"cuda:{first + dist.local_rank}"

@@ -151,11 +151,17 @@ def plan_on_card(
 
 
 def out_of_memory_message(
-    error: str, device: str, stage: str, config: Any, memory: tuple[int, int] | None
+    error: str,
+    device: str,
+    stage: str,
+    config: Any,
+    memory: tuple[int, int] | None,
+    micro_batch_size: int | None = None,
 ) -> str:
     """The job's error message for an out-of-memory `error` (PyTorch's text) on `device` while `stage`:
     what ran out (with `memory`, (free, total) bytes after the cache was released, when known) and the
-    settings of `config` (a TrainConfig) that lower the memory a step needs."""
+    settings of `config` (a TrainConfig) that lower the memory a step needs; `micro_batch_size` is the
+    size the recipe was using (what `auto` had come to), when known."""
     tried = re.search(r"Tried to allocate ([\d.]+ [KMGT]?i?B)", error)
     message = f"Out of memory on {device} while {stage}"
     if tried:
@@ -163,9 +169,12 @@ def out_of_memory_message(
     if memory:
         free, total = memory
         message += f"; {free / 2**30:.2f} of {total / 2**30:.2f} GiB free once the job let go of its memory"
+    if config.micro_batch_size is None and micro_batch_size is not None:
+        now = f"auto, at {micro_batch_size}"
+    else:
+        now = config.micro_batch_size or "auto"
     message += (
-        f". Lower training.micro_batch_size (now {config.micro_batch_size or 'auto'}) or "
-        f"training.max_length (now {config.max_length})"
+        f". Lower training.micro_batch_size (now {now}) or training.max_length (now {config.max_length})"
     )
     if not config.gradient_checkpointing:
         message += ", or set training.gradient_checkpointing to true"
@@ -303,9 +312,10 @@ def _run(job_id: str, data_dir: Path, dist: Distributed) -> int:
     except out_of_memory_errors() as exc:
         oom = str(exc)  # only the text: the traceback and the tensors its frames hold go with this block
     if oom is not None:
+        micro = getattr(recipe, "micro_batch_size", None)  # where `auto` had got to (halved on each OOM)
         recipe = None  # the model, optimizer and activations: released before the memory is measured
         memory = release_cached_memory(device)
-        message = out_of_memory_message(oom, device, stage, config, memory)
+        message = out_of_memory_message(oom, device, stage, config, memory, micro)
         write_outcome(run_dir / "error.json", {"code": "out_of_memory", "message": message, "param": None})
         return EXIT_FAILED
     write_outcome(run_dir / "result.json", {"metrics": metrics, "adapter_dir": spec["adapter_dir"]})

@@ -141,8 +141,9 @@ class Settings(BaseSettings):
         ge=1,
         le=64,
         description="Data-parallel training processes per fine-tuning job, one per GPU, launched with "
-        "torchrun: process N trains on cuda:N (training_device then only chooses CUDA or the CPU) and each "
-        "step's batch is split over them. 1 = one process.",
+        "torchrun, on consecutive cards from the one training_device names (cuda:1 with 3 processes: "
+        "cards 1 to 3; auto or cuda: from card 0), or all on the CPU; each step's batch is split over "
+        "them. 1 = one process.",
     )
     # Declared after gpu_memory_utilization, tensor_parallel_size, training_device and training_processes:
     # its validator reads them (pydantic validates fields in declaration order).
@@ -179,22 +180,25 @@ class Settings(BaseSettings):
     @classmethod
     def _split_fits_one_card(cls, value: float | None, info) -> float | None:
         """Refuse a serving + training split of one card that cannot hold: gpu_memory_utilization +
-        training_memory_utilization above 1 - HEADROOM (common.memory_plan.plan_split, whose message names
-        both settings), when training may share a card with serving (RAGTUNE_TRAINING_DEVICE auto, cuda or
-        one of the first tensor_parallel_size cards). Unset, training takes what serving leaves on its
-        card: nothing to check here. A field validator rather than a model validator, so that the error is
-        reported under RAGTUNE_TRAINING_MEMORY_UTILIZATION at start-up."""
+        training_memory_utilization above 1 - HEADROOM (common.memory_plan.plan_split, whose message
+        names both settings), when training may share a card with serving: serving on cards 0 to
+        tensor_parallel_size - 1 (none for the transformers engine on the CPU), training on
+        RAGTUNE_TRAINING_PROCESSES cards from RAGTUNE_TRAINING_DEVICE's (0 for auto or cuda). Unset,
+        training takes what serving leaves on its card: nothing to check here. A field validator
+        rather than a model validator, so that the error is reported under
+        RAGTUNE_TRAINING_MEMORY_UTILIZATION at start-up."""
         serving = info.data.get("gpu_memory_utilization")
         if value is None or serving is None:  # serving's own error, if any, is reported on its own
             return value
         device = info.data.get("training_device", "auto")
-        cards = range(info.data.get("tensor_parallel_size", 1))
-        if device in ("cpu", "mps") or (
-            device.startswith("cuda:")
-            and int(device[5:]) not in cards
-            and info.data.get("training_processes", 1) == 1  # data-parallel ranks train from cuda:0 on
-        ):
-            return value  # training on a card serving may not use: the worker plans that card alone
+        if device in ("cpu", "mps"):
+            return value
+        if info.data.get("engine") == "transformers" and info.data.get("device") == "cpu":
+            return value  # serving uses no card
+        first = int(device[5:]) if device.startswith("cuda:") else 0
+        training = set(range(first, first + info.data.get("training_processes", 1)))
+        if not training & set(range(info.data.get("tensor_parallel_size", 1))):
+            return value  # training on cards serving does not use: the worker plans each card alone
         try:
             plan_split(serving, True, value)
         except SplitError as exc:

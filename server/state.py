@@ -117,6 +117,32 @@ def serving_cards(device: str, tensor_parallel_size: int = 1) -> list[int]:
     return list(range(tensor_parallel_size))
 
 
+def warn_small_training_share(settings: Settings, cards: list[int]) -> str | None:
+    """Log (and return) a warning when fine-tuning jobs will train on a card the serving engine uses
+    (`cards`) with the default training share, and that share (what serving leaves, less HEADROOM) is
+    under 0.25 of the card: with vLLM's default 0.9 it is 0.05, too little for any model but a small one,
+    and every job would fail with insufficient_gpu_memory."""
+    from common.memory_plan import HEADROOM
+
+    device = settings.training_device
+    if not cards or settings.training_memory_utilization is not None or device in ("cpu", "mps"):
+        return None
+    first = int(device[5:]) if device.startswith("cuda:") else 0
+    shared = sorted(set(cards) & set(range(first, first + settings.training_processes)))
+    share = 1 - HEADROOM - settings.gpu_memory_utilization
+    if not shared or share >= 0.25:
+        return None
+    message = (
+        f"Fine-tuning jobs train on cuda:{shared[0]}, which the serving engine also uses at "
+        f"RAGTUNE_GPU_MEMORY_UTILIZATION={settings.gpu_memory_utilization:g}: they get "
+        f"{max(share, 0):.2f} of the card. To train on this card, lower "
+        "RAGTUNE_GPU_MEMORY_UTILIZATION (0.5 leaves training 0.45), or set RAGTUNE_TRAINING_DEVICE to "
+        "another card (or cpu)."
+    )
+    log.warning(message)
+    return message
+
+
 def init_services(
     settings: Settings, engine: Engine, embedder: Any, metrics: Metrics | None = None
 ) -> Services:
@@ -159,6 +185,7 @@ def init_services(
             "training_share": settings.training_memory_utilization,
         },
     )
+    warn_small_training_share(settings, serving_cards(engine.info.device, settings.tensor_parallel_size))
     return Services(
         settings=settings,
         metrics=metrics,

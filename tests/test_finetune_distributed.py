@@ -275,15 +275,19 @@ def test_torchrun_environment():
 
 
 def test_each_rank_trains_on_its_own_gpu(monkeypatch):
-    """cpu stays cpu (gloo); CUDA becomes cuda:<local_rank> whatever index the setting named; more
-    processes than GPUs, or MPS, fail the job with the setting to change."""
+    """cpu stays cpu (gloo); CUDA becomes cuda:<K + local_rank> from the card K the setting named (so
+    serving can keep card 0); cards past the GPUs, or MPS, fail the job with the setting to change."""
     rank1 = Distributed(1, 2, 1)
     assert rank_device("cpu", rank1) == "cpu" and rank_device("cuda:3", Distributed()) == "cuda:3"
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     assert (
-        rank_device("cuda:0", rank1) == "cuda:1" and rank_device("cuda:1", Distributed(0, 2, 0)) == "cuda:0"
+        rank_device("cuda:0", rank1) == "cuda:1" and rank_device("cuda:0", Distributed(0, 2, 0)) == "cuda:0"
     )
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert [rank_device("cuda:1", Distributed(r, 2, r)) for r in (0, 1)] == ["cuda:1", "cuda:2"]
+    with pytest.raises(DeviceUnavailable, match="from cuda:2 needs cards cuda:2 to cuda:3.* sees 3 here"):
+        rank_device("cuda:2", rank1)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     for rank in (0, 1):  # every rank gives the same answer, so rank 0's error.json is the job's
         with pytest.raises(DeviceUnavailable, match="RAGTUNE_TRAINING_PROCESSES=2 .* sees 1 here"):

@@ -159,3 +159,19 @@ def test_the_scheduler_hands_the_gpu_split_to_the_worker(make_client, smol_token
     client.portal.call(launch)
     spec = json.loads((scheduler.runs / job_id / "job.json").read_text())
     assert spec["gpu_split"]["serving_share"] == 0.9 and spec["gpu_split"]["serving_cards"] == []
+
+
+def test_a_tiny_default_training_share_on_the_serving_card_is_warned_at_start_up():
+    """vLLM's default 0.9 leaves a job on the same card 0.05 of it: the server says so and what to set;
+    not when training has its own card, its own share, or the card is not shared."""
+    from server.settings import Settings
+    from server.state import warn_small_training_share
+
+    message = warn_small_training_share(Settings(), [0])
+    assert message and "get 0.05 of the card" in message and "RAGTUNE_GPU_MEMORY_UTILIZATION" in message
+    assert warn_small_training_share(Settings(gpu_memory_utilization=0.5), [0]) is None
+    assert warn_small_training_share(Settings(training_device="cuda:1"), [0]) is None
+    assert warn_small_training_share(Settings(training_device="cuda:1", training_processes=2), [0]) is None
+    assert warn_small_training_share(Settings(training_memory_utilization=0.05), [0]) is None
+    assert warn_small_training_share(Settings(), []) is None  # serving on the CPU
+    assert warn_small_training_share(Settings(training_device="cpu"), [0]) is None

@@ -222,3 +222,16 @@ def test_a_split_is_not_checked_for_a_card_serving_does_not_use(tmp_path):
             tensor_parallel_size=2,
             training_memory_utilization=0.9,
         )
+
+
+def test_the_split_is_not_checked_when_serving_uses_no_card_or_training_has_its_own(tmp_path):
+    """The transformers engine on the CPU shares no card; data-parallel ranks from cuda:1 miss a one-card
+    vLLM; from cuda:0 they share card 0 and the split is refused."""
+    s = Settings(data_dir=tmp_path, engine="transformers", device="cpu", training_memory_utilization=0.9)
+    assert s.training_memory_utilization == 0.9
+    s = Settings(
+        data_dir=tmp_path, training_device="cuda:1", training_processes=2, training_memory_utilization=0.9
+    )
+    assert s.training_memory_utilization == 0.9
+    with pytest.raises(ValidationError, match="RAGTUNE_TRAINING_MEMORY_UTILIZATION"):
+        Settings(data_dir=tmp_path, training_processes=2, training_memory_utilization=0.9)
