@@ -50,8 +50,10 @@ def normalise_ranker(ranker: str | None) -> str:
 
 
 class Retriever:
-    def __init__(self, dense: VectorIndex, load_terms: TermsLoader) -> None:
+    def __init__(self, dense: VectorIndex, load_terms: TermsLoader, embedding_model: str = "") -> None:
+        """`embedding_model`: the embedder whose vectors `dense` holds (queries must use the same one)."""
         self.dense = dense
+        self.embedding_model = embedding_model
         self._load_terms = load_terms
         self._lexical: LexicalIndex | None = None
         self._lock = threading.RLock()

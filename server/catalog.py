@@ -42,10 +42,11 @@ class ChatTarget:
 
 
 class ModelCatalog:
-    def __init__(self, chat_name: str, engine: Engine, embedding_name: str | None) -> None:
+    def __init__(self, chat_name: str, engine: Engine, embedding_names: list[str] | None = None) -> None:
+        """`embedding_names`: the ids /v1/embeddings answers to (listed as `embedding` models)."""
         self.chat_name = chat_name
         self.engine = engine
-        self.embedding_name = embedding_name
+        self.embedding_names = list(embedding_names or [])
         self.started = int(time.time())
         self.adapters: dict[str, tuple[str, int]] = {}  # name -> (path, created)
         # Served by name, loaded into the engine on first use (a job's per-epoch checkpoints: ten epochs
@@ -56,7 +57,7 @@ class ModelCatalog:
 
     async def add_adapter(self, name: str, path: str) -> None:
         """Serve a LoRA adapter of the base model under `name`, from now on (no restart)."""
-        if name in (self.chat_name, self.embedding_name):
+        if name == self.chat_name or name in self.embedding_names:
             raise ValueError(f"adapter name {name!r} is already the name of a served model")
         await self.engine.add_adapter(name, path)
         self.adapters[name] = (path, int(time.time()))
@@ -64,7 +65,7 @@ class ModelCatalog:
     def add_lazy_adapter(self, name: str, path: str) -> None:
         """Serve the LoRA adapter in `path` as `name`, loading it into the engine on its first request
         (`ensure_loaded`). Raises ValueError when `name` is taken."""
-        if name in (self.chat_name, self.embedding_name) or name in self.adapters:
+        if name == self.chat_name or name in self.embedding_names or name in self.adapters:
             raise ValueError(f"adapter name {name!r} is already the name of a served model")
         self.lazy_adapters[name] = (path, int(time.time()))
 
@@ -103,8 +104,7 @@ class ModelCatalog:
             ModelCard(name, "profile", p["created_at"], parent=p["model"], root=self.chat_name)
             for name, p in self.profiles.items()
         ]
-        if self.embedding_name:
-            cards.append(ModelCard(self.embedding_name, "embedding", self.started))
+        cards += [ModelCard(name, "embedding", self.started) for name in self.embedding_names]
         return cards
 
     def card(self, model_id: str) -> ModelCard:
@@ -122,7 +122,7 @@ class ModelCatalog:
             profile = self.profiles[model_id]
             base = self.chat_target(profile["model"])
             return ChatTarget(model_id, self.engine, adapter=base.adapter, profile=profile)
-        if model_id == self.embedding_name:
+        if model_id in self.embedding_names:
             raise APIError(
                 400,
                 f"'{model_id}' is an embedding model; it cannot chat.",

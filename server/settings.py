@@ -13,7 +13,10 @@ from common.memory_plan import CPU_MAX_BATCH, HEADROOM, SplitError, plan_split
 from finetune.hardware import DEVICE_PATTERN
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
-DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
+MINILM_EMBEDDING_MODEL = "all-minilm-l6-v2"
+E5_EMBEDDING_MODEL = "multilingual-e5-small"
+BUILTIN_EMBEDDING_MODELS = (MINILM_EMBEDDING_MODEL, E5_EMBEDDING_MODEL)
+DEFAULT_EMBEDDING_MODEL = MINILM_EMBEDDING_MODEL
 DEFAULT_MODEL_MAX_TOKENS = 512
 """The embedded default model's answer length when a request names none: a 135M model left to the rest of
 its context can repeat itself for minutes on a CPU; 512 tokens come back in seconds."""
@@ -103,9 +106,12 @@ class Settings(BaseSettings):
 
     embedding_model: str = Field(
         DEFAULT_EMBEDDING_MODEL,
-        description="Embedding model: the embedded default name, or a local sentence-transformers directory.",
+        description="Embedder of new knowledge bases (and /v1/embeddings' first model): "
+        f"{' or '.join(BUILTIN_EMBEDDING_MODELS)} (built in), or a local sentence-transformers directory.",
     )
-    embedding_model_name: str | None = Field(None, description="Id the embedding model is served under.")
+    embedding_model_name: str | None = Field(
+        None, description="Id the default embedder is also served under (e.g. a name a client hard-codes)."
+    )
 
     max_upload_mb: int = Field(
         512, ge=1, description="Largest upload accepted by POST /v1/files (413 above)."
@@ -209,12 +215,13 @@ class Settings(BaseSettings):
     @classmethod
     def _model_exists(cls, value: str, info) -> str:
         default = DEFAULT_MODEL if info.field_name == "model" else DEFAULT_EMBEDDING_MODEL
-        if value == default:
+        if value == default or (info.field_name == "embedding_model" and value in BUILTIN_EMBEDDING_MODELS):
             return value
         path = Path(value).expanduser()
         if not path.is_dir():
+            builtin = default if info.field_name == "model" else " or ".join(BUILTIN_EMBEDDING_MODELS)
             raise ValueError(
-                f"{value!r} is neither the embedded default {default!r} nor a local model directory "
+                f"{value!r} is neither the embedded default {builtin!r} nor a local model directory "
                 "(models are never downloaded)"
             )
         if info.field_name == "model" and not (path / "config.json").is_file():
@@ -272,7 +279,12 @@ class Settings(BaseSettings):
     def served_embedding_name(self) -> str:
         if self.embedding_model_name:
             return self.embedding_model_name
-        if self.embedding_model == DEFAULT_EMBEDDING_MODEL:
+        return self.embedding_name
+
+    @property
+    def embedding_name(self) -> str:
+        """The default embedder's own name, recorded with the knowledge bases it builds (never an alias)."""
+        if self.embedding_model in BUILTIN_EMBEDDING_MODELS:
             return self.embedding_model
         return Path(self.embedding_model).name
 

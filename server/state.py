@@ -12,11 +12,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from retrieval.embedder import EmbedderRegistry
 from server.arena.service import ArenaService
 from server.catalog import ModelCatalog
 from server.chat.service import ChatService
 from server.comparisons.service import ComparisonService
-from server.embeddings.service import EmbeddingService
+from server.embeddings.service import EmbeddingService, served_embedding_names
 from server.engines.base import Engine
 from server.feedback.service import FeedbackService
 from server.files.service import FileService
@@ -47,11 +48,19 @@ def load_engine(settings: Settings) -> Engine:
 
 
 def load_embedder(settings: Settings) -> Any:
-    """The embedding model the settings name (`RAGTUNE_EMBEDDING_MODEL`), loaded offline."""
-    from retrieval.embedder import Embedder
-    from server.provision import embedding_model_path
+    """The default embedder the settings name (`RAGTUNE_EMBEDDING_MODEL`), loaded offline (the others
+    load on first use)."""
+    return embedder_registry(settings).get()
 
-    return Embedder(embedding_model_path(settings))
+
+def embedder_registry(settings: Settings, default: Any = None) -> EmbedderRegistry:
+    """Every embedder the server offers (built in, and a local directory the settings name); `default`,
+    an embedder already loaded, is the default one (else the settings' `embedding_model`)."""
+    from server.provision import embedder_specs
+
+    return EmbedderRegistry(
+        embedder_specs(settings), settings.embedding_name, settings.model_cache, default=default
+    )
 
 
 @dataclass
@@ -152,13 +161,18 @@ def init_services(
     metrics = metrics or Metrics()
     data = settings.data_dir
     db = Database(data / "ragtune.sqlite3")
-    catalog = ModelCatalog(settings.served_model_name, engine, settings.served_embedding_name)
-    indexes = IndexRegistry(db, data / "indexes", embedder.dimension)
+    embedders = embedder_registry(settings, default=embedder)
+    aliases = (
+        {settings.served_embedding_name: embedder.name} if settings.served_embedding_name != embedder.name else {}
+    )
+    catalog = ModelCatalog(settings.served_model_name, engine, served_embedding_names(embedders, aliases))
+    embeddings = EmbeddingService(embedders, aliases, catalog)
+    indexes = IndexRegistry(db, data / "indexes")
     files = FileService(
         db, data / "files", settings.max_upload_bytes, on_delete=[partial(detach_everywhere, db, indexes)]
     )
-    ingestion = IngestionWorker(db, files, indexes, embedder)
-    vector_stores = VectorStoreService(db, files, indexes, embedder, wake=ingestion.wake)
+    ingestion = IngestionWorker(db, files, indexes, embedders)
+    vector_stores = VectorStoreService(db, files, indexes, embedders, wake=ingestion.wake)
     chat = ChatService(
         catalog,
         metrics,
@@ -198,7 +212,7 @@ def init_services(
         ingestion=ingestion,
         vector_stores=vector_stores,
         chat=chat,
-        embeddings=EmbeddingService(embedder, settings.served_embedding_name, catalog),
+        embeddings=embeddings,
         fine_tuning=FineTuningService(db, files, catalog, scheduler),
         fine_tuning_scheduler=scheduler,
         profiles=ProfileService(db, catalog, vector_stores),

@@ -36,10 +36,9 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def embedder():
-    from retrieval.embedder import Embedder
-    from server.provision import embedding_model_path
+    from server.state import load_embedder
 
-    return Embedder(embedding_model_path(Settings(data_dir=ROOT / ".pytest_cache" / "emb")))
+    return load_embedder(Settings(data_dir=ROOT / ".pytest_cache" / "emb", models_dir=MODELS_CACHE))
 
 
 @pytest.fixture(scope="session")

@@ -182,7 +182,7 @@ def test_identical_bytes_under_other_chunking_get_their_own_chunks(client, corpu
     )
 
 
-def test_reattached_while_ingesting_commits_the_new_runs_chunks(client, tmp_path):
+def test_reattached_while_ingesting_commits_the_new_runs_chunks(client, tmp_path, monkeypatch):
     """../shared/cases/kb-ft/make_big_log.py: a file detached while it is being embedded and at once
     re-attached with another chunking strategy gets the new strategy's chunks; the old run commits
     nothing (it used to commit its chunks for the new attachment)."""
@@ -198,11 +198,12 @@ def test_reattached_while_ingesting_commits_the_new_runs_chunks(client, tmp_path
     file_id = upload(client, big).json()["id"]
     store_id = client.post("/v1/vector_stores", json={"name": "race"}).json()["id"]
     static = {"type": "static", "static": {"max_chunk_size_tokens": 400, "chunk_overlap_tokens": 0}}
-    embed = services.ingestion.embedder.embed
+    embedder = services.ingestion.embedders.get()
+    embed = embedder.embed
     reattached = []
 
-    def embed_then_reattach(texts):
-        vectors = embed(texts)
+    def embed_then_reattach(texts, input_type="passage"):
+        vectors = embed(texts, input_type)
         if not reattached:  # in the worker's thread, between two embedding batches of the first run
             services.vector_stores.detach(store_id, file_id)
             reattached.append(
@@ -210,16 +211,10 @@ def test_reattached_while_ingesting_commits_the_new_runs_chunks(client, tmp_path
             )
         return vectors
 
-    services.ingestion.embedder = type(
-        "Spy",
-        (),
-        {"embed": staticmethod(embed_then_reattach), "tokenizer": services.ingestion.embedder.tokenizer},
-    )()
-    try:
-        client.post(f"/v1/vector_stores/{store_id}/files", json={"file_id": file_id})
-        store = wait_for_store(client, store_id)
-    finally:
-        services.ingestion.embedder = services.vector_stores.embedder
+    monkeypatch.setattr(embedder, "embed", embed_then_reattach)
+    client.post(f"/v1/vector_stores/{store_id}/files", json={"file_id": file_id})
+    store = wait_for_store(client, store_id)
+    monkeypatch.undo()
     assert reattached and store["file_counts"]["completed"] == 1
     vs_file = client.get(f"/v1/vector_stores/{store_id}/files/{file_id}").json()
     assert vs_file["chunking_strategy"]["static"] == static["static"]
@@ -543,7 +538,7 @@ def test_restart_keeps_stores_indexes_and_statuses(tmp_path, embedder, corpus):
         file_id = upload(client, corpus["pdf"]).json()["id"]
         store_id = client.post("/v1/vector_stores", json={"file_ids": [file_id]}).json()["id"]
         wait_for_store(client, store_id)
-    index_file = settings.data_dir / "indexes" / store_id / "dense.faiss"
+    index_file = settings.data_dir / "indexes" / store_id / embedder.name / "dense.faiss"
     assert index_file.is_file()
     with TestClient(build_app(settings, engine=FakeEngine(), embedder=embedder)) as client:
         assert client.get(f"/v1/vector_stores/{store_id}/files/{file_id}").json()["status"] == "completed"

@@ -23,6 +23,11 @@ class EmbeddingRequest(BaseModel):
         description="vLLM: embed only the first N tokens of each input (-1: the model's window) instead of "
         "refusing an input longer than the window.",
     )
+    input_type: Literal["query", "passage"] | None = Field(
+        None,
+        description="Extension: the prompt of embedders trained with one (multilingual-e5-small's 'query: ' "
+        "or 'passage: '); default query. Ignored by the others.",
+    )
 
 
 class EmbeddingItem(BaseModel):

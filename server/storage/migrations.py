@@ -227,6 +227,19 @@ STEPS: tuple[Step, ...] = (
     # (identifiers, C++, katakana words stay whole): chunks indexed before must get the query's terms.
     Step(3, "recompute every chunk's BM25 terms with the script-aware tokenizer", _recompute_terms),
     Step(4, "key chunks by attachment run and chunking settings; keep parsed text", _key_derived_data_by_run),
+    # Each knowledge base records the embedder that built its vectors (before this step there was one,
+    # all-MiniLM-L6-v2, 384-d), and a change of embedder re-embeds its chunks into `next_embedding`
+    # in the background before they replace `embedding` in one transaction.
+    Step(
+        5,
+        "record each vector store's embedder; room for re-embedding",
+        "ALTER TABLE vector_stores ADD COLUMN embedding_model TEXT NOT NULL DEFAULT 'all-minilm-l6-v2';"
+        "ALTER TABLE vector_stores ADD COLUMN embedding_version TEXT NOT NULL DEFAULT '';"
+        "ALTER TABLE vector_stores ADD COLUMN embedding_dimension INTEGER NOT NULL DEFAULT 384;"
+        "ALTER TABLE vector_stores ADD COLUMN reindex_model TEXT;"
+        "ALTER TABLE vector_stores ADD COLUMN reindex_error TEXT;"
+        "ALTER TABLE chunks ADD COLUMN next_embedding BLOB;",
+    ),
 )
 LATEST = STEPS[-1].version
 

@@ -10,6 +10,11 @@ touches the row (attempts, status, chunks) only while it still holds that run id
 and re-attached while being ingested gets the new run's chunks, never the old run's. Chunks and the
 parsed text belong to (store, content hash, chunking key): identical bytes share them only under the
 same chunking settings.
+
+Each store's chunks are embedded by the store's own embedder. When a store changes embedder, the same
+worker re-embeds its chunks, one batch per turn (files waiting to be ingested go first), into
+`next_embedding`; when every chunk has one they replace the old vectors in one transaction and the
+index is rebuilt. Until then search uses the old vectors with the old embedder, never a mix.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from ingest import Document, IngestError, ingest_file
 from ingest.split import ChunkingStrategy
 from retrieval.lexical import terms
 from server.storage.db import Database, dumps, now
+from retrieval.embedder import EmbedderRegistry
 from server.vector_stores.indexes import IndexRegistry
+from server.vector_stores.store import VectorStoreTables
 
 log = logging.getLogger("ragtune.ingest")
 
@@ -36,11 +43,12 @@ _ERROR_CODES = {"unsupported_file": "unsupported_file"}
 
 
 class IngestionWorker:
-    def __init__(self, db: Database, files: Any, indexes: IndexRegistry, embedder: Any) -> None:
+    def __init__(self, db: Database, files: Any, indexes: IndexRegistry, embedders: EmbedderRegistry) -> None:
         self.db = db
         self.files = files
         self.indexes = indexes
-        self.embedder = embedder
+        self.embedders = embedders
+        self.tables = VectorStoreTables(db)
         self._event = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -65,10 +73,19 @@ class IngestionWorker:
             # the indexes flushed stays set, so new work is never left waiting for an unrelated wake.
             self._event.clear()
             row = self.db.one(
-                "SELECT v.*, f.filename FROM vector_store_files v JOIN files f ON f.id = v.file_id "
+                "SELECT v.*, f.filename, s.embedding_model FROM vector_store_files v "
+                "JOIN files f ON f.id = v.file_id JOIN vector_stores s ON s.id = v.vector_store_id "
                 "WHERE v.status = 'in_progress' ORDER BY v.created_at, v.rowid LIMIT 1"
             )
             if row is None:
+                store = self.tables.reindex_pending()
+                if store is not None:
+                    try:
+                        await asyncio.to_thread(self.reembed_step, store)
+                    except Exception as exc:  # a bug must not stop the queue: fail this re-embedding
+                        log.exception("re-embedding %s failed", store["id"])
+                        self.tables.fail_reindex(store["id"], store["reindex_model"], f"unexpected: {exc}")
+                    continue
                 await asyncio.to_thread(self.indexes.flush)
                 await self._event.wait()
                 continue
@@ -108,9 +125,16 @@ class IngestionWorker:
         static = json.loads(row["chunking"])["static"]
         strategy = ChunkingStrategy(static["max_chunk_size_tokens"], static["chunk_overlap_tokens"])
         try:
-            _, document, chunks = ingest_file(
-                self.files.path(file_id), row["filename"], strategy, self.embedder.tokenizer
+            embedder = self.embedders.get(row["embedding_model"])
+        except (KeyError, OSError, RuntimeError) as exc:
+            self._finish_failed(
+                row,
+                "server_error",
+                f"The store's embedder '{row['embedding_model']}' is not available on this server: {exc}",
             )
+            return
+        try:
+            _, document, chunks = ingest_file(self.files.path(file_id), row["filename"], strategy, embedder.tokenizer)
         except IngestError as exc:
             self._finish_failed(row, _ERROR_CODES.get(exc.code, "invalid_file"), str(exc))
             return
@@ -120,8 +144,26 @@ class IngestionWorker:
         for start in range(0, len(chunks), EMBED_BATCH):
             if not self._still_wanted(row):
                 return  # cancelled, or detached (and perhaps re-attached: another run) while embedding
-            vectors.append(self.embedder.embed([c.text for c in chunks[start : start + EMBED_BATCH]]))
+            batch = [c.text for c in chunks[start : start + EMBED_BATCH]]
+            vectors.append(embedder.embed(batch, input_type="passage"))
         self._commit(row, document, chunks, np.concatenate(vectors) if vectors else None)
+
+    def reembed_step(self, store: Any) -> None:
+        """One batch of a store's re-embedding, or, when none is left, the swap to the new vectors."""
+        store_id, target = store["id"], store["reindex_model"]
+        try:
+            embedder = self.embedders.get(target)
+        except (KeyError, OSError, RuntimeError) as exc:
+            self.tables.fail_reindex(store_id, target, f"The embedder '{target}' cannot be loaded: {exc}")
+            return
+        rows = self.tables.chunks_to_reembed(store_id, EMBED_BATCH)
+        if rows:
+            vectors = embedder.embed([r["text"] for r in rows], input_type="passage")
+            self.tables.save_reembedded(store_id, target, [r["id"] for r in rows], vectors)
+            return
+        if self.tables.finish_reindex(store_id, (embedder.name, embedder.version, embedder.dimension)):
+            self.indexes.drop(store_id)  # rebuilt from SQLite, with the new vectors, when next opened
+            log.info("re-embedded %s with %s", store_id, target)
 
     def _still_wanted(self, row: Any) -> bool:
         """Whether the run `row` started is still the file's current run, and not cancelled."""

@@ -51,6 +51,11 @@ class CreateVectorStore(_Body):
     chunking_strategy: dict[str, Any] | None = None
     metadata: dict[str, str] | None = None
     expires_after: dict[str, Any] | None = None
+    embedding_model: str | None = Field(
+        None,
+        description="Extension (Llama Stack's name): the embedder that builds this store's vectors; "
+        "default the server's RAGTUNE_EMBEDDING_MODEL.",
+    )
 
     _meta = field_validator("metadata")(check_metadata)
 
@@ -59,6 +64,11 @@ class UpdateVectorStore(_Body):
     name: str | None = None
     metadata: dict[str, str] | None = None
     expires_after: dict[str, Any] | None = None
+    embedding_model: str | None = Field(
+        None,
+        description="Extension: another embedder re-embeds every chunk in the background (search keeps "
+        "the current vectors until all are done); the current one cancels a re-embedding under way.",
+    )
 
     _meta = field_validator("metadata")(check_metadata)
 
@@ -204,6 +214,17 @@ class FileCounts(BaseModel):
     total: int
 
 
+class Reindex(WireModel):
+    """Re-embedding a store with another embedder: `status` `in_progress` or `failed` (with `last_error`);
+    `chunks_done` of `chunks_total` re-embedded."""
+
+    embedding_model: str
+    status: Literal["in_progress", "failed"]
+    chunks_done: int = 0
+    chunks_total: int = 0
+    last_error: str | None = None
+
+
 class VectorStore(WireModel):
     """A knowledge base. `usage_bytes` counts its chunks' text and vectors; `status` is `in_progress`
     while a file is being ingested, else `completed`; times are unix seconds."""
@@ -219,6 +240,11 @@ class VectorStore(WireModel):
     expires_at: int | None = None
     last_active_at: int | None = None
     metadata: dict[str, str] | None = None
+    embedding_model: str | None = None
+    """Extension: the embedder of the vectors search uses now."""
+    embedding_dimension: int | None = None
+    reindex: Reindex | None = None
+    """Extension: a change of embedder under way (or the last one, when it failed)."""
 
 
 class LastError(WireModel):

@@ -19,11 +19,13 @@ from server.errors import bad_request, not_found
 from server.files.service import DOCUMENT_PURPOSES, FileService
 from server.protocol import DeletedObject, ListPage, Page, paginate
 from server.storage.db import Database, new_id, now
+from retrieval.embedder import Embedder, EmbedderRegistry
 from server.vector_stores.indexes import IndexRegistry
 from server.vector_stores.protocol import (
     AttachFile,
     CreateFileBatch,
     CreateVectorStore,
+    Reindex,
     SearchHit,
     SearchQuery,
     TextContent,
@@ -43,15 +45,15 @@ class VectorStoreService:
         db: Database,
         files: FileService,
         indexes: IndexRegistry,
-        embedder: Any,
+        embedders: EmbedderRegistry,
         wake: Callable[[], None] | None = None,
     ) -> None:
-        """`wake` is called when there is new ingestion work (the ingestion worker's `wake`)."""
+        """`embedders`: the embedders stores may use. `wake` is called when there is new background work
+        (ingestion or re-embedding: the ingestion worker's `wake`)."""
         self.tables = VectorStoreTables(db)
         self.files = files
         self.indexes = indexes
-        self.embedder = embedder
-        self.window = max(16, int(embedder.max_seq_length) - 2)  # [CLS] and [SEP]
+        self.embedders = embedders
         self.wake = wake
         self._touched: dict[str, int] = {}
 
@@ -63,9 +65,27 @@ class VectorStoreService:
             raise not_found(f"No vector store found with id '{store_id}'.", param, "vector_store_not_found")
         return row
 
-    def _chunking(self, strategy: dict[str, Any] | None, param: str = "chunking_strategy") -> dict[str, Any]:
+    def embedder(self, name: str | None = None, param: str = "embedding_model") -> Embedder:
+        """The loaded embedder `name` (default: the server's). Raises 400 `param` for an unknown name,
+        500-free 400 `embedder_unavailable` when its package or files are missing."""
+        name = name or self.embedders.default
+        if name not in self.embedders.names:
+            raise bad_request(
+                f"Unknown embedding model '{name}'; this server offers {', '.join(self.embedders.names)}.",
+                param,
+                "model_not_found",
+            )
         try:
-            resolved = resolve_chunking(strategy, self.window)
+            return self.embedders.get(name)
+        except (OSError, RuntimeError) as exc:  # ProvisionError is a RuntimeError
+            raise bad_request(f"The embedder '{name}' cannot be loaded: {exc}", param, "embedder_unavailable") from exc
+
+    def _chunking(
+        self, strategy: dict[str, Any] | None, window: int, param: str = "chunking_strategy"
+    ) -> dict[str, Any]:
+        """`window`: text tokens the store's embedder reads at once (`auto` chunks fit it)."""
+        try:
+            resolved = resolve_chunking(strategy, window)
         except ValueError as exc:
             raise bad_request(str(exc), param) from exc
         return {
@@ -78,26 +98,42 @@ class VectorStoreService:
 
     def store_object(self, row: Any) -> VectorStore:
         counts = self.tables.file_counts(row["id"])
+        reindex = None
+        if row["reindex_model"]:
+            done, total = self.tables.reindex_progress(row["id"])
+            reindex = Reindex(
+                embedding_model=row["reindex_model"], status="in_progress", chunks_done=done, chunks_total=total
+            )
+        elif row["reindex_error"]:
+            error = json.loads(row["reindex_error"])
+            reindex = Reindex(embedding_model=error["embedding_model"], status="failed", last_error=error["message"])
         return VectorStore(
             id=row["id"],
             created_at=row["created_at"],
             name=row["name"],
             usage_bytes=self.tables.usage_bytes(row["id"]),
             file_counts=counts,
-            status="in_progress" if counts["in_progress"] else "completed",
+            status="in_progress" if counts["in_progress"] or row["reindex_model"] else "completed",
             last_active_at=row["last_active_at"],
             metadata=json.loads(row["metadata"]),
+            embedding_model=row["embedding_model"],
+            embedding_dimension=row["embedding_dimension"],
+            reindex=reindex,
         )
 
     def create(self, body: CreateVectorStore) -> VectorStore:
         """A new store; its `file_ids` are attached (and queued for ingestion) at once.
 
-        Raises 400 `chunking_strategy` (bad sizes), 404/400 `file_ids` (unknown file, or not a document)."""
-        chunking = self._chunking(body.chunking_strategy) if body.chunking_strategy else None
+        Raises 400 `chunking_strategy` (bad sizes), 404/400 `file_ids` (unknown file, or not a document),
+        400 `embedding_model` (unknown embedder, or one that cannot be loaded)."""
+        embedder = self.embedder(body.embedding_model)
+        chunking = self._chunking(body.chunking_strategy, embedder.window) if body.chunking_strategy else None
         for file_id in body.file_ids:
             self._document_file(file_id, "file_ids")
         store_id = new_id("vs_")
-        self.tables.insert_store(store_id, body.name, body.metadata or {}, chunking)
+        self.tables.insert_store(
+            store_id, body.name, body.metadata or {}, chunking, (embedder.name, embedder.version, embedder.dimension)
+        )
         for file_id in body.file_ids:
             self.attach(store_id, AttachFile(file_id=file_id))
         return self.get(store_id)
@@ -110,10 +146,21 @@ class VectorStoreService:
         return paginate([self.store_object(r) for r in self.tables.stores()], page)
 
     def update(self, store_id: str, body: UpdateVectorStore) -> VectorStore:
-        """Rename (a `name` given as null clears it) and/or replace the metadata."""
+        """Rename (a `name` given as null clears it), replace the metadata, and/or change the embedder: another
+        one re-embeds the chunks in the background, the current one cancels a re-embedding under way.
+        Raises 404 `vector_store_id`, 400 `embedding_model`."""
         row = self._store_row(store_id)
         name = body.name if "name" in body.model_fields_set else row["name"]
         metadata = body.metadata if body.metadata is not None else json.loads(row["metadata"])
+        if body.embedding_model is not None:
+            embedder = self.embedder(body.embedding_model)
+            if embedder.name == row["embedding_model"]:
+                if row["reindex_model"]:
+                    self.tables.request_reindex(store_id, None)
+            elif embedder.name != row["reindex_model"]:
+                self.tables.request_reindex(store_id, embedder.name)
+                if self.wake:
+                    self.wake()
         self.tables.update_store(store_id, name, metadata)
         return self.get(store_id)
 
@@ -125,6 +172,14 @@ class VectorStoreService:
         return DeletedObject(id=store_id, object="vector_store.deleted")
 
     # ---- files in a store ---------------------------------------------------------------------------
+
+    def _window(self, store: Any) -> int:
+        """The text tokens the store's embedder reads at once (its model's, even when not loaded here:
+        then 254, MiniLM's)."""
+        try:
+            return self.embedders.get(store["embedding_model"]).window
+        except (KeyError, OSError, RuntimeError):
+            return 254
 
     def _document_file(self, file_id: str, param: str = "file_id") -> Any:
         return self.files.require(file_id, DOCUMENT_PURPOSES, param)
@@ -164,10 +219,10 @@ class VectorStoreService:
         `vector_store_id`, 404/400 `file_id` (unknown, or not uploaded for assistants/user_data)."""
         store = self._store_row(store_id)
         file = self._document_file(body.file_id)
-        if body.chunking_strategy:
-            chunking = self._chunking(body.chunking_strategy)
+        if body.chunking_strategy or not store["chunking"]:
+            chunking = self._chunking(body.chunking_strategy, self._window(store))
         else:
-            chunking = json.loads(store["chunking"]) if store["chunking"] else self._chunking(None)
+            chunking = json.loads(store["chunking"])
         self.tables.attach(store_id, body.file_id, file["sha256"], body.attributes, chunking, batch_id)
         if self.wake:
             self.wake()
@@ -249,7 +304,7 @@ class VectorStoreService:
         for item in items:
             self._document_file(item.file_id, "file_ids")
         if body.chunking_strategy:
-            self._chunking(body.chunking_strategy)
+            self._chunking(body.chunking_strategy, self._window(self._store_row(store_id)))
         batch_id = new_id("vsfb_")
         self.tables.insert_batch(store_id, batch_id)
         for item in items:
@@ -293,13 +348,13 @@ class VectorStoreService:
         thread). The stores' rankings are interleaved rank by rank (scores of different stores' indexes
         are not comparable). The one search of `/search`, chat RAG and comparisons; errors as in `check`."""
         ranker = self.check(store_ids, query.ranker, param)
-        vector = self.embedder.embed([query.text])[0]  # once, whatever the number of stores
-        rankings = [self._search_store(s, query, ranker, vector) for s in store_ids]
+        vectors: dict[str, np.ndarray] = {}  # the query embedded once per embedder, whatever the stores
+        rankings = [self._search_store(s, query, ranker, vectors, param) for s in store_ids]
         merged = [(rank, n, hit) for n, hits in enumerate(rankings) for rank, hit in enumerate(hits)]
         return [hit for _, _, hit in sorted(merged, key=lambda t: (t[0], t[1]))][: query.max_num_results]
 
     def _search_store(
-        self, store_id: str, query: SearchQuery, ranker: str, vector: np.ndarray
+        self, store_id: str, query: SearchQuery, ranker: str, vectors: dict[str, np.ndarray], param: str
     ) -> list[SearchHit]:
         files = self._searchable_files(store_id, query.filters)
         if not files:
@@ -307,9 +362,23 @@ class VectorStoreService:
         allowed = None
         if query.filters is not None:
             allowed = np.array(self.tables.chunk_ids(store_id, list(files)), dtype=np.int64)
-        found = self.indexes.get(store_id).search(
-            vector, terms(query.text), query.max_num_results, ranker, allowed
-        )
+        retriever = self.indexes.get(store_id)
+        model = retriever.embedding_model  # the embedder of the vectors this index holds
+        vector = vectors.get(model)
+        if vector is None:
+            if model in self.embedders.names:
+                vector = vectors[model] = self.embedder(model).embed([query.text], input_type="query")[0]
+            elif ranker == "bm25":
+                vector = np.zeros(retriever.dense.dimension, dtype=np.float32)  # relevance from BM25 alone
+            else:
+                raise bad_request(
+                    f"Vector store '{store_id}' was embedded with '{model}', which this server does not offer "
+                    f"({', '.join(self.embedders.names)}): search it with ranker 'bm25', start the server with "
+                    f"that embedder, or re-embed it (POST /v1/vector_stores/{store_id} with embedding_model).",
+                    f"{param}.vector_store_ids" if param else "vector_store_id",
+                    "embedder_unavailable",
+                )
+        found = retriever.search(vector, terms(query.text), query.max_num_results, ranker, allowed)
         found = [h for h in found if h.score >= query.score_threshold]
         rows = self.tables.chunks(store_id, [h.id for h in found])
         hits = []

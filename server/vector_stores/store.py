@@ -42,14 +42,98 @@ class VectorStoreTables:
         return self.db.query("SELECT * FROM vector_stores ORDER BY created_at, rowid")
 
     def insert_store(
-        self, store_id: str, name: str | None, metadata: dict[str, str], chunking: dict[str, Any] | None
+        self,
+        store_id: str,
+        name: str | None,
+        metadata: dict[str, str],
+        chunking: dict[str, Any] | None,
+        embedder: tuple[str, str, int],
     ) -> None:
+        """`embedder`: (name, version, dimension) of the embedder that will build its vectors."""
         with self.db.transaction() as tx:
             tx.execute(
-                "INSERT INTO vector_stores (id, name, metadata, chunking, created_at, last_active_at) "
-                "VALUES (?,?,?,?,?,?)",
-                (store_id, name, dumps(metadata), dumps(chunking) if chunking else None, now(), now()),
+                "INSERT INTO vector_stores (id, name, metadata, chunking, created_at, last_active_at, "
+                "embedding_model, embedding_version, embedding_dimension) VALUES (?,?,?,?,?,?,?,?,?)",
+                (store_id, name, dumps(metadata), dumps(chunking) if chunking else None, now(), now(), *embedder),
             )
+
+    # ---- re-embedding -------------------------------------------------------------------------------
+
+    def request_reindex(self, store_id: str, target: str | None) -> None:
+        """Re-embed the store's chunks with `target` (None: cancel a re-embedding under way). Vectors
+        already computed for another target are dropped; search keeps the current vectors meanwhile."""
+        with self.db.transaction() as tx:
+            tx.execute(
+                "UPDATE vector_stores SET reindex_model = ?, reindex_error = NULL, last_active_at = ? "
+                "WHERE id = ?",
+                (target, now(), store_id),
+            )
+            tx.execute("UPDATE chunks SET next_embedding = NULL WHERE vector_store_id = ?", (store_id,))
+
+    def reindex_progress(self, store_id: str) -> tuple[int, int]:
+        """(chunks re-embedded, chunks in the store)."""
+        row = self.db.one(
+            "SELECT COUNT(*) AS total, COUNT(next_embedding) AS done FROM chunks WHERE vector_store_id = ?",
+            (store_id,),
+        )
+        return int(row["done"]), int(row["total"])
+
+    def reindex_pending(self) -> Any:
+        """One store waiting to be re-embedded (oldest request first), or None."""
+        return self.db.one(
+            "SELECT * FROM vector_stores WHERE reindex_model IS NOT NULL ORDER BY last_active_at, rowid LIMIT 1"
+        )
+
+    def chunks_to_reembed(self, store_id: str, limit: int) -> list[Any]:
+        return self.db.query(
+            "SELECT id, text FROM chunks WHERE vector_store_id = ? AND next_embedding IS NULL "
+            "ORDER BY id LIMIT ?",
+            (store_id, limit),
+        )
+
+    def save_reembedded(self, store_id: str, target: str, ids: list[int], vectors: Any) -> bool:
+        """Store re-embedded vectors if the store still waits for `target`; False if it no longer does."""
+        with self.db.transaction() as tx:
+            if tx.execute(
+                "SELECT 1 FROM vector_stores WHERE id = ? AND reindex_model = ?", (store_id, target)
+            ).fetchone() is None:
+                return False
+            tx.executemany(
+                "UPDATE chunks SET next_embedding = ? WHERE id = ? AND vector_store_id = ?",
+                [(v.astype("<f4").tobytes(), i, store_id) for i, v in zip(ids, vectors, strict=True)],
+            )
+        return True
+
+    def finish_reindex(self, store_id: str, embedder: tuple[str, str, int]) -> bool:
+        """Swap in the re-embedded vectors and record the new embedder, in one transaction, if every chunk
+        has one and the store still waits for this embedder. Returns whether it swapped."""
+        with self.db.transaction() as tx:
+            if tx.execute(
+                "SELECT 1 FROM vector_stores WHERE id = ? AND reindex_model = ?", (store_id, embedder[0])
+            ).fetchone() is None:
+                return False
+            if tx.execute(
+                "SELECT 1 FROM chunks WHERE vector_store_id = ? AND next_embedding IS NULL LIMIT 1", (store_id,)
+            ).fetchone():
+                return False  # a file was ingested meanwhile: its chunks are re-embedded first
+            tx.execute(
+                "UPDATE chunks SET embedding = next_embedding, next_embedding = NULL WHERE vector_store_id = ?",
+                (store_id,),
+            )
+            tx.execute(
+                "UPDATE vector_stores SET embedding_model = ?, embedding_version = ?, embedding_dimension = ?, "
+                "reindex_model = NULL, reindex_error = NULL WHERE id = ?",
+                (*embedder, store_id),
+            )
+        return True
+
+    def fail_reindex(self, store_id: str, target: str, message: str) -> None:
+        with self.db.transaction() as tx:
+            tx.execute(
+                "UPDATE vector_stores SET reindex_model = NULL, reindex_error = ? WHERE id = ? AND reindex_model = ?",
+                (dumps({"embedding_model": target, "message": message}), store_id, target),
+            )
+            tx.execute("UPDATE chunks SET next_embedding = NULL WHERE vector_store_id = ?", (store_id,))
 
     def update_store(self, store_id: str, name: str | None, metadata: dict[str, str]) -> None:
         """Set the name and metadata; the store counts as active."""
