@@ -37,6 +37,7 @@ MAGIC = b"E5S1"
 QK = 32  # weights per Q4_0 block
 BLOCK_BYTES = 2 + QK // 2
 COMPLETE = ".ragtune-complete"
+CONVERTER = 2  # bumped when the converted directory changes: older conversions are redone
 PROMPTS = {"query": "query: ", "passage": "passage: "}
 
 
@@ -228,6 +229,7 @@ def build_tokenizer(model: E5File):
 def convert(source: Path, target: Path, source_version: str = "") -> None:
     """Write a sentence-transformers model directory for the E5S1 file `source` at `target`, atomically."""
     import torch
+    import transformers
     from safetensors.torch import save_file
     from transformers import PreTrainedTokenizerFast
 
@@ -244,6 +246,8 @@ def convert(source: Path, target: Path, source_version: str = "") -> None:
         "pad_token_id": model.special["pad"],
         "position_embedding_type": "absolute",
         "torch_dtype": "float32",
+        # Without it transformers 5 takes a local tokenizer for an old Mistral one and warns.
+        "transformers_version": transformers.__version__,
         **cfg,
     }
     fast = PreTrainedTokenizerFast(
@@ -285,7 +289,7 @@ def convert(source: Path, target: Path, source_version: str = "") -> None:
             json.dumps({"word_embedding_dimension": hidden, "pooling_mode_mean_tokens": True})
         )
         (tmp / "2_Normalize").mkdir()
-        (tmp / COMPLETE).write_text(json.dumps({"source": source.name, "version": source_version}) + "\n")
+        (tmp / COMPLETE).write_text(json.dumps({"source": source.name, "version": source_version, "converter": CONVERTER}) + "\n")
 
 
 def ensure_converted(cache: Path, name: str = "multilingual-e5-small") -> Path:
@@ -310,6 +314,7 @@ def ensure_converted(cache: Path, name: str = "multilingual-e5-small") -> Path:
 def _complete(target: Path, version: str) -> bool:
     marker = target / COMPLETE
     try:
-        return json.loads(marker.read_text()).get("version") == version
+        done = json.loads(marker.read_text())
+        return done.get("version") == version and done.get("converter") == CONVERTER
     except (OSError, ValueError):
         return False

@@ -42,6 +42,15 @@ def embedder():
 
 
 @pytest.fixture(scope="session")
+def e5_embedder():
+    """multilingual-e5-small, converted once into the shared test models cache."""
+    from retrieval.embedder import Embedder
+    from server.provision import e5_path
+
+    return Embedder(e5_path(MODELS_CACHE), name="multilingual-e5-small", version="test")
+
+
+@pytest.fixture(scope="session")
 def smol_model_dir() -> Path:
     """The converted default chat model (converted once into the shared test cache)."""
     from server.provision import chat_model_path
@@ -68,7 +77,8 @@ def make_client(tmp_path, embedder):
     clients: list[TestClient] = []
 
     def make(engine: FakeEngine | None = None, **overrides) -> TestClient:
-        settings = Settings(data_dir=tmp_path / "data", **overrides)
+        # The shared models cache: a test that uses multilingual-e5-small does not convert it again.
+        settings = Settings(data_dir=tmp_path / "data", **{"models_dir": MODELS_CACHE, **overrides})
         client = TestClient(build_app(settings, engine=engine or FakeEngine(), embedder=embedder))
         client.__enter__()
         clients.append(client)
