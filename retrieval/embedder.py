@@ -81,6 +81,8 @@ class Embedder:
         picks the prompt (ignored by models without one). ValueError for another input_type."""
         if input_type not in INPUT_TYPES:
             raise ValueError(f"input_type must be one of {', '.join(INPUT_TYPES)}, got {input_type!r}")
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
         texts = self.normalize(texts)
         pieces, owners, weights = self._pieces(texts)
         with self._lock:

@@ -38,7 +38,10 @@ def free_port() -> int:
 def embedder():
     from server.state import load_embedder
 
-    return load_embedder(Settings(data_dir=ROOT / ".pytest_cache" / "emb", models_dir=MODELS_CACHE))
+    # MiniLM: the fast embedder most server tests share (the default, e5, is tested in test_embedders
+    # and by every live server).
+    settings = Settings(data_dir=ROOT / ".pytest_cache" / "emb", models_dir=MODELS_CACHE, embedding_model="all-minilm-l6-v2")
+    return load_embedder(settings)
 
 
 @pytest.fixture(scope="session")

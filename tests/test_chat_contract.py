@@ -237,7 +237,7 @@ def test_models_list_and_retrieve(client):
     body = client.get("/v1/models").json()
     assert body["object"] == "list"
     ids = {m["id"]: m for m in body["data"]}
-    assert set(ids) == {"smollm2-135m-instruct", "all-minilm-l6-v2"}
+    assert set(ids) == {"smollm2-135m-instruct", "all-minilm-l6-v2", "multilingual-e5-small"}
     assert ids["smollm2-135m-instruct"]["object"] == "model"
     assert ids["smollm2-135m-instruct"]["owned_by"] == "ragtune"
     assert client.get("/v1/models/smollm2-135m-instruct").json()["id"] == "smollm2-135m-instruct"

@@ -18,7 +18,7 @@ from server.settings import Settings
 def test_defaults(tmp_path):
     s = Settings(data_dir=tmp_path)
     assert s.served_model_name == "smollm2-135m-instruct"
-    assert s.served_embedding_name == "all-minilm-l6-v2"
+    assert s.served_embedding_name == "multilingual-e5-small"
     assert s.model_cache == tmp_path / "models"
     assert s.api_keys == []
 

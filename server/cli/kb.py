@@ -43,10 +43,20 @@ def _documents(paths: list[Path]) -> list[Path]:
 
 
 @kb.command("create")
-def create(name: str, base_url: BaseUrl = DEFAULT_BASE_URL, api_key: ApiKey = None) -> None:
+def create(
+    name: str,
+    embedding_model: Annotated[
+        str | None,
+        typer.Option(help="Embedder of its vectors: all-minilm-l6-v2 or multilingual-e5-small (default: the server's)."),
+    ] = None,
+    base_url: BaseUrl = DEFAULT_BASE_URL,
+    api_key: ApiKey = None,
+) -> None:
     """Create a knowledge base."""
-    store = connect(base_url, api_key).vector_stores.create(name=name)
-    out.print(f"created {store.id} ({name})")
+    extra = {"embedding_model": embedding_model} if embedding_model else None
+    store = connect(base_url, api_key).vector_stores.create(name=name, extra_body=extra)
+    embedder = (store.model_extra or {}).get("embedding_model", "")
+    out.print(f"created {store.id} ({name}; embedder {embedder})")
 
 
 @kb.command("ls")

@@ -178,7 +178,11 @@ def models(
     settings = load_settings()
     err.print(f"[dim]no server at {base_url}; showing this configuration[/dim]")
     print(f"{settings.served_model_name}\tchat")
-    print(f"{settings.served_embedding_name}\tembedding")
+    from server.provision import embedder_specs
+
+    names = [settings.served_embedding_name] + [n for n in embedder_specs(settings) if n != settings.served_embedding_name]
+    for name in names:
+        print(f"{name}\tembedding")
 
 
 def _register_subcommands() -> None:
