@@ -4,7 +4,6 @@ FAISS and SQLite; chat on the FakeEngine)."""
 
 from __future__ import annotations
 
-import sqlite3
 import struct
 import time
 
@@ -254,21 +253,6 @@ def test_a_store_whose_embedder_is_not_offered_says_so_and_bm25_still_works(e5_c
     assert "retired-model" in response.json()["error"]["message"]
     hits = search(e5_client, store_id, "虚拟专用网络", ranking_options={"ranker": "bm25"})
     assert hits[0]["file_id"] == ids["vpn.txt"]
-
-
-def test_stores_from_before_embedders_were_recorded_are_minilm_stores(tmp_path):
-    from server.storage.db import Database
-
-    path = tmp_path / "ragtune.sqlite3"
-    Database(path).close()
-    conn = sqlite3.connect(path)
-    conn.execute("INSERT INTO vector_stores (id, created_at, last_active_at) VALUES ('vs_old', 1, 1)")
-    conn.commit()
-    row = conn.execute(
-        "SELECT embedding_model, embedding_dimension, reindex_model FROM vector_stores WHERE id = 'vs_old'"
-    ).fetchone()
-    conn.close()
-    assert row == (MINILM, 384, None)
 
 
 def wait_for_reindex(client, store_id: str, timeout: float = 300) -> dict:

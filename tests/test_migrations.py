@@ -147,6 +147,21 @@ def test_v1_data_directory_upgrades_in_place_with_nothing_lost(tmp_path, caplog)
     assert user_version(path) == LATEST and contents(path) == V1_ROWS
 
 
+def test_step_5_records_minilm_for_the_stores_made_before_it(tmp_path):
+    """Before step 5 every store was built by all-MiniLM-L6-v2 (384-d), the only embedder there was."""
+    path = make_v1(tmp_path / "ragtune.sqlite3")
+    Database(path).close()
+    conn = sqlite3.connect(path)
+    try:
+        row = conn.execute(
+            "SELECT embedding_model, embedding_dimension, reindex_model FROM vector_stores WHERE id = 'vs_1'"
+        ).fetchone()
+        pending = conn.execute("SELECT COUNT(next_embedding) FROM chunks").fetchone()[0]
+    finally:
+        conn.close()
+    assert row == ("all-minilm-l6-v2", 384, None) and pending == 0
+
+
 def test_step_2_indexes_the_lookups_that_scanned(tmp_path):
     db = Database(make_v1(tmp_path / "ragtune.sqlite3"))
     for sql in (
