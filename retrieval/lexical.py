@@ -57,6 +57,19 @@ def terms(text: str) -> list[str]:
     return [w for w in out if w and w not in _STOP]
 
 
+_CJK = re.compile(f"[{_HAN}{_HIRAGANA}{_KATAKANA}]")
+
+
+def script_group(chunk_terms: list[str]) -> str:
+    """`"cjk"` when Han or kana characters are at least 15% of the characters of a chunk's terms, else
+    `"other"`: the language groups whose cosine offsets `Retriever` corrects (see its docstring). 15%:
+    Chinese prose full of identifiers (a CUDA error code, `lora_alpha`) still has about 30% (the terms
+    repeat an identifier's parts); English prose quoting a Chinese word has a few percent."""
+    text = "".join(chunk_terms)
+    cjk = len(_CJK.findall(text))
+    return "cjk" if text and cjk >= 0.15 * len(text) else "other"
+
+
 class LexicalIndex:
     """BM25 over a fixed corpus; rebuilt (cheaply, from stored terms) when the corpus changes."""
 

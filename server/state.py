@@ -162,9 +162,8 @@ def init_services(
     data = settings.data_dir
     db = Database(data / "ragtune.sqlite3")
     embedders = embedder_registry(settings, default=embedder)
-    aliases = (
-        {settings.served_embedding_name: embedder.name} if settings.served_embedding_name != embedder.name else {}
-    )
+    alias = settings.embedding_model_name  # another id for the default embedder, when set
+    aliases = {alias: embedder.name} if alias and alias != embedder.name else {}
     catalog = ModelCatalog(settings.served_model_name, engine, served_embedding_names(embedders, aliases))
     embeddings = EmbeddingService(embedders, aliases, catalog)
     indexes = IndexRegistry(db, data / "indexes")
