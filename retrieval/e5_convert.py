@@ -5,9 +5,12 @@ format, read by its C engine `e5.c`): the XLM-RoBERTa SentencePiece vocabulary w
 scores, the per-codepoint normalisation map (the `nmt_nfkc` charsmap, expanded), and the BERT weights
 with every matrix in Q4_0 blocks (32 weights: one float16 scale `d`, 16 bytes of nibbles; byte j
 holds weight j in its low nibble and weight j+16 in its high one; weight = (nibble − 8)·d, as in
-llama.cpp's Q4_0). Its C engine ran at about 7 chunks/s on this project's 2-core CPU, 5-10x slower
-than the same weights de-quantised into PyTorch (measured in `bench/bench_retrieval.py`), so ragtune
-converts the file once into a plain float32 BertModel directory under the models cache, with:
+llama.cpp's Q4_0). Its C engine (loaded with ctypes, so it runs on any Python) embedded batches of
+chunks at 0.6x the chunks/s of the same weights de-quantised into PyTorch on this project's 2-core CPU
+(8.1 against 13.4 on English, `bench/bench_retrieval.py`), though one short query was faster (43 ms
+against 66). ragtune embeds whole documents far more often than single queries, and needs the
+tokenizer's offsets (cutting at the window, pooling long text, usage counts), so it converts the file
+once into a plain float32 BertModel directory under the models cache, with:
 
 - a `tokenizers` Unigram tokenizer over the same pieces and scores (`<s> … </s>`, Metaspace `▁`
   prepended, runs of spaces collapsed: HF's XLM-RoBERTa converter);

@@ -263,3 +263,16 @@ def wait_for_reindex(client, store_id: str, timeout: float = 300) -> dict:
             return store
         time.sleep(0.1)
     raise AssertionError(f"re-embedding did not finish: {store}")
+
+
+def test_an_alias_names_the_default_embedder_only(make_client, embedder):
+    """RAGTUNE_EMBEDDING_MODEL_NAME: a second id for the default embedder (a name a client hard-codes);
+    the built-in names keep meaning their own embedders."""
+    client = make_client(embedding_model_name="text-embedding-3-small")
+    body = {"input": ["Paris is the capital of France."]}
+    aliased = client.post("/v1/embeddings", json={**body, "model": "text-embedding-3-small"}).json()
+    own = client.post("/v1/embeddings", json={**body, "model": embedder.name}).json()
+    assert aliased["model"] == "text-embedding-3-small"
+    assert np.allclose(aliased["data"][0]["embedding"], own["data"][0]["embedding"])
+    assert np.allclose(own["data"][0]["embedding"], embedder.embed(body["input"], "query")[0], atol=1e-6)
+    assert "text-embedding-3-small" in {m["id"] for m in client.get("/v1/models").json()["data"]}
