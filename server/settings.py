@@ -259,6 +259,16 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _alias_is_not_another_embedder(self) -> Settings:
+        alias = self.embedding_model_name
+        if alias in BUILTIN_EMBEDDING_MODELS and alias != self.embedding_name:
+            raise ValueError(
+                f"embedding_model_name {alias!r} is the name of another built-in embedder; the default "
+                f"embedder is {self.embedding_name!r} (set RAGTUNE_EMBEDDING_MODEL={alias} to make it the default)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _data_dir_usable(self) -> Settings:
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -276,3 +276,13 @@ def test_an_alias_names_the_default_embedder_only(make_client, embedder):
     assert np.allclose(aliased["data"][0]["embedding"], own["data"][0]["embedding"])
     assert np.allclose(own["data"][0]["embedding"], embedder.embed(body["input"], "query")[0], atol=1e-6)
     assert "text-embedding-3-small" in {m["id"] for m in client.get("/v1/models").json()["data"]}
+
+
+def test_an_alias_cannot_be_another_embedders_name(tmp_path):
+    from pydantic import ValidationError
+
+    from server.settings import Settings
+
+    with pytest.raises(ValidationError, match="another built-in embedder"):
+        Settings(data_dir=tmp_path, embedding_model=E5, embedding_model_name=MINILM)
+    assert Settings(data_dir=tmp_path, embedding_model=MINILM, embedding_model_name=MINILM).served_embedding_name == MINILM
