@@ -27,6 +27,12 @@ from pathlib import Path
 import numpy as np
 
 INPUT_TYPES = ("query", "passage")
+SIMILARITY_FLOORS = {"multilingual-e5-small": 0.7}
+"""Cosine an embedder gives unrelated text, mapped to relevance 0 (`Embedder.relevance`). e5's model card
+(intfloat/multilingual-e5-small, FAQ): its cosines "distribute around 0.7 to 1.0" (InfoNCE at temperature
+0.01), only their order matters. Measured here on tests/test_multilingual_retrieval.py's passages:
+questions about something else altogether scored 0.74-0.85 at best, answers 0.79 (10th percentile) and
+0.85 (median). MiniLM's cosines use the whole range (unrelated English questions 0.09-0.17): 0."""
 
 
 class Embedder:
@@ -70,7 +76,15 @@ class Embedder:
         prompt_tokens = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else 0
         self.window = max(16, self.max_seq_length - specials - prompt_tokens)
         """Text tokens one input may hold (without special tokens and the passage prompt)."""
+        self.similarity_floor = SIMILARITY_FLOORS.get(self.name, 0.0)
         self._lock = threading.Lock()  # one encode at a time: the model is not re-entrant on CPU threads
+
+    def relevance(self, cosine: float) -> float:
+        """A cosine as relevance in [0, 1]: (cosine − floor) / (1 − floor), clipped, the floor being what
+        this embedder gives unrelated text (SIMILARITY_FLOORS), so one score threshold means about the
+        same for every embedder."""
+        floor = self.similarity_floor
+        return min(max((cosine - floor) / (1.0 - floor), 0.0), 1.0)
 
     def normalize(self, texts: list[str]) -> list[str]:
         """The model's own text normalisation (e5: XLM-R's charsmap), applied before tokenising."""
@@ -175,7 +189,8 @@ class EmbedderRegistry:
 
     @property
     def names(self) -> list[str]:
-        return list(self.specs)
+        """Every embedder's name, the default first."""
+        return [self.default] + [n for n in self.specs if n != self.default]
 
     def get(self, name: str | None = None) -> Embedder:
         """The loaded embedder `name` (default: the registry's default); KeyError for an unknown name;

@@ -8,7 +8,8 @@ their own top k in their own order.
 The indexes are derived data: SQLite holds every chunk's text, terms and vector, so a missing or stale
 index is rebuilt from there. `score` on a hit is its relevance whatever ranker ordered the hits, so one
 threshold means the same for every ranker: the better of the chunk's cosine similarity to the query
-(clipped to [0, 1]) and its lexical coverage (the idf-weighted share of the query's terms it holds,
+as the embedder's relevance (`Embedder.relevance`: rescaled from the cosine unrelated text gets, 0.7
+for e5, to 1; clipped to [0, 1]) and its lexical coverage (the idf-weighted share of the query's terms it holds,
 `LexicalIndex.coverage`). A chunk an English-only embedder misjudges but that holds the query's rare
 terms (a part number, an identifier, Chinese words) is not gated away by a cosine threshold.
 
@@ -53,7 +54,7 @@ TermsLoader = Callable[[], tuple[list[int], list[list[str]]]]
 @dataclass
 class Hit:
     id: int
-    score: float  # relevance in [0, 1]: max(cosine similarity, lexical coverage of the query's terms)
+    score: float  # relevance in [0, 1]: max(the embedder's relevance of the cosine, lexical coverage)
     rank_score: float  # what ordered the hits (RRF, cosine or BM25)
 
 
@@ -137,7 +138,10 @@ class Retriever:
         k: int,
         ranker: str = "hybrid",
         allowed: np.ndarray | None = None,
+        relevance: Callable[[float], float] | None = None,
     ) -> list[Hit]:
+        """The top k hits, best first. `relevance` maps a cosine to relevance in [0, 1] (the embedder's
+        `Embedder.relevance`; default: the cosine clipped to [0, 1])."""
         depth = max(4 * k, 50)
         with self._lock:
             dense, offset = self._dense(query_vector, depth, allowed) if ranker in ("hybrid", "dense") else ([], None)
@@ -157,7 +161,8 @@ class Retriever:
                 raw = (vectors @ np.asarray(query_vector).ravel()).tolist()
                 cosine.update((i, s + (offset(i) if offset else 0.0)) for i, s in zip(missing, raw, strict=True))
             covered = self.lexical().coverage(query_terms, [i for i, _ in ordered])
-        hits = [Hit(i, max(min(max(cosine[i], 0.0), 1.0), covered[i]), s) for i, s in ordered]
+        relevance = relevance or (lambda c: min(max(c, 0.0), 1.0))
+        hits = [Hit(i, max(relevance(cosine[i]), covered[i]), s) for i, s in ordered]
         if ranker == "hybrid":
             # By relevance, fusion rank breaking ties: a chunk holding every rare term of the query
             # (score 1.0) is not listed below one that fusion liked for its middling rank in both lists

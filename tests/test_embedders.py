@@ -286,3 +286,19 @@ def test_an_alias_cannot_be_another_embedders_name(tmp_path):
     with pytest.raises(ValidationError, match="another built-in embedder"):
         Settings(data_dir=tmp_path, embedding_model=E5, embedding_model_name=MINILM)
     assert Settings(data_dir=tmp_path, embedding_model=MINILM, embedding_model_name=MINILM).served_embedding_name == MINILM
+
+
+def test_relevance_is_rescaled_per_embedder_so_the_chat_threshold_drops_unrelated_text(e5_client, tmp_path):
+    """e5's cosines sit around 0.7-1.0 (its model card); its relevance is rescaled from 0.7, so the chat
+    default threshold (0.25) drops a question about something else while the real answer stays."""
+    ids = corpus(tmp_path, e5_client)
+    store_id = e5_client.post("/v1/vector_stores", json={"file_ids": list(ids.values()), "embedding_model": E5}).json()["id"]
+    wait_for_store(e5_client, store_id)
+    options = {"ranker": "dense", "score_threshold": 0.25}
+    assert search(e5_client, store_id, "Who won the 1998 football World Cup?", ranking_options=options) == []
+    hits = search(e5_client, store_id, "How often must the VPN password be changed?", ranking_options=options)
+    assert hits and hits[0]["file_id"] == ids["vpn.txt"] and hits[0]["score"] < 0.9
+    e5 = e5_client.app.state.services.vector_stores.embedders.get(E5)
+    assert e5.relevance(0.7) == 0.0 and e5.relevance(1.0) == 1.0 and abs(e5.relevance(0.85) - 0.5) < 1e-9
+    empty = e5_client.post("/v1/vector_stores", json={"embedding_model": ""})
+    assert_error(empty, 400, "embedding_model")

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import openai
 import typer
 from rich.progress import Progress
 from rich.table import Table
@@ -54,7 +55,11 @@ def create(
 ) -> None:
     """Create a knowledge base."""
     extra = {"embedding_model": embedding_model} if embedding_model else None
-    store = connect(base_url, api_key).vector_stores.create(name=name, extra_body=extra)
+    try:
+        store = connect(base_url, api_key).vector_stores.create(name=name, extra_body=extra)
+    except openai.APIStatusError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from exc
     embedder = (store.model_extra or {}).get("embedding_model", "")
     out.print(f"created {store.id} ({name}; embedder {embedder})")
 

@@ -68,6 +68,8 @@ class VectorStoreService:
     def embedder(self, name: str | None = None, param: str = "embedding_model") -> Embedder:
         """The loaded embedder `name` (default: the server's). Raises 400 `param` for an unknown name,
         500-free 400 `embedder_unavailable` when its package or files are missing."""
+        if name is not None and not name.strip():
+            raise bad_request("embedding_model must not be empty; leave it out for the default.", param)
         name = name or self.embedders.default
         if name not in self.embedders.names:
             raise bad_request(
@@ -365,6 +367,7 @@ class VectorStoreService:
         retriever = self.indexes.get(store_id)
         model = retriever.embedding_model  # the embedder of the vectors this index holds
         vector = vectors.get(model)
+        relevance = self.embedder(model).relevance if model in self.embedders.names else None
         if vector is None:
             if model in self.embedders.names:
                 vector = vectors[model] = self.embedder(model).embed([query.text], input_type="query")[0]
@@ -378,7 +381,7 @@ class VectorStoreService:
                     f"{param}.vector_store_ids" if param else "vector_store_id",
                     "embedder_unavailable",
                 )
-        found = retriever.search(vector, terms(query.text), query.max_num_results, ranker, allowed)
+        found = retriever.search(vector, terms(query.text), query.max_num_results, ranker, allowed, relevance)
         found = [h for h in found if h.score >= query.score_threshold]
         rows = self.tables.chunks(store_id, [h.id for h in found])
         hits = []
