@@ -72,12 +72,15 @@ class Embedder:
             else None
         )
         specials = self.tokenizer.num_special_tokens_to_add()
-        prompt = self.prompts.get("passage", "")
-        prompt_tokens = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else 0
-        self.window = max(16, self.max_seq_length - specials - prompt_tokens)
+        self.window = max(16, self.max_seq_length - specials - self.prompt_tokens("passage"))
         """Text tokens one input may hold (without special tokens and the passage prompt)."""
         self.similarity_floor = SIMILARITY_FLOORS.get(self.name, 0.0)
         self._lock = threading.Lock()  # one encode at a time: the model is not re-entrant on CPU threads
+
+    def prompt_tokens(self, input_type: str) -> int:
+        """Tokens of the prompt `input_type` adds (0 for a model without one)."""
+        prompt = self.prompts.get(input_type, "")
+        return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else 0
 
     def relevance(self, cosine: float) -> float:
         """A cosine as relevance in [0, 1]: (cosine − floor) / (1 − floor), clipped, the floor being what

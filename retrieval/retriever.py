@@ -73,6 +73,7 @@ class Retriever:
         self.embedding_model = embedding_model
         self._load_terms = load_terms
         self._lexical: LexicalIndex | None = None
+        self._members: list[np.ndarray] = []  # chunk ids per script group, read with the BM25 terms
         self._groups: list[tuple[np.ndarray, np.ndarray]] | None = None  # (ids, centroid) per script group
         self._group_of: dict[int, int] = {}  # chunk id -> index into _groups
         self._lock = threading.RLock()
@@ -94,6 +95,11 @@ class Retriever:
             if self._lexical is None:
                 ids, corpus = self._load_terms()
                 self._lexical = LexicalIndex(ids, corpus)
+                # The script groups come from the same terms (one read of them per change).
+                members: dict[str, list[int]] = {}
+                for chunk_id, chunk_terms in zip(ids, corpus, strict=True):
+                    members.setdefault(script_group(chunk_terms), []).append(chunk_id)
+                self._members = [np.asarray(m, dtype=np.int64) for m in members.values()]
             return self._lexical
 
     def language_groups(self) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -101,11 +107,8 @@ class Retriever:
         LANGUAGE_GROUP_MIN chunks; else []."""
         with self._lock:
             if self._groups is None:
-                ids, corpus = self._load_terms()
-                members: dict[str, list[int]] = {}
-                for chunk_id, chunk_terms in zip(ids, corpus, strict=True):
-                    members.setdefault(script_group(chunk_terms), []).append(chunk_id)
-                groups = [np.asarray(m, dtype=np.int64) for m in members.values()]
+                self.lexical()  # reads the terms, and the script groups with them
+                groups = self._members
                 self._groups, self._group_of = [], {}
                 if len(groups) > 1 and all(len(g) >= LANGUAGE_GROUP_MIN for g in groups):
                     self._groups = [(g, self.dense.vectors(g.tolist()).mean(axis=0)) for g in groups]
@@ -183,10 +186,12 @@ class Retriever:
         dimension: int,
         load_terms: TermsLoader,
         load_vectors: Callable[[], tuple[np.ndarray, np.ndarray]],
+        embedding_model: str = "",
     ) -> tuple[Retriever, bool]:
         """Open the saved index if it holds exactly the chunks SQLite has; else rebuild it from SQLite.
 
-        Returns the retriever and whether it was rebuilt.
+        `embedding_model`: the embedder of the stored vectors. Returns the retriever and whether it was
+        rebuilt.
         """
         path = directory / "dense.faiss"
         ids, vectors = load_vectors()
@@ -194,12 +199,12 @@ class Retriever:
             try:
                 dense = VectorIndex.load(path)
                 if dense.dimension == dimension and np.array_equal(np.sort(dense.ids()), np.sort(ids)):
-                    return cls(dense, load_terms), False
+                    return cls(dense, load_terms, embedding_model), False
             except RuntimeError:  # unreadable index file: rebuilt below
                 pass
         dense = VectorIndex(dimension)
         dense.add(ids, vectors)
-        retriever = cls(dense, load_terms)
+        retriever = cls(dense, load_terms, embedding_model)
         retriever.save(directory)
         return retriever, True
 

@@ -134,11 +134,3 @@ def embedder_specs(settings: Settings) -> dict[str, EmbedderSpec]:
         )
     return specs
 
-
-def embedding_model_path(settings: Settings) -> Path:
-    """Directory of the default embedder the settings name (converting e5 on first use)."""
-    if settings.embedding_model == MINILM_EMBEDDING_MODEL:
-        return minilm_path()
-    if settings.embedding_model == E5_EMBEDDING_MODEL:
-        return e5_path(settings.model_cache)
-    return Path(settings.embedding_model)

@@ -90,10 +90,7 @@ class EmbeddingService:
                 "truncate_prompt_tokens",
             )
         tokenizer = embedder.tokenizer
-        prompt = embedder.prompts.get(input_type, "")
-        specials = tokenizer.num_special_tokens_to_add() + (
-            len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else 0
-        )
+        specials = tokenizer.num_special_tokens_to_add() + embedder.prompt_tokens(input_type)
         keep = (window if limit in (None, -1) else limit) - specials
         if keep < 1:
             raise bad_request(

@@ -41,8 +41,8 @@ class IndexRegistry:
                     dimension,
                     lambda: self._terms(store_id),
                     lambda: self._vectors(store_id, dimension),
+                    model,
                 )
-                retriever.embedding_model = model
                 if rebuilt:
                     log.info("rebuilt the index of %s from %d stored chunks", store_id, len(retriever.dense))
                 self._open[store_id] = retriever
