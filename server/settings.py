@@ -264,7 +264,8 @@ class Settings(BaseSettings):
         if alias in BUILTIN_EMBEDDING_MODELS and alias != self.embedding_name:
             raise ValueError(
                 f"embedding_model_name {alias!r} is the name of another built-in embedder; the default "
-                f"embedder is {self.embedding_name!r} (set RAGTUNE_EMBEDDING_MODEL={alias} to make it the default)"
+                f"embedder is {self.embedding_name!r} "
+                f"(set RAGTUNE_EMBEDDING_MODEL={alias} to make it the default)"
             )
         return self
 

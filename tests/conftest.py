@@ -40,7 +40,9 @@ def embedder():
 
     # MiniLM: the fast embedder most server tests share (the default, e5, is tested in test_embedders
     # and by every live server).
-    settings = Settings(data_dir=ROOT / ".pytest_cache" / "emb", models_dir=MODELS_CACHE, embedding_model="all-minilm-l6-v2")
+    settings = Settings(
+        data_dir=ROOT / ".pytest_cache" / "emb", models_dir=MODELS_CACHE, embedding_model="all-minilm-l6-v2"
+    )
     return load_embedder(settings)
 
 

@@ -25,9 +25,9 @@ PASSAGES = {
     "leave.txt": "员工每年享有十五天带薪年假，未休完的年假可以顺延到下一年的三月底。",
     "canteen.txt": "公司食堂每天中午十一点半开放，提供素食和清真餐，员工刷工卡可以享受八折优惠。",
     "vpn.txt": "在家办公时必须先连接公司的虚拟专用网络，密码每九十天需要更换一次。",
-    "parking.txt": "Visitors park in the north lot; the south garage is reserved for staff with a blue permit.",
+    "parking.txt": "Visitors park in the north lot; the south garage is kept for staff with a blue permit.",
     "laptop.txt": "A lost or stolen laptop must be reported to the IT service desk within 24 hours.",
-    "travel.txt": "Train tickets for business trips are booked through the travel portal and paid by the company.",
+    "travel.txt": "Train tickets for business trips are booked on the travel portal and paid by the company.",
 }
 QUESTIONS = {
     "How many days of paid annual leave do employees get?": "leave.txt",
@@ -142,7 +142,8 @@ def test_a_store_built_with_e5_answers_across_languages(e5_client, tmp_path):
     stores, english_stores = {}, {}
     for model in (MINILM, E5):
         store = e5_client.post(
-            "/v1/vector_stores", json={"name": model, "file_ids": list(ids.values()), "embedding_model": model}
+            "/v1/vector_stores",
+            json={"name": model, "file_ids": list(ids.values()), "embedding_model": model},
         ).json()
         assert store["embedding_model"] == model and store["embedding_dimension"] == 384
         stores[model] = store["id"]
@@ -154,7 +155,9 @@ def test_a_store_built_with_e5_answers_across_languages(e5_client, tmp_path):
 
     def found(store_id, questions):
         return sum(
-            search(e5_client, store_id, q, max_num_results=1, ranking_options={"ranker": "dense"})[0]["file_id"]
+            search(e5_client, store_id, q, max_num_results=1, ranking_options={"ranker": "dense"})[0][
+                "file_id"
+            ]
             == ids[name]
             for q, name in questions.items()
         )
@@ -180,7 +183,9 @@ def test_changing_the_embedder_reembeds_in_the_background_without_mixing(e5_clie
     ids = corpus(tmp_path, e5_client)
     store_id = e5_client.post("/v1/vector_stores", json={"file_ids": list(ids.values())}).json()["id"]
     wait_for_store(e5_client, store_id)
-    chunk_ids = [r["id"] for r in services.db.query("SELECT id FROM chunks WHERE vector_store_id = ?", (store_id,))]
+    chunk_ids = [
+        r["id"] for r in services.db.query("SELECT id FROM chunks WHERE vector_store_id = ?", (store_id,))
+    ]
     e5 = services.vector_stores.embedders.get(E5)
     embed = e5.embed
     during = []
@@ -199,22 +204,34 @@ def test_changing_the_embedder_reembeds_in_the_background_without_mixing(e5_clie
     store = wait_for_reindex(e5_client, store_id)
     monkeypatch.undo()
     # While re-embedding, the store said so and search still used MiniLM's index.
-    assert during[0]["reindex"]["status"] == "in_progress" and during[0]["reindex"]["chunks_total"] == len(chunk_ids)
+    assert during[0]["reindex"]["status"] == "in_progress" and during[0]["reindex"]["chunks_total"] == len(
+        chunk_ids
+    )
     assert during[1] == MINILM
     assert store["embedding_model"] == E5 and store["reindex"] is None and store["status"] == "completed"
-    assert sorted(r["id"] for r in services.db.query(
-        "SELECT id FROM chunks WHERE vector_store_id = ? AND next_embedding IS NULL", (store_id,)
-    )) == sorted(chunk_ids)  # the same chunks, every one swapped
+    assert sorted(
+        r["id"]
+        for r in services.db.query(
+            "SELECT id FROM chunks WHERE vector_store_id = ? AND next_embedding IS NULL", (store_id,)
+        )
+    ) == sorted(chunk_ids)  # the same chunks, every one swapped
     assert services.indexes.get(store_id).embedding_model == E5
     for question, name in QUESTIONS.items():
         hit = search(e5_client, store_id, question, max_num_results=1, ranking_options={"ranker": "dense"})[0]
         assert hit["file_id"] == ids[name], question
     # A file attached afterwards is embedded by e5 (the store's embedder now).
-    late = upload(e5_client, docs.write(tmp_path / "late.txt", "年终奖在每年一月的第二个星期五发放。")).json()["id"]
+    late = upload(
+        e5_client, docs.write(tmp_path / "late.txt", "年终奖在每年一月的第二个星期五发放。")
+    ).json()["id"]
     e5_client.post(f"/v1/vector_stores/{store_id}/files", json={"file_id": late})
     wait_for_store(e5_client, store_id)
-    hit = search(e5_client, store_id, "When is the year-end bonus paid?", max_num_results=1,
-                 ranking_options={"ranker": "dense"})[0]
+    hit = search(
+        e5_client,
+        store_id,
+        "When is the year-end bonus paid?",
+        max_num_results=1,
+        ranking_options={"ranker": "dense"},
+    )[0]
     assert hit["file_id"] == late
 
 
@@ -238,7 +255,10 @@ def test_a_reembedding_can_be_cancelled_and_a_failed_one_is_reported(e5_client, 
     store = wait_for_reindex(e5_client, store_id)
     assert store["reindex"]["status"] == "failed" and "broken-embedder" in store["reindex"]["last_error"]
     assert store["embedding_model"] == MINILM and store["status"] == "completed"
-    assert search(e5_client, store_id, "Where do visitors park?", max_num_results=1)[0]["file_id"] == ids["parking.txt"]
+    assert (
+        search(e5_client, store_id, "Where do visitors park?", max_num_results=1)[0]["file_id"]
+        == ids["parking.txt"]
+    )
 
 
 def test_a_store_whose_embedder_is_not_offered_says_so_and_bm25_still_works(e5_client, tmp_path):
@@ -246,7 +266,9 @@ def test_a_store_whose_embedder_is_not_offered_says_so_and_bm25_still_works(e5_c
     ids = corpus(tmp_path, e5_client)
     store_id = e5_client.post("/v1/vector_stores", json={"file_ids": list(ids.values())}).json()["id"]
     wait_for_store(e5_client, store_id)
-    services.db.execute("UPDATE vector_stores SET embedding_model = 'retired-model' WHERE id = ?", (store_id,))
+    services.db.execute(
+        "UPDATE vector_stores SET embedding_model = 'retired-model' WHERE id = ?", (store_id,)
+    )
     services.indexes.drop(store_id)
     response = e5_client.post(f"/v1/vector_stores/{store_id}/search", json={"query": "VPN password"})
     assert_error(response, 400, "vector_store_id")
@@ -285,14 +307,19 @@ def test_an_alias_cannot_be_another_embedders_name(tmp_path):
 
     with pytest.raises(ValidationError, match="another built-in embedder"):
         Settings(data_dir=tmp_path, embedding_model=E5, embedding_model_name=MINILM)
-    assert Settings(data_dir=tmp_path, embedding_model=MINILM, embedding_model_name=MINILM).served_embedding_name == MINILM
+    assert (
+        Settings(data_dir=tmp_path, embedding_model=MINILM, embedding_model_name=MINILM).served_embedding_name
+        == MINILM
+    )
 
 
 def test_relevance_is_rescaled_per_embedder_so_the_chat_threshold_drops_unrelated_text(e5_client, tmp_path):
     """e5's cosines sit around 0.7-1.0 (its model card); its relevance is rescaled from 0.7, so the chat
     default threshold (0.25) drops a question about something else while the real answer stays."""
     ids = corpus(tmp_path, e5_client)
-    store_id = e5_client.post("/v1/vector_stores", json={"file_ids": list(ids.values()), "embedding_model": E5}).json()["id"]
+    store_id = e5_client.post(
+        "/v1/vector_stores", json={"file_ids": list(ids.values()), "embedding_model": E5}
+    ).json()["id"]
     wait_for_store(e5_client, store_id)
     options = {"ranker": "dense", "score_threshold": 0.25}
     assert search(e5_client, store_id, "Who won the 1998 football World Cup?", ranking_options=options) == []

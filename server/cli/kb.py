@@ -48,7 +48,9 @@ def create(
     name: str,
     embedding_model: Annotated[
         str | None,
-        typer.Option(help="Embedder of its vectors: all-minilm-l6-v2 or multilingual-e5-small (default: the server's)."),
+        typer.Option(
+            help="Embedder of its vectors: all-minilm-l6-v2 or multilingual-e5-small (default: the server's)."
+        ),
     ] = None,
     base_url: BaseUrl = DEFAULT_BASE_URL,
     api_key: ApiKey = None,

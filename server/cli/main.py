@@ -180,7 +180,9 @@ def models(
     print(f"{settings.served_model_name}\tchat")
     from server.provision import embedder_specs
 
-    names = [settings.served_embedding_name] + [n for n in embedder_specs(settings) if n != settings.served_embedding_name]
+    names = [settings.served_embedding_name] + [
+        n for n in embedder_specs(settings) if n != settings.served_embedding_name
+    ]
     for name in names:
         print(f"{name}\tembedding")
 

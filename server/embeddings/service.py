@@ -24,7 +24,10 @@ class EmbeddingService:
     behaviour) unless the request asks for truncation (vLLM's `truncate_prompt_tokens`)."""
 
     def __init__(
-        self, embedders: EmbedderRegistry, aliases: dict[str, str] | None = None, catalog: ModelCatalog | None = None
+        self,
+        embedders: EmbedderRegistry,
+        aliases: dict[str, str] | None = None,
+        catalog: ModelCatalog | None = None,
     ) -> None:
         """`aliases`: other ids -> embedder name (RAGTUNE_EMBEDDING_MODEL_NAME for the default one)."""
         self.embedders = embedders
@@ -44,12 +47,16 @@ class EmbeddingService:
                 return self.embedders.get(name)
             except (OSError, RuntimeError) as exc:
                 raise APIError(
-                    400, f"The embedder '{model}' cannot be loaded: {exc}", param="model", code="embedder_unavailable"
+                    400,
+                    f"The embedder '{model}' cannot be loaded: {exc}",
+                    param="model",
+                    code="embedder_unavailable",
                 ) from exc
         if self.catalog is not None and any(card.id == model for card in self.catalog.cards()):
             raise APIError(
                 400,
-                f"'{model}' is not an embedding model; use one of {', '.join(self.model_names)} for embeddings.",
+                f"'{model}' is not an embedding model; use one of {', '.join(self.model_names)} "
+                "for embeddings.",
                 param="model",
                 code="model_not_supported",
             )

@@ -28,9 +28,9 @@ import numpy as np
 
 from ingest import Document, IngestError, ingest_file
 from ingest.split import ChunkingStrategy
+from retrieval.embedder import EmbedderRegistry
 from retrieval.lexical import terms
 from server.storage.db import Database, dumps, now
-from retrieval.embedder import EmbedderRegistry
 from server.vector_stores.indexes import IndexRegistry
 from server.vector_stores.store import VectorStoreTables
 
@@ -134,7 +134,9 @@ class IngestionWorker:
             )
             return
         try:
-            _, document, chunks = ingest_file(self.files.path(file_id), row["filename"], strategy, embedder.tokenizer)
+            _, document, chunks = ingest_file(
+                self.files.path(file_id), row["filename"], strategy, embedder.tokenizer
+            )
         except IngestError as exc:
             self._finish_failed(row, _ERROR_CODES.get(exc.code, "invalid_file"), str(exc))
             return

@@ -13,13 +13,13 @@ import numpy as np
 
 from ingest.split import resolve_chunking
 from retrieval import filters as filter_grammar
+from retrieval.embedder import Embedder, EmbedderRegistry
 from retrieval.lexical import terms
 from retrieval.retriever import normalise_ranker
 from server.errors import bad_request, not_found
 from server.files.service import DOCUMENT_PURPOSES, FileService
 from server.protocol import DeletedObject, ListPage, Page, paginate
 from server.storage.db import Database, new_id, now
-from retrieval.embedder import Embedder, EmbedderRegistry
 from server.vector_stores.indexes import IndexRegistry
 from server.vector_stores.protocol import (
     AttachFile,
@@ -80,7 +80,9 @@ class VectorStoreService:
         try:
             return self.embedders.get(name)
         except (OSError, RuntimeError) as exc:  # ProvisionError is a RuntimeError
-            raise bad_request(f"The embedder '{name}' cannot be loaded: {exc}", param, "embedder_unavailable") from exc
+            raise bad_request(
+                f"The embedder '{name}' cannot be loaded: {exc}", param, "embedder_unavailable"
+            ) from exc
 
     def _chunking(
         self, strategy: dict[str, Any] | None, window: int, param: str = "chunking_strategy"
@@ -104,11 +106,16 @@ class VectorStoreService:
         if row["reindex_model"]:
             done, total = self.tables.reindex_progress(row["id"])
             reindex = Reindex(
-                embedding_model=row["reindex_model"], status="in_progress", chunks_done=done, chunks_total=total
+                embedding_model=row["reindex_model"],
+                status="in_progress",
+                chunks_done=done,
+                chunks_total=total,
             )
         elif row["reindex_error"]:
             error = json.loads(row["reindex_error"])
-            reindex = Reindex(embedding_model=error["embedding_model"], status="failed", last_error=error["message"])
+            reindex = Reindex(
+                embedding_model=error["embedding_model"], status="failed", last_error=error["message"]
+            )
         return VectorStore(
             id=row["id"],
             created_at=row["created_at"],
@@ -134,7 +141,11 @@ class VectorStoreService:
             self._document_file(file_id, "file_ids")
         store_id = new_id("vs_")
         self.tables.insert_store(
-            store_id, body.name, body.metadata or {}, chunking, (embedder.name, embedder.version, embedder.dimension)
+            store_id,
+            body.name,
+            body.metadata or {},
+            chunking,
+            (embedder.name, embedder.version, embedder.dimension),
         )
         for file_id in body.file_ids:
             self.attach(store_id, AttachFile(file_id=file_id))
@@ -148,8 +159,8 @@ class VectorStoreService:
         return paginate([self.store_object(r) for r in self.tables.stores()], page)
 
     def update(self, store_id: str, body: UpdateVectorStore) -> VectorStore:
-        """Rename (a `name` given as null clears it), replace the metadata, and/or change the embedder: another
-        one re-embeds the chunks in the background, the current one cancels a re-embedding under way.
+        """Rename (a `name` given as null clears it), replace the metadata, and/or change the embedder:
+        another one re-embeds the chunks in the background, the current one cancels a re-embedding under way.
         Raises 404 `vector_store_id`, 400 `embedding_model`."""
         row = self._store_row(store_id)
         name = body.name if "name" in body.model_fields_set else row["name"]
@@ -375,9 +386,10 @@ class VectorStoreService:
                 vector = np.zeros(retriever.dense.dimension, dtype=np.float32)  # relevance from BM25 alone
             else:
                 raise bad_request(
-                    f"Vector store '{store_id}' was embedded with '{model}', which this server does not offer "
-                    f"({', '.join(self.embedders.names)}): search it with ranker 'bm25', start the server with "
-                    f"that embedder, or re-embed it (POST /v1/vector_stores/{store_id} with embedding_model).",
+                    f"Vector store '{store_id}' was embedded with '{model}', which this server does not "
+                    f"offer ({', '.join(self.embedders.names)}): search it with ranker 'bm25', start the "
+                    f"server with that embedder, or re-embed it (POST /v1/vector_stores/{store_id} with "
+                    "embedding_model).",
                     f"{param}.vector_store_ids" if param else "vector_store_id",
                     "embedder_unavailable",
                 )

@@ -54,7 +54,15 @@ class VectorStoreTables:
             tx.execute(
                 "INSERT INTO vector_stores (id, name, metadata, chunking, created_at, last_active_at, "
                 "embedding_model, embedding_version, embedding_dimension) VALUES (?,?,?,?,?,?,?,?,?)",
-                (store_id, name, dumps(metadata), dumps(chunking) if chunking else None, now(), now(), *embedder),
+                (
+                    store_id,
+                    name,
+                    dumps(metadata),
+                    dumps(chunking) if chunking else None,
+                    now(),
+                    now(),
+                    *embedder,
+                ),
             )
 
     # ---- re-embedding -------------------------------------------------------------------------------
@@ -81,7 +89,8 @@ class VectorStoreTables:
     def reindex_pending(self) -> Any:
         """One store waiting to be re-embedded (oldest request first), or None."""
         return self.db.one(
-            "SELECT * FROM vector_stores WHERE reindex_model IS NOT NULL ORDER BY last_active_at, rowid LIMIT 1"
+            "SELECT * FROM vector_stores WHERE reindex_model IS NOT NULL "
+            "ORDER BY last_active_at, rowid LIMIT 1"
         )
 
     def chunks_to_reembed(self, store_id: str, limit: int) -> list[Any]:
@@ -94,9 +103,12 @@ class VectorStoreTables:
     def save_reembedded(self, store_id: str, target: str, ids: list[int], vectors: Any) -> bool:
         """Store re-embedded vectors if the store still waits for `target`; False if it no longer does."""
         with self.db.transaction() as tx:
-            if tx.execute(
-                "SELECT 1 FROM vector_stores WHERE id = ? AND reindex_model = ?", (store_id, target)
-            ).fetchone() is None:
+            if (
+                tx.execute(
+                    "SELECT 1 FROM vector_stores WHERE id = ? AND reindex_model = ?", (store_id, target)
+                ).fetchone()
+                is None
+            ):
                 return False
             tx.executemany(
                 "UPDATE chunks SET next_embedding = ? WHERE id = ? AND vector_store_id = ?",
@@ -108,21 +120,26 @@ class VectorStoreTables:
         """Swap in the re-embedded vectors and record the new embedder, in one transaction, if every chunk
         has one and the store still waits for this embedder. Returns whether it swapped."""
         with self.db.transaction() as tx:
-            if tx.execute(
-                "SELECT 1 FROM vector_stores WHERE id = ? AND reindex_model = ?", (store_id, embedder[0])
-            ).fetchone() is None:
+            if (
+                tx.execute(
+                    "SELECT 1 FROM vector_stores WHERE id = ? AND reindex_model = ?", (store_id, embedder[0])
+                ).fetchone()
+                is None
+            ):
                 return False
             if tx.execute(
-                "SELECT 1 FROM chunks WHERE vector_store_id = ? AND next_embedding IS NULL LIMIT 1", (store_id,)
+                "SELECT 1 FROM chunks WHERE vector_store_id = ? AND next_embedding IS NULL LIMIT 1",
+                (store_id,),
             ).fetchone():
                 return False  # a file was ingested meanwhile: its chunks are re-embedded first
             tx.execute(
-                "UPDATE chunks SET embedding = next_embedding, next_embedding = NULL WHERE vector_store_id = ?",
+                "UPDATE chunks SET embedding = next_embedding, next_embedding = NULL "
+                "WHERE vector_store_id = ?",
                 (store_id,),
             )
             tx.execute(
-                "UPDATE vector_stores SET embedding_model = ?, embedding_version = ?, embedding_dimension = ?, "
-                "reindex_model = NULL, reindex_error = NULL WHERE id = ?",
+                "UPDATE vector_stores SET embedding_model = ?, embedding_version = ?, "
+                "embedding_dimension = ?, reindex_model = NULL, reindex_error = NULL WHERE id = ?",
                 (*embedder, store_id),
             )
         return True
@@ -130,7 +147,8 @@ class VectorStoreTables:
     def fail_reindex(self, store_id: str, target: str, message: str) -> None:
         with self.db.transaction() as tx:
             tx.execute(
-                "UPDATE vector_stores SET reindex_model = NULL, reindex_error = ? WHERE id = ? AND reindex_model = ?",
+                "UPDATE vector_stores SET reindex_model = NULL, reindex_error = ? "
+                "WHERE id = ? AND reindex_model = ?",
                 (dumps({"embedding_model": target, "message": message}), store_id, target),
             )
             tx.execute("UPDATE chunks SET next_embedding = NULL WHERE vector_store_id = ?", (store_id,))
