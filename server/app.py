@@ -26,6 +26,7 @@ from server.fine_tuning.routes import router as fine_tuning_router
 from server.limits import UploadLimitMiddleware
 from server.metrics import Metrics
 from server.profiles.routes import router as profiles_router
+from server.responses.routes import router as responses_router
 from server.routes import router as misc_router
 from server.settings import Settings
 from server.state import StartupError, init_services, load_embedder, load_engine
@@ -38,6 +39,7 @@ SWAGGER_UI = Path(__file__).resolve().parent / "web" / "swagger-ui"
 
 ROUTERS = (
     chat_router,
+    responses_router,
     embeddings_router,
     files_router,
     vector_stores_router,

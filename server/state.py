@@ -25,6 +25,8 @@ from server.fine_tuning.scheduler import FineTuningScheduler
 from server.fine_tuning.service import FineTuningService
 from server.metrics import Metrics
 from server.profiles.service import ProfileService
+from server.responses.service import ResponsesService
+from server.responses.store import ResponseStore
 from server.settings import Settings
 from server.storage.db import Database
 from server.vector_stores.indexes import IndexRegistry
@@ -85,6 +87,7 @@ class Services:
     comparisons: ComparisonService
     feedback: FeedbackService
     arena: ArenaService
+    responses: ResponsesService
 
     async def start(self) -> None:
         """Serve the adapters (`RAGTUNE_LORA_MODULES`, then those of finished jobs) and start the
@@ -95,6 +98,7 @@ class Services:
         await self.serve_adapters()
         await self.fine_tuning_scheduler.start()
         self.comparisons.start()
+        self.responses.start()
 
     async def serve_adapters(self) -> None:
         """Serve the adapters of `RAGTUNE_LORA_MODULES` (trained elsewhere; StartupError when one cannot
@@ -109,6 +113,7 @@ class Services:
     async def stop(self) -> None:
         """Stop the background workers (a running training job is re-queued for the next start) and
         close the database. The engine is the caller's to close: it may have been passed in."""
+        await self.responses.stop()
         await self.comparisons.stop()
         await self.fine_tuning_scheduler.stop()
         await self.ingestion.stop()
@@ -218,4 +223,5 @@ def init_services(
         comparisons=ComparisonService(db, files, catalog, chat, vector_stores),
         feedback=FeedbackService(db),
         arena=ArenaService(db, catalog, chat),
+        responses=ResponsesService(chat, ResponseStore(db)),
     )

@@ -330,9 +330,40 @@ class ChatService:
         opened = await self._open(chat)
         return self._events(chat, opened)
 
+    async def open_chunks(self, chat: PreparedChat) -> AsyncIterator[ChatCompletionChunk]:
+        """Open the choices (errors raise here), then return the answer as ChatCompletionChunk objects:
+        one role chunk per choice, content and tool-call deltas, each choice's final chunk (its
+        `finish_reason`, citations and `file_search`), and last a chunk with no choices carrying the
+        usage. A failure mid-generation raises from the iterator. The Responses API streams from this."""
+        opened = await self._open(chat)
+        return self._chunks(chat, opened)
+
     async def _events(
         self, chat: PreparedChat, opened: list[tuple[AsyncIterator[Delta], Delta]]
     ) -> AsyncIterator[str]:
+        chunks = self._chunks(chat, opened)
+        try:
+            async for chunk in chunks:
+                if chunk.usage is not None:
+                    options = chat.request.stream_options
+                    if options and options.include_usage:
+                        yield f"data: {chunk.model_dump_json(exclude_none=True)}\n\n"
+                    continue
+                yield f"data: {chunk.model_dump_json(exclude_none=not chunk.choices)}\n\n"
+            yield "data: [DONE]\n\n"
+        except Exception:
+            # Headers are sent: the failure becomes an OpenAI error event for this request only (the
+            # trace goes to the log, never to the client), and the stream still ends with [DONE].
+            log.exception("generation failed mid-stream for %s", chat.id)
+            error = APIError(500, STREAM_FAILED, type="server_error").body()
+            yield f"data: {json.dumps(error)}\n\n"
+            yield "data: [DONE]\n\n"
+        finally:
+            await chunks.aclose()
+
+    async def _chunks(
+        self, chat: PreparedChat, opened: list[tuple[AsyncIterator[Delta], Delta]]
+    ) -> AsyncIterator[ChatCompletionChunk]:
         queue: asyncio.Queue[tuple[int, Delta | BaseException]] = asyncio.Queue()
 
         async def pump(index: int, stream: AsyncIterator[Delta], first: Delta) -> None:
@@ -380,18 +411,7 @@ class ChatService:
                     final = ChunkDelta(annotations=annotations(chat.sources) if chat.file_search else None)
                     choice = ChunkChoice(index=index, delta=final, finish_reason=reason)
                     yield self._chunk(chat, [choice], final=True)
-            usage = self._account(chat, counts, reasons)
-            options = chat.request.stream_options
-            if options and options.include_usage:
-                yield self._chunk(chat, [], usage)
-            yield "data: [DONE]\n\n"
-        except Exception:
-            # Headers are sent: the failure becomes an OpenAI error event for this request only (the
-            # trace goes to the log, never to the client), and the stream still ends with [DONE].
-            log.exception("generation failed mid-stream for %s", chat.id)
-            error = APIError(500, STREAM_FAILED, type="server_error").body()
-            yield f"data: {json.dumps(error)}\n\n"
-            yield "data: [DONE]\n\n"
+            yield self._chunk(chat, [], self._account(chat, counts, reasons))
         finally:
             for task in tasks:
                 task.cancel()
@@ -399,8 +419,8 @@ class ChatService:
 
     def _chunk(
         self, chat: PreparedChat, choices: list[ChunkChoice], usage: Usage | None = None, final: bool = False
-    ) -> str:
-        chunk = ChatCompletionChunk(
+    ) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
             id=chat.id,
             created=chat.created,
             model=chat.target.name,
@@ -408,7 +428,6 @@ class ChatService:
             usage=usage,
             file_search=chat.file_search if final else None,
         )
-        return f"data: {chunk.model_dump_json(exclude_none=not choices)}\n\n"
 
     def _account(self, chat: PreparedChat, completion_tokens: list[int], reasons: list[str]) -> Usage:
         name = chat.target.name

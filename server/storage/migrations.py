@@ -240,6 +240,20 @@ STEPS: tuple[Step, ...] = (
         "ALTER TABLE vector_stores ADD COLUMN reindex_error TEXT;"
         "ALTER TABLE chunks ADD COLUMN next_embedding BLOB;",
     ),
+    # Responses API (`store: true`): each response's object and its own input items; a conversation
+    # continued by `previous_response_id` is the chain of rows its links name.
+    Step(
+        6,
+        "stored responses of the Responses API",
+        "CREATE TABLE IF NOT EXISTS responses ("
+        " id TEXT PRIMARY KEY,"
+        " created_at INTEGER NOT NULL,"
+        " status TEXT NOT NULL,"
+        " previous_response_id TEXT,"
+        " input_items TEXT NOT NULL,"
+        " body TEXT NOT NULL);"
+        "CREATE INDEX IF NOT EXISTS responses_status ON responses(status);",
+    ),
 )
 LATEST = STEPS[-1].version
 
