@@ -3,7 +3,9 @@
 Hybrid search takes the top max(k, RERANK_POOL) by fusion, orders them by `score` (relevance; fusion
 rank breaks ties) and keeps k, so a one-source chat gets the chunk holding every rare term of the
 question rather than the one fusion liked for middling ranks in both lists; `dense` and `bm25` return
-their own top k in their own order.
+their own top k in their own order. With `weights` (OpenAI's `ranking_options.hybrid_search`), hybrid
+returns the top k of the weighted fusion in fusion order instead: the caller chose the balance, so
+relevance does not re-order it (weights (1, 0) give dense's order, (0, 1) BM25's).
 
 The indexes are derived data: SQLite holds every chunk's text, terms and vector, so a missing or stale
 index is rebuilt from there. `score` on a hit is its relevance whatever ranker ordered the hits, so one
@@ -143,9 +145,12 @@ class Retriever:
         ranker: str = "hybrid",
         allowed: np.ndarray | None = None,
         relevance: Callable[[float], float] | None = None,
+        weights: tuple[float, float] | None = None,
     ) -> list[Hit]:
         """The top k hits, best first. `relevance` maps a cosine to relevance in [0, 1] (the embedder's
-        `Embedder.relevance`; default: the cosine clipped to [0, 1])."""
+        `Embedder.relevance`; default: the cosine clipped to [0, 1]). `weights` (dense, BM25; each >= 0,
+        not both 0): hybrid's weighted fusion, whose order is kept (see the module docstring); `None`:
+        unweighted fusion re-ordered by relevance. Other rankers ignore them."""
         depth = max(4 * k, 50)
         with self._lock:
             dense, offset = (
@@ -154,12 +159,15 @@ class Retriever:
             lexical = (
                 self.lexical().search(query_terms, depth, allowed) if ranker in ("hybrid", "bm25") else []
             )
+            rerank = ranker == "hybrid" and weights is None
             if ranker == "hybrid":
-                ordered = reciprocal_rank_fusion([[i for i, _ in dense], [i for i, _ in lexical]])
+                ordered = reciprocal_rank_fusion(
+                    [[i for i, _ in dense], [i for i, _ in lexical]], weights=weights
+                )
             else:
                 ordered = dense or lexical
-            # Hybrid: fusion picks a pool of at least RERANK_POOL, relevance orders it, k are kept.
-            ordered = ordered[: max(k, RERANK_POOL) if ranker == "hybrid" else k]
+            # Unweighted hybrid: fusion picks a pool of at least RERANK_POOL, relevance orders it, k are kept.
+            ordered = ordered[: max(k, RERANK_POOL) if rerank else k]
             cosine = dict(dense)
             missing = [i for i, _ in ordered if i not in cosine]
             if missing:
@@ -171,7 +179,7 @@ class Retriever:
             covered = self.lexical().coverage(query_terms, [i for i, _ in ordered])
         relevance = relevance or (lambda c: min(max(c, 0.0), 1.0))
         hits = [Hit(i, max(relevance(cosine[i]), covered[i]), s) for i, s in ordered]
-        if ranker == "hybrid":
+        if rerank:
             # By relevance, fusion rank breaking ties: a chunk holding every rare term of the query
             # (score 1.0) is not listed below one that fusion liked for its middling rank in both lists
             # (chat keeps the first sources).

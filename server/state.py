@@ -204,6 +204,7 @@ def init_services(
         },
     )
     warn_small_training_share(settings, serving_cards(engine.info.device, settings.tensor_parallel_size))
+    responses = ResponsesService(chat, ResponseStore(db))
     return Services(
         settings=settings,
         metrics=metrics,
@@ -220,8 +221,8 @@ def init_services(
         fine_tuning=FineTuningService(db, files, catalog, scheduler),
         fine_tuning_scheduler=scheduler,
         profiles=ProfileService(db, catalog, vector_stores),
-        comparisons=ComparisonService(db, files, catalog, chat, vector_stores),
+        comparisons=ComparisonService(db, files, catalog, chat, vector_stores, responses),
         feedback=FeedbackService(db),
         arena=ArenaService(db, catalog, chat),
-        responses=ResponsesService(chat, ResponseStore(db)),
+        responses=responses,
     )

@@ -421,3 +421,40 @@ def test_arms_that_differ_only_in_retrieval_settings(client, setup):
         }
     ]
     assert_error(client.post("/v1/comparisons", json={"eval_file_id": eval_id, "arms": bad}), 400)
+
+
+def test_an_arm_can_answer_through_the_responses_api(client, setup):
+    """The same RAG arm through /v1/chat/completions and through /v1/responses (the file_search tool)
+    gives the same answers, sources and metrics: what an application on the Responses API would see."""
+    store, eval_id = setup
+    search = {"vector_store_ids": [store], "max_num_results": 4}
+    arms = [
+        {"name": "chat", "model": MODEL, "file_search": search},
+        {"name": "responses", "model": MODEL, "file_search": search, "api": "responses"},
+        {"name": "responses-base", "model": MODEL, "api": "responses"},
+    ]
+    created = client.post("/v1/comparisons", json={"eval_file_id": eval_id, "arms": arms})
+    body = wait(client, created.json()["id"])
+    assert body["status"] == "completed", body
+    report = body["report"]
+    chat, responses = report["arms"]["chat"], report["arms"]["responses"]
+    assert responses["metrics"]["exact_match"]["mean"] == chat["metrics"]["exact_match"]["mean"] == 1.0
+    assert responses["metrics"]["hit_at_k"] == chat["metrics"]["hit_at_k"]
+    assert report["arms"]["responses-base"]["metrics"]["abstained"]["mean"] == 1.0
+    for row in report["rows"]:
+        via_chat, via_responses = row["answers"]["chat"], row["answers"]["responses"]
+        assert via_responses["text"] == via_chat["text"]
+        assert [s["file_id"] for s in via_responses["sources"]] == [s["file_id"] for s in via_chat["sources"]]
+        assert [s["score"] for s in via_responses["sources"]] == [s["score"] for s in via_chat["sources"]]
+    # Nothing of a comparison is stored as a response.
+    assert client.app.state.services.db.one("SELECT COUNT(*) AS n FROM responses")["n"] == 0
+
+
+def test_responses_arm_limits(client, setup):
+    store, eval_id = setup
+    arm = {"name": "r", "model": MODEL, "api": "responses", "temperature": 0.7, "n": 2}
+    response = client.post("/v1/comparisons", json={"eval_file_id": eval_id, "arms": [arm]})
+    assert_error(response, 400, "arms[0].n")
+    arm = {"name": "r", "model": MODEL, "api": "responses"}
+    response = client.post("/v1/comparisons", json={"eval_file_id": eval_id, "arms": [arm], "max_tokens": 8})
+    assert_error(response, 400, "max_tokens")

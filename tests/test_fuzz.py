@@ -1,5 +1,5 @@
-"""Fuzzing /v1/chat/completions and /v1/embeddings from the app's own OpenAPI document (schemathesis):
-valid and invalid requests alike never get a 5xx (issue 11). Runs on the FakeEngine and the real
+"""Fuzzing /v1/chat/completions, /v1/responses and /v1/embeddings from the app's own OpenAPI document
+(schemathesis): valid and invalid requests alike never get a 5xx (issue 11). Runs on the FakeEngine and the real
 packaged embedder."""
 
 from __future__ import annotations
@@ -13,7 +13,11 @@ from schemathesis.generation import GenerationMode  # noqa: E402
 # Examples per operation and generation mode; 2 operations x 2 modes x this = the cases run.
 EXAMPLES = 150
 # A random `model` is only ever a 404; valid requests name the served model so they reach the engine.
-OPERATIONS = {"/v1/chat/completions": "smollm2-135m-instruct", "/v1/embeddings": "all-minilm-l6-v2"}
+OPERATIONS = {
+    "/v1/chat/completions": "smollm2-135m-instruct",
+    "/v1/responses": "smollm2-135m-instruct",
+    "/v1/embeddings": "all-minilm-l6-v2",
+}
 
 
 def openai_rules(body: dict) -> None:
@@ -41,8 +45,10 @@ def openai_rules(body: dict) -> None:
                 body.pop(option, None)
     if not body.get("stream"):
         body.pop("stream_options", None)
-    if not body.get("logprobs"):
+    if not body.get("logprobs") and "messages" in body:
         body.pop("top_logprobs", None)
+    if "input" in body and body.get("background"):  # Responses: background needs store, not stream
+        body["store"], body["stream"] = True, False
 
 
 def run_cases(client, operation, mode: GenerationMode, seen: list[tuple[str, int]]) -> None:
@@ -67,14 +73,20 @@ def run_cases(client, operation, mode: GenerationMode, seen: list[tuple[str, int
         seen.append((operation.path, response.status_code))
         assert response.status_code < 500, (kwargs, response.text[:500])
         if response.headers.get("content-type", "").startswith("text/event-stream"):
-            assert response.text.rstrip().endswith("data: [DONE]"), response.text[-500:]
             assert "server_error" not in response.text, response.text[-500:]
+            if operation.path == "/v1/responses":
+                assert response.text.rstrip().split("\n")[-1].startswith('data: {"type":"response.'), (
+                    response.text[-500:]
+                )
+                assert "response.completed" in response.text or "response.incomplete" in response.text
+            else:
+                assert response.text.rstrip().endswith("data: [DONE]"), response.text[-500:]
 
     check()
 
 
 @pytest.mark.slow
-def test_fuzz_chat_and_embeddings_never_5xx(client, capsys):
+def test_fuzz_chat_responses_and_embeddings_never_5xx(client, capsys):
     document = client.get("/openapi.json").json()
     schema = schemathesis.openapi.from_dict(document)
     operations = [r.ok() for r in schema.get_all_operations()]

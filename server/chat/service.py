@@ -175,6 +175,7 @@ class ChatService:
             search.filters,
             search.ranker,
             threshold,
+            options.weights if options else None,
         )
         sources = await asyncio.to_thread(
             self.knowledge.search, search.vector_store_ids, query, "file_search"

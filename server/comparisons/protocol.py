@@ -34,6 +34,12 @@ class Arm(BaseModel):
         description="Seeds a sampled arm (default 0): each question's samples are seeded from it and the "
         "question's text, so the same comparison samples the same answers.",
     )
+    api: Literal["chat.completions", "responses"] = Field(
+        "chat.completions",
+        description="The API the arm's answers come through: 'chat.completions' (`file_search` as the chat "
+        "extension) or 'responses' (POST /v1/responses with the file_search tool, as an application "
+        "written for OpenAI's Responses API calls it; one answer per question, max_tokens at least 16).",
+    )
 
 
 class CreateComparison(BaseModel):

@@ -22,10 +22,13 @@ from evals.report import METRICS
 from evals.runner import run_comparison
 from server.catalog import ModelCatalog
 from server.chat.protocol import ChatCompletionRequest
+from server.chat.rag import QUOTE_CHARS
 from server.chat.service import ChatService
 from server.comparisons.protocol import Arm, CreateComparison
 from server.engines.base import SAMPLING_EPS
 from server.errors import APIError, bad_request, not_found
+from server.responses.protocol import MIN_OUTPUT_TOKENS, ResponsesRequest
+from server.responses.service import ResponsesService
 from server.storage.db import Database, dumps, new_id, now
 
 log = logging.getLogger("ragtune.comparisons")
@@ -42,13 +45,20 @@ def parse_pair_verdict(text: str) -> str:
 
 class ComparisonService:
     def __init__(
-        self, db: Database, files: Any, catalog: ModelCatalog, chat: ChatService, stores: Any
+        self,
+        db: Database,
+        files: Any,
+        catalog: ModelCatalog,
+        chat: ChatService,
+        stores: Any,
+        responses: ResponsesService | None = None,
     ) -> None:
         self.db = db
         self.files = files
         self.catalog = catalog
         self.chat = chat
         self.stores = stores
+        self.responses = responses  # for arms with api 'responses'
         self._tasks: dict[str, asyncio.Task] = {}
 
     def arms(self, body: CreateComparison) -> list[dict[str, Any]]:
@@ -76,6 +86,18 @@ class ComparisonService:
                     f"Arm '{arm.name}' asks n={arm.n} answers per question but does not sample: greedy "
                     f"answers repeat exactly. Give it a temperature of at least {SAMPLING_EPS:g}.",
                     f"arms[{i}].n",
+                )
+            if arm.api == "responses" and arm.n > 1:
+                raise bad_request(
+                    f"Arm '{arm.name}' goes through the Responses API, which gives one answer per request: "
+                    "use n=1, or api 'chat.completions'.",
+                    f"arms[{i}].n",
+                )
+            if arm.api == "responses" and body.max_tokens < MIN_OUTPUT_TOKENS:
+                raise bad_request(
+                    f"Arm '{arm.name}' goes through the Responses API, whose max_output_tokens is at least "
+                    f"{MIN_OUTPUT_TOKENS}.",
+                    "max_tokens",
                 )
             if sampled and arm.seed is None:
                 arm.seed = 0  # recorded with the arm: a sampled comparison is reproducible by default
@@ -166,6 +188,8 @@ class ComparisonService:
             items = self._items(body, graders)
 
             async def ask(arm: dict[str, Any], question: str, seed: int | None) -> dict[str, Any]:
+                if arm.get("api") == "responses":
+                    return await self._ask_responses(arm, question, seed, body.max_tokens)
                 request = ChatCompletionRequest(
                     model=arm["model"],
                     temperature=arm.get("temperature") or 0,
@@ -230,6 +254,51 @@ class ComparisonService:
             "UPDATE comparisons SET status = 'completed', report = ? WHERE id = ?",
             (dumps(report), comparison_id),
         )
+
+    async def _ask_responses(
+        self, arm: dict[str, Any], question: str, seed: int | None, max_tokens: int
+    ) -> dict[str, Any]:
+        """One answer through the Responses API (not stored), in the shape `ask` returns: its text,
+        latency, output tokens, and the sources it was given (with `file_search`)."""
+        search = arm.get("file_search")
+        request = ResponsesRequest(
+            model=arm["model"],
+            input=question,
+            temperature=arm.get("temperature") or 0.0,
+            top_p=arm.get("top_p"),
+            seed=seed,
+            max_output_tokens=max_tokens,
+            store=False,
+            tools=[{"type": "file_search", **search}] if search else None,
+            include=["file_search_call.results"] if search else None,
+        )
+        if self.responses is None:
+            raise RuntimeError("this server was built without the Responses API")
+        start = time.perf_counter()
+        response = await self.responses.create(request)
+        assert isinstance(response, dict)  # not streamed
+        if response["status"] == "failed":
+            raise RuntimeError(response["error"]["message"])
+        texts = [
+            part["text"]
+            for item in response["output"]
+            if item["type"] == "message"
+            for part in item["content"]
+            if part["type"] == "output_text"
+        ]
+        results = next((i["results"] for i in response["output"] if i["type"] == "file_search_call"), None)
+        sources = None
+        if search:
+            sources = [
+                {"type": "file_citation", "index": n, "quote": hit["text"][:QUOTE_CHARS], **hit}
+                for n, hit in enumerate(results or [])
+            ]
+        return {
+            "texts": ["".join(texts)],
+            "latency_ms": (time.perf_counter() - start) * 1000,
+            "completion_tokens": response["usage"]["output_tokens"],
+            "sources": sources,
+        }
 
     def _judge(self, model: str):
         async def judge(question: str, references: list[str], answer: str) -> float:

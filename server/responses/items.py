@@ -133,7 +133,8 @@ def _function_call(item: dict[str, Any], at: str) -> dict[str, Any]:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
-FILE_SEARCH_FIELDS = ("vector_store_ids", "max_num_results", "filters", "ranking_options")
+FILE_SEARCH_FIELDS = ("vector_store_ids", "max_num_results", "filters", "ranking_options", "prompt_format")
+"""The file_search tool's fields (OpenAI's, and the `prompt_format` extension of chat's file_search)."""
 
 
 def read_tools(tools: list[dict[str, Any]] | None) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:

@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from server.chat.protocol import FUNCTION_NAME, MAX_LOGPROBS
+from server.chat.protocol import FUNCTION_NAME, INT64_MAX, INT64_MIN, MAX_LOGPROBS
+from server.protocol import WireModel
 
 MIN_OUTPUT_TOKENS = 16
 """OpenAI's smallest `max_output_tokens` ("Expected a value >= 16")."""
@@ -87,6 +88,12 @@ class ResponsesRequest(_Body):
     truncation: Literal["auto", "disabled"] | None = "disabled"
     background: bool | None = False
     reasoning: ReasoningConfig | None = None
+    seed: int | None = Field(
+        None,
+        ge=INT64_MIN,
+        le=INT64_MAX,
+        description="Extension (as chat's): seeds sampling, for reproducible answers.",
+    )
 
     @model_validator(mode="after")
     def _null_is_default(self) -> ResponsesRequest:
@@ -122,6 +129,21 @@ INCLUDE_SUPPORTED = ("file_search_call.results", "message.output_text.logprobs")
 INCLUDE_IGNORED = ("reasoning.encrypted_content",)
 """`include` values: the supported ones; the ignored one (this model has no reasoning to include);
 any other names a tool or input this server does not have (a 400)."""
+
+
+class ResponseObject(WireModel):
+    """OpenAI's Response object, for the API document: the fields every response has (the service
+    writes them all, see `ResponsesService.resource`); the rest pass through."""
+
+    id: str
+    object: Literal["response"] = "response"
+    created_at: int
+    status: Literal["queued", "in_progress", "completed", "incomplete", "failed", "cancelled"]
+    model: str
+    output: list[dict[str, Any]]
+    usage: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    incomplete_details: dict[str, Any] | None = None
 
 
 class InputItemList(BaseModel):

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from server.disconnect import unless_disconnected
 from server.protocol import WireRoute
-from server.responses.protocol import DeletedResponse, InputItemList, ResponsesRequest
+from server.responses.protocol import DeletedResponse, InputItemList, ResponseObject, ResponsesRequest
 from server.responses.service import ResponsesService
 
 router = APIRouter(route_class=WireRoute, tags=["responses"])
@@ -33,11 +33,9 @@ STREAM_DOC = (
     response_model=None,
     responses={
         200: {
+            "model": ResponseObject,
             "description": RESPONSE_DOC,
-            "content": {
-                "application/json": {"schema": {"type": "object"}},
-                "text/event-stream": {"schema": {"type": "string", "description": STREAM_DOC}},
-            },
+            "content": {"text/event-stream": {"schema": {"type": "string", "description": STREAM_DOC}}},
         }
     },
 )
@@ -54,7 +52,7 @@ async def create_response(
     return await unless_disconnected(http, responses.create(request))  # type: ignore[return-value]
 
 
-@router.get("/v1/responses/{response_id}", response_model=None)
+@router.get("/v1/responses/{response_id}", response_model=None, responses={200: {"model": ResponseObject}})
 def get_response(response_id: str, responses: ResponsesDep) -> dict[str, Any]:
     return responses.get(response_id)
 
@@ -64,7 +62,9 @@ async def delete_response(response_id: str, responses: ResponsesDep) -> dict[str
     return await responses.delete(response_id)
 
 
-@router.post("/v1/responses/{response_id}/cancel", response_model=None)
+@router.post(
+    "/v1/responses/{response_id}/cancel", response_model=None, responses={200: {"model": ResponseObject}}
+)
 async def cancel_response(response_id: str, responses: ResponsesDep) -> dict[str, Any]:
     return await responses.cancel(response_id)
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from retrieval import filters as filter_grammar
 from server.protocol import WireModel
@@ -111,14 +111,42 @@ def check_filters(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return value
 
 
+class HybridSearch(_Body):
+    """OpenAI's `ranking_options.hybrid_search` (API reference: vector store search and the file_search
+    tool): the weights of the dense (embedding) and text (BM25) rankings in hybrid search's reciprocal
+    rank fusion, score = embedding_weight / (60 + dense rank) + text_weight / (60 + BM25 rank). Both are
+    required, each >= 0 and not both 0; only their ratio matters."""
+
+    embedding_weight: float = Field(ge=0.0, allow_inf_nan=False)
+    text_weight: float = Field(ge=0.0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _one_counts(self) -> HybridSearch:
+        if self.embedding_weight == 0 and self.text_weight == 0:
+            raise ValueError("embedding_weight and text_weight must not both be 0")
+        return self
+
+    @property
+    def weights(self) -> tuple[float, float]:
+        """(dense, text), as SearchQuery.weights."""
+        return (self.embedding_weight, self.text_weight)
+
+
 class RankingOptions(_Body):
     """OpenAI's `ranking_options`, for `/search` and chat's `file_search` alike. `ranker`: `auto`
     (= `hybrid`, also `default-2024-11-15`), `dense` or `bm25`; it is checked by the search, which knows
     where in the request it sits. `score_threshold` (0..1): `None` leaves the caller's default (0 for
-    `/search`, the server's `rag_score_threshold` for chat)."""
+    `/search`, the server's `rag_score_threshold` for chat). `hybrid_search`: the fusion's weights (see
+    HybridSearch); accepted with any ranker, as OpenAI does, but only `auto`/`hybrid` use them."""
 
     ranker: str | None = None
     score_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    hybrid_search: HybridSearch | None = None
+
+    @property
+    def weights(self) -> tuple[float, float] | None:
+        """`hybrid_search` as SearchQuery.weights (`None` when not given)."""
+        return self.hybrid_search.weights if self.hybrid_search else None
 
 
 class SearchRequest(_Body):
@@ -146,7 +174,12 @@ class SearchRequest(_Body):
         """The search this body asks for (score threshold 0 unless given)."""
         options = self.ranking_options or RankingOptions()
         return SearchQuery(
-            self.text, self.max_num_results, self.filters, options.ranker, options.score_threshold or 0.0
+            self.text,
+            self.max_num_results,
+            self.filters,
+            options.ranker,
+            options.score_threshold or 0.0,
+            options.weights,
         )
 
 
@@ -158,13 +191,15 @@ class SearchQuery:
     """One search over one or more stores: at most `max_num_results` chunks for `text`, each scoring at
     least `score_threshold` (0..1), from completed files whose attributes pass `filters` (the grammar of
     retrieval/filters.py; `None`: every file), ranked by `ranker` (`None`/`auto`/`hybrid`, `dense`,
-    `bm25`)."""
+    `bm25`). `weights` (dense, text): hybrid's fusion weights from `ranking_options.hybrid_search`
+    (see Retriever.search); `None`: unweighted fusion re-ordered by relevance; other rankers ignore them."""
 
     text: str
     max_num_results: int = 10
     filters: dict[str, Any] | None = None
     ranker: str | None = None
     score_threshold: float = 0.0
+    weights: tuple[float, float] | None = None
 
 
 @dataclass

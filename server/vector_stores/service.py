@@ -393,7 +393,9 @@ class VectorStoreService:
                     f"{param}.vector_store_ids" if param else "vector_store_id",
                     "embedder_unavailable",
                 )
-        found = retriever.search(vector, terms(query.text), query.max_num_results, ranker, allowed, relevance)
+        found = retriever.search(
+            vector, terms(query.text), query.max_num_results, ranker, allowed, relevance, query.weights
+        )
         found = [h for h in found if h.score >= query.score_threshold]
         rows = self.tables.chunks(store_id, [h.id for h in found])
         hits = []
