@@ -1,6 +1,6 @@
 """Fuzzing /v1/chat/completions, /v1/responses and /v1/embeddings from the app's own OpenAPI document
-(schemathesis): valid and invalid requests alike never get a 5xx (issue 11). Runs on the FakeEngine and the real
-packaged embedder."""
+(schemathesis): valid and invalid requests alike never get a 5xx (issue 11). Runs on the FakeEngine and
+the real packaged embedder."""
 
 from __future__ import annotations
 
