@@ -49,6 +49,26 @@ def test_langchain_chat_openai(live_server):
     assert "Paris" in streamed
 
 
+def test_langchain_chat_openai_on_the_responses_api(live_server):
+    """LangChain's ChatOpenAI on OpenAI's Responses API (`use_responses_api=True`): invoke and stream."""
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(
+        base_url=live_server.api,
+        api_key="unused",
+        model=MODEL,
+        temperature=0,
+        max_tokens=32,
+        max_retries=0,
+        use_responses_api=True,
+    )
+    answer = llm.invoke("What is the capital of France?")
+    assert "Paris" in answer.text and answer.response_metadata["id"].startswith("resp_")
+    assert answer.usage_metadata["output_tokens"] > 0
+    streamed = "".join(chunk.text for chunk in llm.stream("What is the capital of France?"))
+    assert streamed == answer.text
+
+
 def test_cli_chat_and_models(live_server):
     ragtune = str(Path(sys.executable).parent / "ragtune")
     out = subprocess.run(
