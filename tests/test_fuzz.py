@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 schemathesis = pytest.importorskip("schemathesis")
 from schemathesis.generation import GenerationMode  # noqa: E402
 
-# Examples per operation and generation mode; 2 operations x 2 modes x this = the cases run.
-EXAMPLES = 150
+# Examples per operation and generation mode; 3 operations x 2 modes x this = the cases run.
+EXAMPLES = 100
 # A random `model` is only ever a 404; valid requests name the served model so they reach the engine.
 OPERATIONS = {
     "/v1/chat/completions": "smollm2-135m-instruct",

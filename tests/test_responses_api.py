@@ -417,3 +417,23 @@ def test_unfinished_responses_are_failed_at_start_up(tmp_path):
     assert store.fail_interrupted() == 1
     assert store.get("resp_1")["status"] == "failed" and "stopped" in store.get("resp_1")["error"]["message"]
     assert store.fail_interrupted() == 0
+
+
+def test_a_stopping_server_fails_its_running_background_responses(tmp_path, embedder):
+    from fastapi.testclient import TestClient
+
+    from server.app import build_app
+    from server.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data")
+    engine = FakeEngine(delay=0.02)
+    engine.enqueue("y" * 2000)
+    with TestClient(build_app(settings, engine=engine, embedder=embedder)) as client:
+        created = client.post(
+            "/v1/responses", json={"model": MODEL, "input": "Hi", "background": True}
+        ).json()
+        wait_for(client, created["id"], ("in_progress",))
+    assert engine.running == 0 and engine.cancelled == 1
+    with TestClient(build_app(settings, engine=FakeEngine(), embedder=embedder)) as client:
+        body = client.get(f"/v1/responses/{created['id']}").json()
+    assert body["status"] == "failed" and "stopped" in body["error"]["message"]

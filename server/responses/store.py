@@ -15,6 +15,7 @@ from server.storage.db import Database, dumps
 MAX_CHAIN = 10_000
 """Most responses one `previous_response_id` chain may hold (a guard against a cycle in the links)."""
 RUNNING = ("queued", "in_progress")
+STOPPED = "The server stopped before this response was finished; create it again."
 
 
 class ResponseStore:
@@ -96,10 +97,7 @@ class ResponseStore:
         for row in rows:
             body = json.loads(row["body"])
             body["status"] = "failed"
-            body["error"] = {
-                "code": "server_error",
-                "message": "The server stopped before this response was finished; create it again.",
-            }
+            body["error"] = {"code": "server_error", "message": STOPPED}
             body["completed_at"] = None
             self.save(body)
         return len(rows)
