@@ -41,12 +41,19 @@ def normalize_input(value: str | list[dict[str, Any]] | None) -> list[dict[str, 
         kind = item.setdefault("type", "message")
         if kind == "message":
             item.setdefault("id", item_id("msg"))
+            item.setdefault("status", "completed")  # listed back as items: OpenAI's and the spec's fields
             content = item.get("content")
             if isinstance(content, str):
                 part = "output_text" if item.get("role") == "assistant" else "input_text"
-                item["content"] = [{"type": part, "text": content}]
-        elif kind == "function_call_output":
-            item.setdefault("id", item_id("fco"))
+                content = [{"type": part, "text": content}]
+            if isinstance(content, list):
+                item["content"] = [
+                    {"annotations": [], **p} if isinstance(p, dict) and p.get("type") == "output_text" else p
+                    for p in content
+                ]
+        elif kind in ("function_call", "function_call_output"):
+            item.setdefault("id", item_id("fc" if kind == "function_call" else "fco"))
+            item.setdefault("status", "completed")
         items.append(item)
         to_messages([item], where=f"input[{i}]")  # checked now: a bad item is a 400 before any work
     return items

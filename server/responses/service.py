@@ -39,8 +39,9 @@ from server.responses.protocol import (
     UNSUPPORTED,
     InputItemList,
     ResponsesRequest,
+    TextFormat,
 )
-from server.responses.store import ResponseStore
+from server.responses.store import STOPPED, ResponseStore
 from server.storage.db import now
 
 log = logging.getLogger("ragtune")
@@ -83,7 +84,8 @@ class ResponsesService:
     def __init__(self, chat: ChatService, store: ResponseStore) -> None:
         self.chat = chat
         self.store = store
-        self.tasks: dict[str, asyncio.Task] = {}
+        self.tasks: dict[str, asyncio.Task] = {}  # background responses still running
+        self.stopping = False
 
     # ---- create ------------------------------------------------------------------------------------
 
@@ -95,7 +97,8 @@ class ResponsesService:
         if request.background:
             turn.status = "queued"
             self._save(turn, first=True)
-            self.tasks[turn.id] = asyncio.create_task(self._background(turn))
+            task = self.tasks[turn.id] = asyncio.create_task(self._background(turn))
+            task.add_done_callback(lambda _: self.tasks.pop(turn.id, None))
             return self.resource(turn)
         chunks = await self._open(turn)
         self._save(turn, first=True)
@@ -139,11 +142,14 @@ class ResponsesService:
         try:
             chunks = await self._open(turn)
         except APIError as exc:
-            turn.status, turn.error = "failed", {"code": exc.code or exc.type, "message": exc.message}
+            turn.status, turn.error = "failed", response_error(exc)
             self._save(turn)
             return
         except asyncio.CancelledError:
-            turn.status = "cancelled"
+            if self.stopping:
+                turn.status, turn.error = "failed", {"code": "server_error", "message": STOPPED}
+            else:
+                turn.status = "cancelled"
             self._save(turn)
             raise
         turn.status = "in_progress"
@@ -261,14 +267,16 @@ class ResponsesService:
             yield event(f"response.{status}", response=self.resource(turn))
         except Exception as exc:
             if isinstance(exc, APIError):
-                turn.error = {"code": exc.code or exc.type, "message": exc.message}
+                turn.error = response_error(exc)
             else:  # the trace goes to the log, never to the client
                 log.exception("generation failed for response %s", turn.id)
                 turn.error = {"code": "server_error", "message": STREAM_FAILED}
             turn.status = "failed"
             yield event("response.failed", response=self.resource(turn))
         finally:
-            if turn.status in ("queued", "in_progress"):  # cancelled, or the client left a stream
+            if turn.status in ("queued", "in_progress") and self.stopping:
+                turn.status, turn.error = "failed", {"code": "server_error", "message": STOPPED}
+            elif turn.status in ("queued", "in_progress"):  # cancelled, or the client left a stream
                 turn.status = "cancelled"
             self._save(turn)
 
@@ -334,14 +342,9 @@ class ResponsesService:
             "service_tier": "default",
             "store": bool(request.store),
             "temperature": 1.0 if chat.temperature is None else chat.temperature,
-            "text": {
-                "format": text_format.model_dump(by_alias=True, exclude_none=True)
-                if text_format
-                else {"type": "text"},
-                "verbosity": "medium",
-            },
+            "text": {"format": echo_format(text_format), "verbosity": "medium"},
             "tool_choice": request.tool_choice or "auto",
-            "tools": echo_tools(request.tools),
+            "tools": echo_tools(request.tools, self.chat.rag_max_results, self.chat.rag_score_threshold),
             "top_logprobs": request.top_logprobs or 0,
             "top_p": 1.0 if chat.top_p is None else chat.top_p,
             "presence_penalty": chat.presence_penalty or 0.0,
@@ -414,6 +417,9 @@ class ResponsesService:
             log.warning("%d stored responses were left unfinished by the last run: marked failed", failed)
 
     async def stop(self) -> None:
+        """Stop the background responses still running: they are `failed` (the server stopped), not
+        `cancelled` (which only a client's cancel means)."""
+        self.stopping = True
         tasks = list(self.tasks.values())
         self.tasks.clear()
         for task in tasks:
@@ -468,7 +474,7 @@ def chat_request_for(request: ResponsesRequest, messages: list[dict[str, Any]]) 
                 raise bad_request(
                     "tool_choice names file_search, which is not among the tools.", "tool_choice"
                 )
-            choice = "none"  # the search runs; no function is called
+            choice = {"type": "file_search"}  # the search runs; no function is called (below)
         else:
             raise bad_request(
                 f"tool_choice of type '{kind}' is not supported here: use none, auto, required, a function "
@@ -478,6 +484,8 @@ def chat_request_for(request: ResponsesRequest, messages: list[dict[str, Any]]) 
             )
     if choice == "none":
         file_search = None
+    elif choice == {"type": "file_search"}:
+        choice = "none"
     if choice == "required" and not functions and file_search is None:
         raise bad_request("tool_choice 'required' needs tools.", "tool_choice")
     text_format = request.text.format if request.text else None
@@ -503,6 +511,7 @@ def chat_request_for(request: ResponsesRequest, messages: list[dict[str, Any]]) 
         "presence_penalty": request.presence_penalty,
         "frequency_penalty": request.frequency_penalty,
         "user": request.user,
+        "seed": request.seed,
         "file_search": file_search,
         "response_format": response_format,
         "logprobs": logprobs or None,
@@ -547,10 +556,18 @@ def translated(exc: APIError) -> APIError:
     return exc
 
 
+def response_error(exc: APIError) -> dict[str, str]:
+    """A failed response's `error`: OpenAI's codes for it are few (`server_error`,
+    `rate_limit_exceeded`, ...), so a busy engine is `rate_limit_exceeded` and the rest `server_error`;
+    the message says what happened."""
+    code = "rate_limit_exceeded" if exc.status in (429, 503) else "server_error"
+    return {"code": code, "message": exc.message}
+
+
 def responses_usage(usage: Usage) -> dict[str, Any]:
     return {
         "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
         "output_tokens": usage.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": usage.total_tokens,
@@ -565,8 +582,26 @@ def wire_logprobs(logprobs: ChoiceLogprobs | None) -> list[dict[str, Any]]:
     return [entry.model_dump() for entry in logprobs.content]
 
 
-def echo_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    """The tools as the response object echoes them (OpenAI's fields, defaults filled)."""
+def echo_format(text_format: TextFormat | None) -> dict[str, Any]:
+    """`text.format` as the response object echoes it: a json_schema format with every field OpenAI's and
+    the Open Responses specification's has (`description` null and `strict` false when not given)."""
+    if text_format is None or text_format.type != "json_schema":
+        return {"type": text_format.type if text_format else "text"}
+    return {
+        "type": "json_schema",
+        "name": text_format.name,
+        "description": text_format.description,
+        "schema": text_format.schema_,
+        "strict": bool(text_format.strict),
+    }
+
+
+def echo_tools(
+    tools: list[dict[str, Any]] | None, max_num_results: int, score_threshold: float
+) -> list[dict[str, Any]]:
+    """The tools as the response object echoes them: OpenAI's fields, with the values the answer used
+    (`strict` false when not given, as the grammar applies it; the server's `rag_max_results` and
+    `rag_score_threshold` for a file_search that leaves them out)."""
     out = []
     for tool in tools or ():
         if tool.get("type") == "function":
@@ -576,18 +611,21 @@ def echo_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
                     "name": tool.get("name"),
                     "description": tool.get("description"),
                     "parameters": tool.get("parameters"),
-                    "strict": tool.get("strict", True),
+                    "strict": bool(tool.get("strict")),
                 }
             )
         else:
+            options = dict(tool.get("ranking_options") or {})
+            options.setdefault("ranker", "auto")
+            if options.get("score_threshold") is None:
+                options["score_threshold"] = score_threshold
             out.append(
                 {
                     "type": "file_search",
                     "vector_store_ids": tool.get("vector_store_ids"),
                     "filters": tool.get("filters"),
-                    "max_num_results": tool.get("max_num_results"),
-                    "ranking_options": tool.get("ranking_options")
-                    or {"ranker": "auto", "score_threshold": 0},
+                    "max_num_results": tool.get("max_num_results") or max_num_results,
+                    "ranking_options": options,
                 }
             )
     return out
