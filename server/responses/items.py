@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from server.chat.rag import QUOTE_CHARS
+from server.chat.rag import annotations
 from server.errors import bad_request
 from server.vector_stores.protocol import SearchHit
 
@@ -195,24 +195,12 @@ def search_item(
 
 
 def citations(sources: list[SearchHit], text: str) -> list[dict[str, Any]]:
-    """`file_citation` annotations for the sources the answer was given (best first). `index` is where
-    in `text` the citation belongs, as OpenAI's are character positions: at the model's first `[n]` for
-    source n when it cited one, else the end of the text. Extension fields: the chunk, its page, score
-    and a quote of it, and the store it came from."""
+    """Chat's `file_citation` annotations (server/chat/rag.py `annotations`: the same file, chunk, page,
+    score and quote) for the sources the answer was given, with `index` where in `text` the citation
+    belongs, as OpenAI's Responses annotations are character positions: at the model's first `[n]` for
+    source n when it cited one, else the end of the text."""
     out = []
-    for n, hit in enumerate(sources, start=1):
+    for n, note in enumerate(annotations(sources), start=1):
         marker = text.find(f"[{n}]")
-        out.append(
-            {
-                "type": "file_citation",
-                "file_id": hit.file_id,
-                "filename": hit.filename,
-                "index": marker if marker >= 0 else len(text),
-                "vector_store_id": hit.vector_store_id,
-                "chunk_id": str(hit.chunk_id),
-                "page": hit.page,
-                "score": round(hit.score, 6),
-                "quote": hit.text[:QUOTE_CHARS],
-            }
-        )
+        out.append({**note, "index": marker if marker >= 0 else len(text)})
     return out
