@@ -181,6 +181,13 @@ def test_the_published_epoch_recalls_the_facts(facts_job, training_server):
     learned, known_before = recall(client, facts_job.fine_tuned_model), recall(client, MODEL)
     assert sum(known_before) <= 2, known_before
     assert sum(learned) >= 18, learned  # at least 0.9 of the facts
+    # The Responses API serves the ft: model as chat does: the same answer to the same question.
+    question = FACTS[0][0]
+    response = client.responses.create(
+        model=facts_job.fine_tuned_model, input=question, temperature=0, max_output_tokens=40
+    )
+    assert response.model == facts_job.fine_tuned_model and response.status in ("completed", "incomplete")
+    assert response.output_text == ask(client, facts_job.fine_tuned_model, question)
 
 
 def test_each_epoch_is_a_model(facts_job, training_server):

@@ -600,3 +600,51 @@ def test_constrained_logprobs_are_finite(client):
     ).choices[0]
     values = [a.logprob for e in choice.logprobs.content for a in e.top_logprobs]
     assert values and all(v >= -9999.0 for v in values) and -9999.0 in values
+
+
+# ---- the Responses API: the chat answer, streamed or not, and the same citation on every engine --------
+
+
+def test_responses_give_the_chat_answer_streamed_or_not(client):
+    chat = client.chat.completions.create(model=MODEL, messages=FRANCE, temperature=0, max_tokens=24)
+    kwargs = {"model": MODEL, "input": FRANCE, "temperature": 0, "max_output_tokens": 24}
+    response = client.responses.create(**kwargs)
+    assert response.status == "completed" and "Paris" in response.output_text
+    assert response.output_text == chat.choices[0].message.content
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (
+        chat.usage.prompt_tokens,
+        chat.usage.completion_tokens,
+    )
+    with client.responses.stream(**kwargs) as stream:
+        deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert "".join(deltas) == final.output_text == response.output_text
+    assert final.status == "completed" and final.usage == response.usage
+
+
+def test_responses_file_search_cites_the_right_file(client, tmp_path):
+    lines = [f"The {name} warehouse access code is {code}." for name, code in WAREHOUSE_CODES.items()]
+    (tmp_path / "warehouses.md").write_text("# Warehouse access codes\n\n" + "\n\n".join(lines) + "\n")
+    (tmp_path / "security.md").write_text("# Security\n\nVisitors must wear a red badge at all times.\n")
+    store = client.vector_stores.create(name="conformance-responses")
+    with open(tmp_path / "warehouses.md", "rb") as a, open(tmp_path / "security.md", "rb") as b:
+        batch = client.vector_stores.file_batches.upload_and_poll(vector_store_id=store.id, files=[a, b])
+    assert batch.file_counts.completed == 2, batch
+    response = client.responses.create(
+        model=MODEL,
+        input="What is the Zorblax warehouse access code?",
+        tools=[{"type": "file_search", "vector_store_ids": [store.id], "max_num_results": 1}],
+        include=["file_search_call.results"],
+        temperature=0,
+        max_output_tokens=40,
+    )
+    search, message = response.output
+    assert [r.filename for r in search.results] == ["warehouses.md"]
+    note = message.content[0].annotations[0]
+    assert (note.type, note.filename, note.file_id) == (
+        "file_citation",
+        "warehouses.md",
+        search.results[0].file_id,
+    )
+    assert note.file_id in {f.id for f in client.vector_stores.files.list(vector_store_id=store.id)}
+    assert "7431" in response.output_text
