@@ -128,6 +128,13 @@ class Settings(BaseSettings):
         "small models answer best from), 'cited' (numbered sources, asked to cite like [1]), or 'auto': "
         "plain below 1B parameters, cited above (bench/rag_prompt.py measures them).",
     )
+    rag_empty_response: str = Field(
+        "auto",
+        description="What a RAG answer says when retrieval finds nothing (and the request asks for no tool "
+        "call or JSON): 'auto' says the documents do not contain the answer, in Chinese for a question in "
+        "Chinese, else in English; other text is said as it is; '' lets the model answer, told that "
+        "nothing was found (small models then often make an answer up).",
+    )
     rag_score_threshold: float = Field(
         0.25,
         ge=0.0,

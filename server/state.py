@@ -185,6 +185,7 @@ def init_services(
         settings.rag_max_results,
         settings.rag_score_threshold,
         settings.rag_prompt_format,
+        settings.rag_empty_response,
     )
     metrics.watch_engine(engine.stats)
     model_dir = Path(getattr(engine.info, "model_path", "") or data)

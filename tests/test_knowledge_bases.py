@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from server.app import build_app
+from server.chat.rag import EMPTY_RESPONSES
 from server.engines.fake import FakeEngine
 from server.settings import Settings
 from tests import docs
@@ -516,10 +517,17 @@ def test_rag_chat_without_relevant_source_says_so(client, fake_engine, kb):
         messages=[{"role": "user", "content": "Who won the 1966 football world cup?"}],
         file_search={"vector_store_ids": [store_id], "ranking_options": {"score_threshold": 0.9}},
     ).json()
-    assert "No relevant source was found" in fake_engine.calls[-1].prompt
-    assert "<sources>" not in fake_engine.calls[-1].prompt
+    # Nothing is generated: the answer says the documents do not say (rag_empty_response: auto).
+    assert fake_engine.calls == [] and body["choices"][0]["message"]["content"] == EMPTY_RESPONSES["en"]
     assert body["choices"][0]["message"]["annotations"] == []
     assert body["file_search"]["results"] == 0
+    assert body["usage"]["completion_tokens"] == len(EMPTY_RESPONSES["en"])  # the fake's tokens: characters
+    asked = [{"role": "user", "content": "1966年世界杯冠军是谁？"}]
+    threshold = {"vector_store_ids": [store_id], "ranking_options": {"score_threshold": 0.9}}
+    status, events = stream_chat(client, messages=asked, file_search=threshold)
+    said = "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1] if e["choices"])
+    assert status == 200
+    assert said == EMPTY_RESPONSES["zh"] and fake_engine.calls == []
 
 
 def test_rag_chat_errors(client):

@@ -10,7 +10,7 @@ import time
 import openai
 import pytest
 
-from server.chat.rag import NO_SOURCE
+from server.chat.rag import EMPTY_RESPONSES, NO_SOURCE
 from server.engines.fake import FakeEngine
 from tests.helpers import MODEL, assert_error
 from tests.test_rag_search import HOLIDAY, HR, IT, upload, wait_for_store
@@ -135,13 +135,22 @@ def test_file_search_that_finds_nothing_cites_nothing(setup, store):
         model=MODEL, input=HOLIDAY, tools=[tool], include=["file_search_call.results"]
     )
     assert response.output[0].results == [] and response.output[1].content[0].annotations == []
-    assert NO_SOURCE in engine.calls[-1].prompt
+    assert response.output_text == EMPTY_RESPONSES["en"] and engine.calls == []  # said, not generated
+
+
+def test_with_rag_empty_response_off_the_model_answers_told_nothing_was_found(make_client, tmp_path):
+    engine = FakeEngine(max_model_len=16_384)
+    client = make_client(engine, rag_empty_response="")
+    store_id = client.post("/v1/vector_stores", json={"name": "empty"}).json()["id"]
+    tool = {"type": "file_search", "vector_store_ids": [store_id]}
+    response = sdk(client).responses.create(model=MODEL, input=HOLIDAY, tools=[tool])
+    assert NO_SOURCE in engine.calls[-1].prompt and response.output_text == engine.default_reply
+    assert response.output[1].content[0].annotations == []
 
 
 def test_file_search_filters_and_citation_index_at_the_marker(setup, store):
     client, api, engine = setup
     store_id, hr, it = store
-    engine.enqueue("Twenty-eight days [1].")
     tool = {
         "type": "file_search",
         "vector_store_ids": [store_id],
@@ -149,6 +158,7 @@ def test_file_search_filters_and_citation_index_at_the_marker(setup, store):
     }
     response = api.responses.create(model=MODEL, input=HOLIDAY, tools=[tool])
     assert response.output[1].content[0].annotations == []  # no file has attribute x
+    assert response.output_text == EMPTY_RESPONSES["en"]
     engine.enqueue("Twenty-eight days [1].")
     tool.pop("filters")
     response = api.responses.create(model=MODEL, input=HOLIDAY, tools=[tool])

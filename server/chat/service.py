@@ -35,7 +35,7 @@ from server.chat.protocol import (
     TopLogprob,
     Usage,
 )
-from server.chat.rag import annotations, prompt_format_for, rag_messages
+from server.chat.rag import annotations, empty_response, prompt_format_for, rag_messages
 from server.chat.tools import (
     ToolPlan,
     ToolStream,
@@ -70,6 +70,7 @@ class PreparedChat:
     sources: list[SearchHit] = field(default_factory=list)
     file_search: FileSearchReport | None = None
     tools: ToolPlan = field(default_factory=ToolPlan)
+    fixed_answer: str | None = None  # said instead of generating (retrieval found nothing)
     id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
     created: int = field(default_factory=lambda: int(time.time()))
     started: float = field(default_factory=time.perf_counter)
@@ -98,6 +99,7 @@ class ChatService:
         rag_max_results: int = 4,
         rag_score_threshold: float = 0.0,
         rag_prompt_format: str = "auto",
+        rag_empty_response: str = "auto",
     ) -> None:
         self.catalog = catalog
         self.metrics = metrics
@@ -106,6 +108,7 @@ class ChatService:
         self.rag_max_results = rag_max_results
         self.rag_score_threshold = rag_score_threshold
         self.rag_prompt_format = rag_prompt_format
+        self.rag_empty_response = rag_empty_response
 
     # ---- validation and prompt rendering ----------------------------------------------------------
 
@@ -143,8 +146,18 @@ class ChatService:
         params = self.sampling_params(
             request, len(prompt_ids), target.engine.max_model_len, target.engine.tokenizer, structured
         )
+        fixed = None
+        if report and not sources and not plan.active and structured is None:
+            fixed = empty_response(self.rag_empty_response, report.query)
         return PreparedChat(
-            request, target, prompt_ids, params, sources=sources, file_search=report, tools=plan
+            request,
+            target,
+            prompt_ids,
+            params,
+            sources=sources,
+            file_search=report,
+            tools=plan,
+            fixed_answer=fixed,
         )
 
     def prompt_format(self, request: ChatCompletionRequest, target: ChatTarget) -> str:
@@ -252,7 +265,12 @@ class ChatService:
     async def _open(self, chat: PreparedChat) -> list[tuple[AsyncIterator[Delta], Delta]]:
         """Start every choice and wait for its first delta, so overload shows as 503 before streaming."""
         engine = chat.target.engine
-        streams = [engine.generate(chat.prompt_ids, p, chat.target.adapter) for p in chat.params]
+        if chat.fixed_answer is not None:
+            streams = [
+                said(chat.fixed_answer, len(chat.prompt_ids), engine.tokenizer, p) for p in chat.params
+            ]
+        else:
+            streams = [engine.generate(chat.prompt_ids, p, chat.target.adapter) for p in chat.params]
         firsts = await asyncio.gather(*(anext(s) for s in streams), return_exceptions=True)
         failure = next((f for f in firsts if isinstance(f, BaseException)), None)
         if failure is not None:
@@ -440,6 +458,17 @@ class ChatService:
         for reason in reasons:
             self.metrics.chat_requests.labels(name, reason).inc()
         return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+async def said(text: str, prompt_tokens: int, tokenizer, params: SamplingParams) -> AsyncIterator[Delta]:
+    """A sequence that says `text` without the engine (the empty-retrieval answer): one delta, cut to
+    `max_tokens` as a generated answer would be; its tokens counted with the model's tokenizer."""
+    ids = list(tokenizer.encode(text, add_special_tokens=False))
+    if len(ids) > params.max_tokens:
+        ids = ids[: params.max_tokens]
+        yield Delta(tokenizer.decode(ids), "length", prompt_tokens, len(ids))
+        return
+    yield Delta(text, "stop", prompt_tokens, len(ids))
 
 
 def apply_profile(request: ChatCompletionRequest, profile: dict | None) -> ChatCompletionRequest:
