@@ -69,7 +69,8 @@ def test_profile_is_a_model_with_its_defaults(client, fake_engine, store_id):
         ],
     )
     call = fake_engine.calls[-1]
-    assert len(fake_engine.calls) == 2 and call.params.temperature == 0.9 and "Answer briefly." not in call.prompt  # the request wins
+    assert len(fake_engine.calls) == 2  # both found the code: both generated
+    assert call.params.temperature == 0.9 and "Answer briefly." not in call.prompt  # the request wins
 
 
 def test_profiles_survive_a_restart_and_can_be_deleted(tmp_path, embedder):
