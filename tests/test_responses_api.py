@@ -377,6 +377,13 @@ def test_a_profile_is_a_model(setup, store):
         ({"tools": [{"type": "file_search", "vector_store_ids": ["vs_nope"]}]}, 404, None, None),
         ({"text": {"format": {"type": "json_schema", "name": "x"}}}, 400, None, None),
         ({"model": "nope"}, 404, "model", None),
+        ({"logit_bias": {"50": -100}}, 400, "logit_bias", "unsupported_parameter"),
+        ({"max_tokens": 20}, 400, "max_tokens", "unsupported_parameter"),
+        ({"messages": [{"role": "user", "content": "Hi"}]}, 400, "messages", "unsupported_parameter"),
+        ({"tools": [WEATHER, {"type": "file_search", "vector_store_ids": ["vs_1"], "max_num_results": 0}]},
+         400, "tools[1].max_num_results", None),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, 400, "tools[0].name", None),
+        ({"tools": [WEATHER, {**WEATHER, "name": "bad name"}]}, 400, "tools[1].name", None),
     ],
 )  # fmt: skip
 def test_bad_requests_are_openai_errors(client, body, status, param, code):
@@ -447,3 +454,92 @@ def test_a_stopping_server_fails_its_running_background_responses(tmp_path, embe
     with TestClient(build_app(settings, engine=FakeEngine(), embedder=embedder)) as client:
         body = client.get(f"/v1/responses/{created['id']}").json()
     assert body["status"] == "failed" and "stopped" in body["error"]["message"]
+
+
+def test_errors_name_the_input_item(client):
+    body = {
+        "model": MODEL,
+        "instructions": "sys",
+        "input": [
+            {"role": "user", "content": "Hi"},
+            {"type": "function_call_output", "call_id": "call_nope", "output": "1"},
+        ],
+    }
+    error = assert_error(client.post("/v1/responses", json=body), 400, "input[1].call_id")
+    assert "input[1]" in error["message"] and "messages[" not in error["message"]
+
+
+def test_stored_results_follow_include_on_get(setup, store):
+    client, api, engine = setup
+    tool = {"type": "file_search", "vector_store_ids": [store[0]]}
+    created = api.responses.create(model=MODEL, input=HOLIDAY, tools=[tool])
+    assert created.output[0].results is None
+    again = client.get(f"/v1/responses/{created.id}", params={"include": "file_search_call.results"}).json()
+    assert [r["filename"] for r in again["output"][0]["results"]] == ["leave.md", "it-desk.md"]
+    assert client.get(f"/v1/responses/{created.id}").json()["output"][0]["results"] is None
+    assert_error(client.get(f"/v1/responses/{created.id}", params={"stream": "true"}), 400, "stream")
+
+
+def test_one_citation_per_file_and_place(setup, tmp_path):
+    client, api, engine = setup
+    long = "\n\n".join(f"## Part {i}\n\nHoliday rule {i}: " + "paid holiday days " * 40 for i in range(4))
+    file_id = upload(client, tmp_path, "rules.md", long)
+    store_id = client.post("/v1/vector_stores", json={"file_ids": [file_id]}).json()["id"]
+    wait_for_store(client, store_id)
+    tool = {"type": "file_search", "vector_store_ids": [store_id], "ranking_options": {"score_threshold": 0}}
+    response = api.responses.create(
+        model=MODEL, input=HOLIDAY, tools=[tool], include=["file_search_call.results"]
+    )
+    assert len(response.output[0].results) > 1  # several chunks of the one file were given
+    assert [a.filename for a in response.output[1].content[0].annotations] == ["rules.md"]
+
+
+def test_tool_choice_none_turns_off_a_profiles_search(setup, store):
+    client, api, engine = setup
+    profile = {"name": "kb-bot", "model": MODEL, "file_search": {"vector_store_ids": [store[0]]}}
+    assert client.post("/v1/profiles", json=profile).status_code == 200
+    searched = api.responses.create(model="kb-bot", input=HOLIDAY)
+    assert [i.type for i in searched.output] == ["file_search_call", "message"]
+    assert [t.type for t in searched.tools] == ["file_search"]  # the profile's search is echoed
+    plain = api.responses.create(model="kb-bot", input=HOLIDAY, tool_choice="none")
+    assert [i.type for i in plain.output] == ["message"] and "twenty-eight" not in engine.calls[-1].prompt
+
+
+def test_max_tool_calls_one_asks_the_grammar_for_one_call(setup):
+    client, api, engine = setup
+    engine.enqueue(CALL)
+    response = api.responses.create(model=MODEL, input="Weather?", tools=[WEATHER], max_tool_calls=1)
+    assert [i.type for i in response.output] == ["function_call"]
+    assert '"stop_after_first": true' in engine.calls[-1].params.structured.spec.replace('":true', '": true')
+
+
+def test_a_cancelled_response_keeps_what_was_said(make_client):
+    engine = FakeEngine(delay=0.02)
+    client = make_client(engine)
+    engine.enqueue("y" * 2000)
+    created = client.post("/v1/responses", json={"model": MODEL, "input": "Hi", "background": True}).json()
+    wait_for(client, created["id"], ("in_progress",))
+    time.sleep(0.2)  # let it say something
+    cancelled = client.post(f"/v1/responses/{created['id']}/cancel").json()
+    message = cancelled["output"][0]
+    assert cancelled["status"] == "cancelled" and message["status"] == "incomplete"
+    assert message["content"][0]["text"].startswith("y")
+
+
+def test_the_said_empty_answer_is_cut_at_whole_characters(smol_tokenizer):
+    import asyncio
+
+    from server.chat.service import said
+    from server.engines.base import SamplingParams
+
+    async def say(limit: int) -> str:
+        deltas = [
+            d async for d in said(EMPTY_RESPONSES["zh"], 0, smol_tokenizer, SamplingParams(max_tokens=limit))
+        ]
+        return deltas[0].text
+
+    total = len(smol_tokenizer.encode(EMPTY_RESPONSES["zh"], add_special_tokens=False))
+    for limit in range(1, total):
+        text = asyncio.run(say(limit))
+        assert "\ufffd" not in text and EMPTY_RESPONSES["zh"].startswith(text)
+    assert asyncio.run(say(total)) == EMPTY_RESPONSES["zh"]

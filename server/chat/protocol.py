@@ -8,6 +8,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SerializerFunctionWrapHandler,
     field_validator,
     model_serializer,
@@ -258,6 +259,8 @@ class ChatCompletionRequest(BaseModel):
     )
     function_call: Literal["none", "auto"] | FunctionName | None = None
     response_format: ResponseFormat | None = None
+    # Set by the Responses API for tool_choice "none": no retrieval, not even a profile's knowledge bases.
+    _search_off: bool = PrivateAttr(False)
 
     @model_validator(mode="after")
     def _null_is_default(self) -> ChatCompletionRequest:

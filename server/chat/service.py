@@ -466,7 +466,8 @@ async def said(text: str, prompt_tokens: int, tokenizer, params: SamplingParams)
     ids = list(tokenizer.encode(text, add_special_tokens=False))
     if len(ids) > params.max_tokens:
         ids = ids[: params.max_tokens]
-        yield Delta(tokenizer.decode(ids), "length", prompt_tokens, len(ids))
+        # A cut inside a character's bytes decodes to U+FFFD: the cut text ends at the last whole one.
+        yield Delta(tokenizer.decode(ids).rstrip("\ufffd"), "length", prompt_tokens, len(ids))
         return
     yield Delta(text, "stop", prompt_tokens, len(ids))
 
@@ -478,7 +479,7 @@ def apply_profile(request: ChatCompletionRequest, profile: dict | None) -> ChatC
     updates: dict = {}
     if profile.get("system") and not any(m.role in ("system", "developer") for m in request.messages):
         updates["messages"] = [ChatMessage(role="system", content=profile["system"]), *request.messages]
-    if request.file_search is None and profile.get("file_search"):
+    if request.file_search is None and profile.get("file_search") and not request._search_off:
         updates["file_search"] = FileSearch(**profile["file_search"])
     for key in ("temperature", "top_p"):
         if getattr(request, key) is None and profile.get(key) is not None:

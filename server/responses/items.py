@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 from server.chat.rag import annotations
@@ -59,13 +60,17 @@ def normalize_input(value: str | list[dict[str, Any]] | None) -> list[dict[str, 
     return items
 
 
-def to_messages(items: list[dict[str, Any]], where: str | None = None) -> list[dict[str, Any]]:
+def to_messages(
+    items: list[dict[str, Any]], where: str | None = None, origins: list[str] | None = None
+) -> list[dict[str, Any]]:
     """Chat messages for `items` (oldest first); consecutive function calls join one assistant message.
-    `where` names the item in errors (default `input[i]`)."""
+    `where` names the item in errors (default `input[i]`); `origins`, when given, gets each message's
+    item name appended (so an error the chat service names `messages[k]` can name the item)."""
     messages: list[dict[str, Any]] = []
     for i, item in enumerate(items):
         at = where or f"input[{i}]"
         kind = item.get("type", "message")
+        count = len(messages)
         if kind == "message":
             messages.append(_message(item, at))
         elif kind == "function_call":
@@ -98,6 +103,8 @@ def to_messages(items: list[dict[str, Any]], where: str | None = None) -> list[d
                 f"{at}.type",
                 "unsupported_parameter",
             )
+        if origins is not None:
+            origins.extend([at] * (len(messages) - count))
     return messages
 
 
@@ -144,24 +151,42 @@ FILE_SEARCH_FIELDS = ("vector_store_ids", "max_num_results", "filters", "ranking
 """The file_search tool's fields (OpenAI's, and the `prompt_format` extension of chat's file_search)."""
 
 
-def read_tools(tools: list[dict[str, Any]] | None) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """(chat's `file_search` object or None, chat's function `tools`). Raises APIError 400 naming
-    `tools[i]` for a hosted tool this server does not have or a second file_search."""
+@dataclass
+class ToolSet:
+    """A request's tools in chat's terms, with where each came from in `tools` (for error params)."""
+
     file_search: dict[str, Any] | None = None
-    functions: list[dict[str, Any]] = []
+    file_search_at: int | None = None
+    functions: list[dict[str, Any]] = field(default_factory=list)
+    functions_at: list[int] = field(default_factory=list)
+
+
+def read_tools(tools: list[dict[str, Any]] | None) -> ToolSet:
+    """Chat's `file_search` object and function `tools` for the request's `tools`. Raises APIError 400
+    naming `tools[i]` for a hosted tool this server does not have, a second file_search, or a function
+    tool without its name (Responses function tools are flat: `{type, name, parameters}`)."""
+    found = ToolSet()
     for i, tool in enumerate(tools or ()):
         kind = tool.get("type")
         if kind == "file_search":
-            if file_search is not None:
+            if found.file_search is not None:
                 raise bad_request(
                     "Give one file_search tool (it may name several vector stores).", f"tools[{i}]"
                 )
-            file_search = {k: tool[k] for k in FILE_SEARCH_FIELDS if tool.get(k) is not None}
+            found.file_search = {k: tool[k] for k in FILE_SEARCH_FIELDS if tool.get(k) is not None}
+            found.file_search_at = i
         elif kind == "function":
+            if not isinstance(tool.get("name"), str):
+                raise bad_request(
+                    "A function tool needs its name. Responses function tools are flat "
+                    "({'type': 'function', 'name': ..., 'parameters': ...}), not chat's {'function': {...}}.",
+                    f"tools[{i}].name",
+                )
             spec = {
                 k: tool[k] for k in ("name", "description", "parameters", "strict") if tool.get(k) is not None
             }
-            functions.append({"type": "function", "function": spec})
+            found.functions.append({"type": "function", "function": spec})
+            found.functions_at.append(i)
         else:
             raise bad_request(
                 f"Tools of type '{kind}' are not supported: this server offers file_search (over its vector "
@@ -169,7 +194,7 @@ def read_tools(tools: list[dict[str, Any]] | None) -> tuple[dict[str, Any] | Non
                 f"tools[{i}].type",
                 "unsupported_parameter",
             )
-    return file_search, functions
+    return found
 
 
 def search_item(
@@ -196,11 +221,16 @@ def search_item(
 
 def citations(sources: list[SearchHit], text: str) -> list[dict[str, Any]]:
     """Chat's `file_citation` annotations (server/chat/rag.py `annotations`: the same file, chunk, page,
-    score and quote) for the sources the answer was given, with `index` where in `text` the citation
-    belongs, as OpenAI's Responses annotations are character positions: at the model's first `[n]` for
-    source n when it cited one, else the end of the text."""
-    out = []
+    score and quote) for the sources the answer was given, one per file and place, with `index` where in
+    `text` the citation belongs, as OpenAI's Responses annotations are character positions: at the
+    model's first `[n]` for source n when it cited one, else the end of the text. Of several chunks of a
+    file cited at one place, the best (the first) stands for the file; the `file_search_call` results
+    keep every chunk."""
+    out, seen = [], set()
     for n, note in enumerate(annotations(sources), start=1):
         marker = text.find(f"[{n}]")
-        out.append({**note, "index": marker if marker >= 0 else len(text)})
+        index = marker if marker >= 0 else len(text)
+        if (note["file_id"], index) not in seen:
+            seen.add((note["file_id"], index))
+            out.append({**note, "index": index})
     return out

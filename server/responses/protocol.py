@@ -125,6 +125,25 @@ UNSUPPORTED = {
 }
 """Fields OpenAI defines that this server cannot honour: a 400 naming them, never a silent ignore."""
 
+CHAT_ONLY = {
+    "messages": "the Responses API takes `input` (and `instructions`)",
+    "max_tokens": "use `max_output_tokens`",
+    "max_completion_tokens": "use `max_output_tokens`",
+    "response_format": "use `text.format`",
+    "n": "a response has one answer",
+    "stop": "the Responses API has no stop sequences",
+    "logit_bias": "the Responses API has no logit_bias",
+    "logprobs": "use `include: ['message.output_text.logprobs']` and `top_logprobs`",
+    "functions": "use function tools in `tools`",
+    "function_call": "use `tool_choice`",
+    "file_search": "give the `file_search` tool in `tools`",
+    "continue_final_message": "the Responses API always answers a new turn",
+    "add_generation_prompt": "the Responses API always answers a new turn",
+    "context_management": "context compaction is not implemented; `truncation: auto` drops the oldest turns",
+}
+"""Chat Completions fields (and OpenAI's compaction) sent to /v1/responses: they would change the answer
+there, so here they are a 400 saying what to use, not an unknown field silently ignored."""
+
 INCLUDE_SUPPORTED = ("file_search_call.results", "message.output_text.logprobs")
 INCLUDE_IGNORED = ("reasoning.encrypted_content",)
 """`include` values: the supported ones; the ignored one (this model has no reasoning to include);

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from server.disconnect import unless_disconnected
+from server.errors import bad_request
 from server.protocol import WireRoute
 from server.responses.protocol import DeletedResponse, InputItemList, ResponseObject, ResponsesRequest
 from server.responses.service import ResponsesService
@@ -53,8 +54,20 @@ async def create_response(
 
 
 @router.get("/v1/responses/{response_id}", response_model=None, responses={200: {"model": ResponseObject}})
-def get_response(response_id: str, responses: ResponsesDep) -> dict[str, Any]:
-    return responses.get(response_id)
+def get_response(
+    response_id: str,
+    responses: ResponsesDep,
+    include: Annotated[list[str] | None, Query()] = None,
+    stream: bool = False,
+) -> dict[str, Any]:
+    if stream:
+        raise bad_request(
+            "Streaming a stored response again is not supported: GET it without stream (it holds the "
+            "whole output), or stream it when you create it.",
+            "stream",
+            "unsupported_parameter",
+        )
+    return responses.get(response_id, include)
 
 
 @router.delete("/v1/responses/{response_id}", response_model=DeletedResponse)

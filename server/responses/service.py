@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from server.chat.service import STREAM_FAILED, ChatService, PreparedChat
 from server.chat.tools import call_id
 from server.errors import APIError, bad_request, not_found
 from server.responses.items import (
+    ToolSet,
     citations,
     item_id,
     normalize_input,
@@ -34,6 +36,7 @@ from server.responses.items import (
     to_messages,
 )
 from server.responses.protocol import (
+    CHAT_ONLY,
     INCLUDE_IGNORED,
     INCLUDE_SUPPORTED,
     UNSUPPORTED,
@@ -99,7 +102,7 @@ class ResponsesService:
             self._save(turn, first=True)
             task = self.tasks[turn.id] = asyncio.create_task(self._background(turn))
             task.add_done_callback(lambda _: self.tasks.pop(turn.id, None))
-            return self.resource(turn)
+            return shown(self.resource(turn), request.include)
         chunks = await self._open(turn)
         self._save(turn, first=True)
         run = self._run(turn, chunks)
@@ -107,16 +110,19 @@ class ResponsesService:
             return self._sse(run)
         async for _ in run:
             pass
-        return self.resource(turn)
+        return shown(self.resource(turn), request.include)
 
     async def _prepare(self, request: ResponsesRequest) -> Turn:
         reject_unsupported(request)
         history = self.store.history(request.previous_response_id) if request.previous_response_id else []
         items = normalize_input(request.input)
-        messages = to_messages(history, where="previous_response_id") + to_messages(items)
+        origins: list[str] = []  # the item each chat message comes from, for error params
+        messages = to_messages(history, "previous_response_id", origins) + to_messages(items, None, origins)
         if request.instructions:  # this request's only: instructions are not carried to the next turn
             messages.insert(0, {"role": "system", "content": request.instructions})
-        chat_request = chat_request_for(request, messages)
+            origins.insert(0, "instructions")
+        tools = read_tools(request.tools)
+        chat_request = chat_request_for(request, messages, tools)
         dropped = 0
         while True:
             try:
@@ -124,19 +130,21 @@ class ResponsesService:
                 break
             except APIError as exc:
                 if exc.code != "context_length_exceeded" or request.truncation != "auto":
-                    raise translated(exc) from exc
+                    raise translated(exc, origins, tools) from exc
                 dropped = dropped * 2 or 1  # drop the oldest items, doubling, until the rest fits
-                shorter = drop_oldest(messages, dropped)
-                if shorter is None:
-                    raise translated(exc) from exc
-                chat_request = chat_request.model_copy(update={"messages": validated_messages(shorter)})
+                kept = drop_oldest(messages, dropped)
+                if kept is None:
+                    raise translated(exc, origins, tools) from exc
+                update = {"messages": validated_messages([messages[k] for k in kept])}
+                chat_request = chat_request.model_copy(update=update)
+                origins = [origins[k] for k in kept]
         return Turn(request, prepared, items)
 
     async def _open(self, turn: Turn) -> AsyncIterator[ChatCompletionChunk]:
         try:
             return await self.chat.open_chunks(turn.prepared)
         except APIError as exc:
-            raise translated(exc) from exc
+            raise translated(exc, [], ToolSet()) from exc
 
     async def _background(self, turn: Turn) -> None:
         try:
@@ -173,11 +181,15 @@ class ResponsesService:
         output as it grows, and is saved (when stored) however the run ends."""
         counter = itertools.count()
 
+        request, chat = turn.request, turn.prepared
+
         def event(kind: str, **fields: Any) -> dict[str, Any]:
+            if "response" in fields:
+                fields["response"] = shown(fields["response"], request.include)
+            if "item" in fields:
+                fields["item"] = shown_item(fields["item"], request.include)
             return {"type": kind, "sequence_number": next(counter), **fields}
 
-        request, chat = turn.request, turn.prepared
-        include = set(request.include or ())
         wants_logprobs = chat.params[0].logprobs is not None
         message: dict[str, Any] | None = None  # the open message item
         text, logprobs, reason, calls = "", [], "stop", 0
@@ -220,7 +232,7 @@ class ResponsesService:
             yield event("response.created", response=self.resource(turn))
             yield event("response.in_progress", response=self.resource(turn))
             if chat.file_search is not None:
-                for e in self._search_events(turn, event, "file_search_call.results" in include):
+                for e in self._search_events(turn, event):
                     yield e
             try:
                 async for chunk in chunks:
@@ -274,21 +286,23 @@ class ResponsesService:
             turn.status = "failed"
             yield event("response.failed", response=self.resource(turn))
         finally:
+            if message is not None and turn.status in ("queued", "in_progress"):  # keep what was said
+                part = {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs}
+                message["content"], message["status"] = [part], "incomplete"
             if turn.status in ("queued", "in_progress") and self.stopping:
                 turn.status, turn.error = "failed", {"code": "server_error", "message": STOPPED}
             elif turn.status in ("queued", "in_progress"):  # cancelled, or the client left a stream
                 turn.status = "cancelled"
             self._save(turn)
 
-    def _search_events(self, turn: Turn, event, include_results: bool) -> list[dict[str, Any]]:
+    def _search_events(self, turn: Turn, event) -> list[dict[str, Any]]:
         at, search_id = len(turn.output), item_id("fs")
         turn.output.append(search_item([], turn.query, "in_progress", False, search_id))
         events = [event("response.output_item.added", output_index=at, item=turn.output[at])]
         for stage in ("in_progress", "searching", "completed"):
             events.append(event(f"response.file_search_call.{stage}", output_index=at, item_id=search_id))
-        turn.output[at] = search_item(
-            turn.prepared.sources, turn.query, "completed", include_results, search_id
-        )
+        # Kept whole (a GET with `include` shows them); `shown_item` hides them unless included.
+        turn.output[at] = search_item(turn.prepared.sources, turn.query, "completed", True, search_id)
         events.append(event("response.output_item.done", output_index=at, item=turn.output[at]))
         return events
 
@@ -344,7 +358,9 @@ class ResponsesService:
             "temperature": 1.0 if chat.temperature is None else chat.temperature,
             "text": {"format": echo_format(text_format), "verbosity": "medium"},
             "tool_choice": request.tool_choice or "auto",
-            "tools": echo_tools(request.tools, self.chat.rag_max_results, self.chat.rag_score_threshold),
+            "tools": echo_tools(
+                effective_tools(request.tools, chat), self.chat.rag_max_results, self.chat.rag_score_threshold
+            ),
             "top_logprobs": request.top_logprobs or 0,
             "top_p": 1.0 if chat.top_p is None else chat.top_p,
             "presence_penalty": chat.presence_penalty or 0.0,
@@ -359,11 +375,12 @@ class ResponsesService:
         if turn.request.store:
             self.store.save(self.resource(turn), turn.input_items if first else None)
 
-    def get(self, response_id: str) -> dict[str, Any]:
+    def get(self, response_id: str, include: list[str] | None = None) -> dict[str, Any]:
+        """The stored response, with the `file_search_call` results when `include` asks for them."""
         response = self.store.get(response_id)
         if response is None:
             raise not_found(f"No response with id '{response_id}' (only stored responses can be read).")
-        return response
+        return shown(response, include)
 
     def input_items(
         self, response_id: str, limit: int = 20, order: str = "desc", after: str | None = None
@@ -398,7 +415,7 @@ class ResponsesService:
             raise not_found(f"No response with id '{response_id}'.")
         return {"id": response_id, "object": "response.deleted", "deleted": True}
 
-    async def cancel(self, response_id: str) -> dict[str, Any]:
+    async def cancel(self, response_id: str, include: list[str] | None = None) -> dict[str, Any]:
         """Stop a background response still queued or in progress (its status becomes `cancelled`); a
         finished one is returned as it is. Only background responses can be cancelled (OpenAI's rule)."""
         response = self.get(response_id)
@@ -409,7 +426,7 @@ class ResponsesService:
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
-        return self.get(response_id)
+        return self.get(response_id, include)
 
     def start(self) -> None:
         failed = self.store.fail_interrupted()
@@ -433,6 +450,11 @@ def reject_unsupported(request: ResponsesRequest) -> None:
     for name, why in UNSUPPORTED.items():
         if extra.get(name) is not None:
             raise bad_request(f"'{name}' is not supported: {why}", name, "unsupported_parameter")
+    for name, instead in CHAT_ONLY.items():
+        if extra.get(name) is not None:
+            raise bad_request(
+                f"'{name}' is not a Responses API field: {instead}.", name, "unsupported_parameter"
+            )
     for value in request.include or ():
         if value not in INCLUDE_SUPPORTED + INCLUDE_IGNORED:
             raise bad_request(
@@ -460,10 +482,13 @@ def reject_unsupported(request: ResponsesRequest) -> None:
         )
 
 
-def chat_request_for(request: ResponsesRequest, messages: list[dict[str, Any]]) -> ChatCompletionRequest:
-    """The chat request that answers `request` over `messages`; raises APIError 400 naming the
-    Responses field for what the chat request refuses."""
-    file_search, functions = read_tools(request.tools)
+def chat_request_for(
+    request: ResponsesRequest, messages: list[dict[str, Any]], tools: ToolSet | None = None
+) -> ChatCompletionRequest:
+    """The chat request that answers `request` over `messages` (`tools`: the request's tools, read);
+    raises APIError 400 naming the Responses field for what the chat request refuses."""
+    tools = tools or read_tools(request.tools)
+    file_search, functions = tools.file_search, tools.functions
     choice: Any = request.tool_choice
     if isinstance(choice, dict):
         kind = choice.get("type")
@@ -518,42 +543,92 @@ def chat_request_for(request: ResponsesRequest, messages: list[dict[str, Any]]) 
         "top_logprobs": request.top_logprobs if logprobs else None,
     }
     if functions:
-        body.update(tools=functions, tool_choice=choice, parallel_tool_calls=request.parallel_tool_calls)
+        # One call allowed: the grammar stops after the first (not a second generated, then dropped).
+        parallel = False if request.max_tool_calls == 1 else request.parallel_tool_calls
+        body.update(tools=functions, tool_choice=choice, parallel_tool_calls=parallel)
     body = {k: v for k, v in body.items() if v is not None}
     try:
-        return ChatCompletionRequest.model_validate(body)
+        chat = ChatCompletionRequest.model_validate(body)
     except ValidationError as exc:
         error = exc.errors()[0]
-        loc = [str(part) for part in error["loc"]]
-        param = PARAMS.get(loc[0], loc[0]) if loc else None
-        raise bad_request(f"{error['msg']} (at {'.'.join(loc)})", param) from exc
+        param = responses_param([str(part) for part in error["loc"]], [], tools)
+        raise bad_request(f"{error['msg']} (at {param})", param) from exc
+    chat._search_off = choice == "none"  # not even a profile's knowledge bases
+    return chat
 
 
 def validated_messages(messages: list[dict[str, Any]]) -> list:
     return ChatCompletionRequest.model_validate({"model": "-", "messages": messages}).messages
 
 
-def drop_oldest(messages: list[dict[str, Any]], count: int) -> list[dict[str, Any]] | None:
-    """`messages` without the `count` oldest after the leading system ones (and without tool results
-    left answering a dropped call); None when that would leave no user message."""
+def drop_oldest(messages: list[dict[str, Any]], count: int) -> list[int] | None:
+    """The indices of `messages` kept without the `count` oldest after the leading system ones (and
+    without tool results left answering a dropped call); None when that would leave no user message."""
     start = 0
     while start < len(messages) and messages[start]["role"] == "system":
         start += 1
-    rest = messages[start + count :]
-    while rest and rest[0]["role"] == "tool":
+    rest = list(range(start + count, len(messages)))
+    while rest and messages[rest[0]]["role"] == "tool":
         rest = rest[1:]
-    if not any(m["role"] == "user" for m in rest):
+    if not any(messages[k]["role"] == "user" for k in rest):
         return None
-    return messages[:start] + rest
+    return list(range(start)) + rest
 
 
-def translated(exc: APIError) -> APIError:
-    """The chat service's error with `param` named as the Responses request names it."""
+CHAT_FIELDS = {"content": "content", "tool_call_id": "call_id", "role": "role"}
+"""A chat message's fields -> the Responses item's."""
+
+
+def responses_param(loc: list[str], origins: list[str], tools: ToolSet) -> str:
+    """The Responses field a chat request's location (`loc`, as pydantic or APIError.param give it)
+    came from: `messages[k]...` -> the item `origins[k]`, `file_search.x` -> `tools[i].x`, chat's
+    `tools[k].function.x` -> `tools[i].x`, `max_completion_tokens` -> `max_output_tokens`, ..."""
+    if not loc:
+        return "input"
+    head, rest = loc[0], loc[1:]
+    if head == "messages":
+        if rest and rest[0].isdigit() and int(rest[0]) < len(origins):
+            field = CHAT_FIELDS.get(rest[1]) if len(rest) > 1 else None
+            return origins[int(rest[0])] + (f".{field}" if field else "")
+        return "input"
+    if head == "file_search" and tools.file_search_at is not None:
+        return ".".join([f"tools[{tools.file_search_at}]", *rest])
+    if head == "tools" and rest and rest[0].isdigit() and int(rest[0]) < len(tools.functions_at):
+        inner = [part for part in rest[1:] if part != "function"]
+        return ".".join([f"tools[{tools.functions_at[int(rest[0])]}]", *inner])
+    return PARAMS.get(head, head)
+
+
+def translated(exc: APIError, origins: list[str], tools: ToolSet) -> APIError:
+    """The chat service's error with `param` (and the `messages[k]` its message names) as the Responses
+    request names them."""
     if exc.param:
-        head = exc.param.split(".")[0].split("[")[0]
-        if head in PARAMS:
-            exc.param = PARAMS[head]
+        loc = [part for part in re.split(r"[.\[\]]+", exc.param) if part]
+        exc.param = responses_param(loc, origins, tools)
+    for k, origin in enumerate(origins):
+        exc.message = exc.message.replace(f"messages[{k}]", origin)
     return exc
+
+
+def shown_item(item: dict[str, Any], include: list[str] | None) -> dict[str, Any]:
+    """An output item as the client asked to see it: a `file_search_call`'s results (always stored)
+    only with `include: ["file_search_call.results"]`."""
+    if item.get("type") != "file_search_call" or "file_search_call.results" in (include or ()):
+        return item
+    return {**item, "results": None}
+
+
+def shown(response: dict[str, Any], include: list[str] | None) -> dict[str, Any]:
+    """The response object with each output item `shown_item`."""
+    return {**response, "output": [shown_item(item, include) for item in response["output"]]}
+
+
+def effective_tools(tools: list[dict[str, Any]] | None, chat: ChatCompletionRequest) -> list[dict[str, Any]]:
+    """The request's tools, plus the file_search a profile gave (it ran, so the response says so)."""
+    tools = list(tools or ())
+    if chat.file_search is not None and not any(t.get("type") == "file_search" for t in tools):
+        tools.insert(0, {"type": "file_search", **chat.file_search.model_dump(exclude_none=True)})
+    return tools
 
 
 def response_error(exc: APIError) -> dict[str, str]:
