@@ -30,12 +30,14 @@ from server.responses.routes import router as responses_router
 from server.routes import router as misc_router
 from server.settings import Settings
 from server.state import StartupError, init_services, load_embedder, load_engine
+from server.ui.routes import router as ui_router
 from server.vector_stores.routes import router as vector_stores_router
 
 __all__ = ["StartupError", "build_app", "load_embedder", "load_engine"]
 
 log = logging.getLogger("ragtune")
 SWAGGER_UI = Path(__file__).resolve().parent / "web" / "swagger-ui"
+UI_STATIC = Path(__file__).resolve().parent / "web" / "static"
 
 ROUTERS = (
     chat_router,
@@ -49,6 +51,7 @@ ROUTERS = (
     arena_router,
     feedback_router,
     misc_router,
+    ui_router,
 )
 
 
@@ -85,6 +88,7 @@ def build_app(settings: Settings, engine: Engine | None = None, embedder=None) -
     # loads them from a CDN, which shows a blank page on an offline machine. ReDoc has no local copy.
     app = FastAPI(title="ragtune", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.mount("/static/swagger-ui", StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
+    app.mount("/static/ui", StaticFiles(directory=UI_STATIC), name="ui")
 
     @app.get("/docs", include_in_schema=False)
     def swagger_ui() -> HTMLResponse:

@@ -169,8 +169,12 @@ class Model(WireModel):
 
 
 class Health(WireModel):
-    """`GET /health`: the engine's name, the served model, and the engine's queue (`running`, `waiting`)."""
+    """`GET /health`: the engine's name, the served model, where it runs (`device`, `dtype`, context
+    length `max_model_len` in tokens), and the engine's queue (`running`, `waiting`)."""
 
     status: Literal["ok"] = "ok"
     engine: str
     model: str
+    device: str | None = None
+    dtype: str | None = None
+    max_model_len: int | None = None

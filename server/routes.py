@@ -37,7 +37,15 @@ async def retrieve_model(model_id: str, catalog: CatalogDep) -> Model:
 @router.get("/health")
 async def health(catalog: CatalogDep) -> Health:
     engine = catalog.engine
-    return Health(engine=engine.info.name, model=catalog.chat_name, **engine.stats())
+    info = engine.info
+    return Health(
+        engine=info.name,
+        model=catalog.chat_name,
+        device=info.device,
+        dtype=info.dtype,
+        max_model_len=info.max_model_len,
+        **engine.stats(),
+    )
 
 
 @router.get("/metrics")

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from server.app import build_app
 from server.engines.fake import FakeEngine
 from server.settings import Settings
+from tests.ui_support import ui_browser, ui_server  # noqa: F401  (the UI browser tests' fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 # Converted base models survive between test runs here (the first run converts the GGUF once).

@@ -1,0 +1,80 @@
+"""The UI's pages: each route renders a page shell (`server/web/templates/<page>.html`) with its strings;
+the page's script fetches everything it shows from the public API with the user's key.
+
+Pages hold no data, yet with `RAGTUNE_API_KEY` set none is served without the key: the browser sends it
+as the `ragtune_key` cookie the login page sets (`server/auth.py` accepts the cookie for page GETs only,
+never for the API, which needs the bearer header).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from server.ui.i18n import LANG_COOKIE, request_language, strings_for
+
+TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "web" / "templates")
+router = APIRouter(include_in_schema=False)
+
+NAV = (
+    ("/", "chat"),
+    ("/knowledge-bases", "knowledge_bases"),
+    ("/fine-tuning", "fine_tuning"),
+    ("/comparisons", "comparisons"),
+    ("/models", "models"),
+    ("/status", "status"),
+)
+"""The navigation: (path, nav key); the arena and the API docs are linked after these."""
+
+PAGE_PATHS = (
+    "/",
+    "/login",
+    "/knowledge-bases",
+    "/fine-tuning",
+    "/comparisons",
+    "/models",
+    "/status",
+    "/arena",
+)
+"""Paths (and their sub-paths) that are UI pages: `server/auth.py` lets a page GET in with the key cookie."""
+
+
+def is_page(path: str) -> bool:
+    return path == "/" or any(path == p or path.startswith(p + "/") for p in PAGE_PATHS if p != "/")
+
+
+def render(
+    request: Request, template: str, section: str, files: tuple[str, ...], **context: Any
+) -> HTMLResponse:
+    """The page `template` in the request's language, with the strings of `files` (and common)."""
+    lang = request_language(request)
+    response = TEMPLATES.TemplateResponse(
+        request,
+        template,
+        {
+            "lang": lang,
+            "strings": strings_for(lang, *files),
+            "section": section,
+            "nav": NAV,
+            "auth": bool(request.app.state.settings.api_keys),
+            **context,
+        },
+    )
+    if request.query_params.get("lang") == lang:  # the switch was used: remember it
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 24 * 3600, samesite="strict")
+    return response
+
+
+@router.get("/login")
+def login(request: Request, next: str = "/") -> HTMLResponse:
+    target = next if next.startswith("/") and not next.startswith("//") else "/"
+    return render(request, "login.html", "login", (), next=target)
+
+
+@router.get("/status")
+def status(request: Request) -> HTMLResponse:
+    return render(request, "status.html", "status", ("status",))

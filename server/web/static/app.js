@@ -1,0 +1,177 @@
+// ragtune UI: what every page shares. Pages call the public API (the same any client uses) with the
+// user's key as a bearer token, and build the DOM with `RT.el`, which writes text as text: file names,
+// chunk text and model answers are untrusted and never become HTML.
+"use strict";
+
+const RT = (() => {
+  const strings = JSON.parse(document.getElementById("rt-strings").textContent);
+  const lang = document.body.dataset.lang || "en";
+  const KEY = "ragtune.key";
+
+  /** The UI string `key` in the page's language, `{name}` placeholders filled from `vars`. */
+  function t(key, vars) {
+    let text = strings[key] ?? key;
+    for (const [name, value] of Object.entries(vars || {})) text = text.replaceAll(`{${name}}`, String(value));
+    return text;
+  }
+
+  const key = () => localStorage.getItem(KEY) || "";
+
+  /** Keep the key: in this browser's storage (for the API's bearer header) and as the cookie the
+   * server reads for page loads only (SameSite=Strict: never sent by another site). */
+  function setKey(value) {
+    localStorage.setItem(KEY, value);
+    document.cookie = `ragtune_key=${encodeURIComponent(value)}; path=/; SameSite=Strict`;
+  }
+
+  function clearKey() {
+    localStorage.removeItem(KEY);
+    document.cookie = "ragtune_key=; path=/; SameSite=Strict; max-age=0";
+  }
+
+  function headers(extra) {
+    return Object.assign(key() ? { Authorization: `Bearer ${key()}` } : {}, extra || {});
+  }
+
+  class APIError extends Error {
+    constructor(status, body) {
+      const error = body && body.error;
+      super((error && error.message) || `HTTP ${status}`);
+      this.status = status;
+      this.param = error && error.param;
+      this.code = error && error.code;
+    }
+  }
+
+  function toLogin() {
+    location.href = `/login?next=${encodeURIComponent(location.pathname + location.search)}`;
+  }
+
+  /** `method` `path` with a JSON `body` (or FormData); the parsed JSON answer, or APIError. */
+  async function api(method, path, body, init) {
+    const options = Object.assign({ method, headers: headers() }, init || {});
+    if (body instanceof FormData) options.body = body;
+    else if (body !== undefined) {
+      options.body = JSON.stringify(body);
+      options.headers["Content-Type"] = "application/json";
+    }
+    const response = await fetch(path, options);
+    if (response.status === 401 && document.body.dataset.auth === "1") toLogin();
+    const text = await response.text();
+    let data = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      data = text;
+    }
+    if (!response.ok) throw new APIError(response.status, data);
+    return data;
+  }
+
+  /** POST `body` to `path` and yield each server-sent event's JSON (`data: [DONE]` ends it). */
+  async function* sse(path, body, signal) {
+    const response = await fetch(path, {
+      method: "POST",
+      headers: headers({ "Content-Type": "application/json" }),
+      body: JSON.stringify(body),
+      signal,
+    });
+    if (response.status === 401 && document.body.dataset.auth === "1") toLogin();
+    if (!response.ok) throw new APIError(response.status, await response.json().catch(() => null));
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const data = block
+          .split("\n")
+          .filter((line) => line.startsWith("data:"))
+          .map((line) => line.slice(5).trimStart())
+          .join("\n");
+        if (!data) continue;
+        if (data === "[DONE]") return;
+        yield JSON.parse(data);
+      }
+    }
+  }
+
+  /** An element: attributes (`class`, `text`, `dataset`, `on<event>` handlers, others as attributes)
+   * and children (nodes, or strings added as text). */
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value == null || value === false) continue;
+      if (name === "class") node.className = value;
+      else if (name === "text") node.textContent = value;
+      else if (name === "dataset") Object.assign(node.dataset, value);
+      else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+      else node.setAttribute(name, value === true ? "" : value);
+    }
+    for (const child of children.flat()) {
+      if (child == null || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  const locale = lang === "zh" ? "zh-CN" : "en";
+  const fmt = {
+    date: (seconds) => (seconds ? new Date(seconds * 1000).toLocaleString(locale) : "—"),
+    num: (x, digits = 3) => (x == null || Number.isNaN(x) ? "—" : Number(x).toFixed(digits)),
+    int: (x) => (x == null ? "—" : Number(x).toLocaleString(locale)),
+    bytes: (n) => {
+      if (n == null) return "—";
+      const units = ["B", "KB", "MB", "GB"];
+      let i = 0;
+      while (n >= 1024 && i < units.length - 1) {
+        n /= 1024;
+        i += 1;
+      }
+      return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+    },
+    duration: (seconds) => {
+      if (seconds == null) return "—";
+      const s = Math.round(seconds);
+      return s >= 3600 ? `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m` : s >= 60 ? `${Math.floor(s / 60)}m ${s % 60}s` : `${s}s`;
+    },
+  };
+
+  const errorMessage = (error) => (error && error.message) || String(error);
+
+  /** Replace `container`'s content with an alert saying what went wrong. */
+  function showError(container, error) {
+    container.replaceChildren(el("p", { class: "alert", role: "alert" }, `${t("common.error")}: ${errorMessage(error)}`));
+  }
+
+  /** Status badge: the API's status word, styled by kind. */
+  function badge(status) {
+    return el("span", { class: `badge badge-${status}`, text: status });
+  }
+
+  function setupChrome() {
+    const toggle = document.getElementById("nav-toggle");
+    const nav = document.getElementById("nav");
+    if (toggle && nav) {
+      toggle.addEventListener("click", () => {
+        const open = nav.classList.toggle("open");
+        toggle.setAttribute("aria-expanded", String(open));
+      });
+    }
+    const signOut = document.getElementById("sign-out");
+    if (signOut) {
+      signOut.hidden = !key();
+      signOut.addEventListener("click", () => {
+        clearKey();
+        toLogin();
+      });
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", setupChrome);
+  return { t, lang, key, setKey, clearKey, api, sse, el, fmt, errorMessage, showError, badge, APIError };
+})();
