@@ -78,3 +78,43 @@ def login(request: Request, next: str = "/") -> HTMLResponse:
 @router.get("/status")
 def status(request: Request) -> HTMLResponse:
     return render(request, "status.html", "status", ("status",))
+
+
+@router.get("/")
+def chat(request: Request) -> HTMLResponse:
+    return render(request, "chat.html", "chat", ("chat",))
+
+
+@router.get("/knowledge-bases")
+def knowledge_bases(request: Request) -> HTMLResponse:
+    return render(request, "kbs.html", "knowledge_bases", ("kb",))
+
+
+@router.get("/knowledge-bases/{vector_store_id}")
+def knowledge_base(request: Request, vector_store_id: str) -> HTMLResponse:
+    return render(request, "kb.html", "knowledge_bases", ("kb",), vector_store_id=vector_store_id)
+
+
+@router.get("/fine-tuning")
+def fine_tuning(request: Request) -> HTMLResponse:
+    return render(request, "jobs.html", "fine_tuning", ("ft",))
+
+
+@router.get("/fine-tuning/{job_id}")
+def fine_tuning_job(request: Request, job_id: str) -> HTMLResponse:
+    return render(request, "job.html", "fine_tuning", ("ft",), job_id=job_id)
+
+
+@router.get("/comparisons")
+def comparisons(request: Request) -> HTMLResponse:
+    return render(request, "comparisons.html", "comparisons", ("compare",))
+
+
+@router.get("/comparisons/{comparison_id}")
+def comparison(request: Request, comparison_id: str) -> HTMLResponse:
+    return render(request, "comparison.html", "comparisons", ("compare",), comparison_id=comparison_id)
+
+
+@router.get("/models")
+def models(request: Request) -> HTMLResponse:
+    return render(request, "models.html", "models", ("models",))
