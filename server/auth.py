@@ -24,6 +24,11 @@ COOKIE_PATHS = frozenset({"/docs", "/openapi.json"})
 """Besides the UI pages: what a browser loads for the API docs page."""
 
 
+def is_report(path: str) -> bool:
+    """A comparison's HTML report, which the UI links to (`/v1/comparisons/{id}/report.html`)."""
+    return path.startswith("/v1/comparisons/") and path.endswith("/report.html")
+
+
 class APIKeyMiddleware:
     def __init__(self, app: ASGIApp, keys: list[str]) -> None:
         self.app = app
@@ -34,7 +39,7 @@ class APIKeyMiddleware:
         if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
-        page = scope["method"] == "GET" and (is_page(path) or path in COOKIE_PATHS)
+        page = scope["method"] == "GET" and (is_page(path) or path in COOKIE_PATHS or is_report(path))
         if self._authorized(scope) or (page and self._cookie_authorized(scope)):
             await self.app(scope, receive, send)
             return
