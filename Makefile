@@ -53,6 +53,7 @@ format: install-dev
 
 bench: install-dev
 	$(BIN)/python bench/bench_chat.py
+	$(BIN)/python bench/bench_responses.py
 	$(BIN)/python bench/bench_retrieval.py
 	$(BIN)/python bench/bench_finetune.py
 	$(BIN)/python bench/bench_compare.py
