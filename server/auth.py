@@ -1,7 +1,7 @@
 """Bearer-key check as pure ASGI middleware; it reads scope["path"], so no route can slip past it.
 
 The API needs `Authorization: Bearer <key>`. A browser cannot send that header when it loads a page, so
-a GET of a UI page (`server.ui.routes.is_page`, the API docs) is also let in with the key in the
+a GET of a UI page (`server.ui.pages.is_page`, the API docs) is also let in with the key in the
 `ragtune_key` cookie the login page sets; without it, the page GET is sent to `/login`. The cookie is
 never accepted for the API: a request another site makes the browser send cannot act on the data.
 Open without a key: `/health`, the login page and static files (scripts and styles, no data)."""
@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.errors import APIError
-from server.ui.routes import is_page
+from server.ui.pages import is_page
 
 OPEN_PATHS = frozenset({"/health", "/login"})
 OPEN_PREFIXES = ("/static/",)

@@ -16,35 +16,10 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from server.ui.i18n import LANG_COOKIE, request_language, strings_for
+from server.ui.pages import NAV
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "web" / "templates")
 router = APIRouter(include_in_schema=False)
-
-NAV = (
-    ("/", "chat"),
-    ("/knowledge-bases", "knowledge_bases"),
-    ("/fine-tuning", "fine_tuning"),
-    ("/comparisons", "comparisons"),
-    ("/models", "models"),
-    ("/status", "status"),
-)
-"""The navigation: (path, nav key); the arena and the API docs are linked after these."""
-
-PAGE_PATHS = (
-    "/",
-    "/login",
-    "/knowledge-bases",
-    "/fine-tuning",
-    "/comparisons",
-    "/models",
-    "/status",
-    "/arena",
-)
-"""Paths (and their sub-paths) that are UI pages: `server/auth.py` lets a page GET in with the key cookie."""
-
-
-def is_page(path: str) -> bool:
-    return path == "/" or any(path == p or path.startswith(p + "/") for p in PAGE_PATHS if p != "/")
 
 
 def render(
