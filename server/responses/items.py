@@ -197,12 +197,11 @@ def read_tools(tools: list[dict[str, Any]] | None) -> ToolSet:
     return found
 
 
-def search_item(
-    sources: list[SearchHit], query: str, status: str, include_results: bool, id: str
-) -> dict[str, Any]:
-    """The `file_search_call` output item; `results` only when `include` asks for them (else null)."""
+def search_item(sources: list[SearchHit], query: str, status: str, id: str) -> dict[str, Any]:
+    """The `file_search_call` output item, `results` (every source) once `completed`, else null; what a
+    client sees of them follows its `include` (`server.responses.service.shown_item`)."""
     results = None
-    if include_results and status == "completed":
+    if status == "completed":
         results = [
             {
                 "file_id": hit.file_id,

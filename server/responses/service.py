@@ -297,12 +297,12 @@ class ResponsesService:
 
     def _search_events(self, turn: Turn, event) -> list[dict[str, Any]]:
         at, search_id = len(turn.output), item_id("fs")
-        turn.output.append(search_item([], turn.query, "in_progress", False, search_id))
+        turn.output.append(search_item([], turn.query, "in_progress", search_id))
         events = [event("response.output_item.added", output_index=at, item=turn.output[at])]
         for stage in ("in_progress", "searching", "completed"):
             events.append(event(f"response.file_search_call.{stage}", output_index=at, item_id=search_id))
         # Kept whole (a GET with `include` shows them); `shown_item` hides them unless included.
-        turn.output[at] = search_item(turn.prepared.sources, turn.query, "completed", True, search_id)
+        turn.output[at] = search_item(turn.prepared.sources, turn.query, "completed", search_id)
         events.append(event("response.output_item.done", output_index=at, item=turn.output[at]))
         return events
 
