@@ -68,6 +68,20 @@ const RT = (() => {
     return data;
   }
 
+  /** Every item of a paged list route (`limit` per page, following `after` while `has_more`); `path`
+   * may carry its own query string. */
+  async function listAll(path, limit = 100) {
+    const items = [];
+    let after = null;
+    for (;;) {
+      const sep = path.includes("?") ? "&" : "?";
+      const page = await api("GET", `${path}${sep}limit=${limit}${after ? `&after=${encodeURIComponent(after)}` : ""}`);
+      items.push(...page.data);
+      if (!page.has_more || !page.last_id) return items;
+      after = page.last_id;
+    }
+  }
+
   /** POST `body` to `path` and yield each server-sent event's JSON (`data: [DONE]` ends it). */
   async function* sse(path, body, signal) {
     const response = await fetch(path, {
@@ -173,5 +187,5 @@ const RT = (() => {
   }
 
   document.addEventListener("DOMContentLoaded", setupChrome);
-  return { t, lang, key, setKey, clearKey, api, sse, el, fmt, errorMessage, showError, badge, APIError };
+  return { t, lang, key, setKey, clearKey, api, listAll, sse, el, fmt, errorMessage, showError, badge, APIError };
 })();

@@ -168,15 +168,7 @@
 
   async function loadStores() {
     try {
-      const all = [];
-      let after = null;
-      for (let i = 0; i < 20; i += 1) {
-        const page = await api("GET", `/v1/vector_stores?limit=100&order=asc${after ? `&after=${encodeURIComponent(after)}` : ""}`);
-        all.push(...page.data);
-        if (!page.has_more || !page.last_id) break;
-        after = page.last_id;
-      }
-      stores = all;
+      stores = await RT.listAll("/v1/vector_stores?order=asc");
       settings.kbs = (settings.kbs || []).filter((id) => stores.some((s) => s.id === id));
       renderStores();
     } catch (err) {

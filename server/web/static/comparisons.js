@@ -8,19 +8,6 @@
   const ARM_NAME_MAX = 64; // CreateComparison's arm name limit
   let polling = null;
 
-  /** Every item of a paged list (`limit` 100, following `after` while `has_more`). */
-  async function listAll(path) {
-    const items = [];
-    let after = null;
-    for (;;) {
-      const sep = path.includes("?") ? "&" : "?";
-      const page = await api("GET", `${path}${sep}limit=100${after ? `&after=${encodeURIComponent(after)}` : ""}`);
-      items.push(...page.data);
-      if (!page.has_more || !page.last_id) return items;
-      after = page.last_id;
-    }
-  }
-
   /** A cell of a table that stacks on a phone: its column's header as `data-label` (shown before the
    * value there), the content in one box. */
   function cell(table, index, attrs, ...children) {
@@ -234,7 +221,7 @@
     const [models, files, stores, board] = await Promise.allSettled([
       api("GET", "/v1/models"),
       api("GET", "/v1/files?purpose=evals"),
-      listAll("/v1/vector_stores"),
+      RT.listAll("/v1/vector_stores"),
       api("GET", "/v1/comparisons/leaderboard"),
     ]);
     if (files.status === "fulfilled") fillFiles(files.value.data);

@@ -29,18 +29,6 @@
   const count = (key, n, vars) => t(n === 1 ? `${key}_one` : key, Object.assign({ n }, vars));
   const nameOf = (id) => (fileInfo.get(id) || {}).filename || id;
 
-  async function listAll(path, limit = 100) {
-    const items = [];
-    let after = null;
-    for (;;) {
-      const sep = path.includes("?") ? "&" : "?";
-      const page = await api("GET", `${path}${sep}limit=${limit}${after ? `&after=${encodeURIComponent(after)}` : ""}`);
-      items.push(...page.data);
-      if (!page.has_more || !page.last_id) return items;
-      after = page.last_id;
-    }
-  }
-
   // ---- the store's header -------------------------------------------------------------------------
 
   const card = (title, ...value) => el("div", { class: "card" }, el("h3", {}, title), el("div", { class: "kb-value" }, ...value));
@@ -195,7 +183,7 @@
     clearTimeout(pollTimer);
     if (gone) return;
     try {
-      const [s, files] = await Promise.all([api("GET", base), listAll(`${base}/files`)]);
+      const [s, files] = await Promise.all([api("GET", base), RT.listAll(`${base}/files`)]);
       store = s;
       vsFiles = files;
       await learnNames(files.map((f) => f.id));

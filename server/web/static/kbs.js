@@ -5,18 +5,6 @@
   const { t, api, el, fmt } = RT;
   const $ = (id) => document.getElementById(id);
 
-  /** Every item of a paginated list route (`path` has no query string of its own). */
-  async function listAll(path, limit = 100) {
-    const items = [];
-    let after = null;
-    for (;;) {
-      const page = await api("GET", `${path}?limit=${limit}${after ? `&after=${encodeURIComponent(after)}` : ""}`);
-      items.push(...page.data);
-      if (!page.has_more || !page.last_id) return items;
-      after = page.last_id;
-    }
-  }
-
   const statusBadge = (status) => el("span", { class: `badge badge-${status}`, dataset: { status } }, t(`kb.st.${status}`));
 
   function notice(text) {
@@ -71,7 +59,7 @@
     clearTimeout(timer);
     const body = document.querySelector("#kbs tbody");
     try {
-      const stores = await listAll("/v1/vector_stores");
+      const stores = await RT.listAll("/v1/vector_stores");
       $("kbs-error").replaceChildren();
       body.replaceChildren(...(stores.length ? stores.map(row) : [el("tr", {}, el("td", { colspan: 7, class: "muted" }, t("kb.empty")))]));
       // Keep counts moving while something is being indexed.

@@ -13,19 +13,6 @@
   let state = { models: [], jobs: [], stores: [], profiles: [] };
   let editing = null; // the profile being edited, or null for a new one
 
-  /** Every item of a paged list (`limit` 100, following `after` while `has_more`). */
-  async function listAll(path) {
-    const items = [];
-    let after = null;
-    for (;;) {
-      const sep = path.includes("?") ? "&" : "?";
-      const page = await api("GET", `${path}${sep}limit=100${after ? `&after=${encodeURIComponent(after)}` : ""}`);
-      items.push(...page.data);
-      if (!page.has_more || !page.last_id) return items;
-      after = page.last_id;
-    }
-  }
-
   const notice = (text) => $("models-notice").replaceChildren(el("p", { class: "notice", role: "status", text }));
   const storeName = (id) => {
     const store = state.stores.find((s) => s.id === id);
@@ -322,8 +309,8 @@
       const [models, profiles, jobs, stores] = await Promise.all([
         api("GET", "/v1/models"),
         api("GET", "/v1/profiles"),
-        listAll("/v1/fine_tuning/jobs").catch(() => []), // training details are extra: the page works without
-        listAll("/v1/vector_stores").catch(() => []),
+        RT.listAll("/v1/fine_tuning/jobs").catch(() => []), // training details are extra: the page works without
+        RT.listAll("/v1/vector_stores").catch(() => []),
       ]);
       state = { models: models.data, profiles: profiles.data, jobs, stores };
       $("models-error").replaceChildren();
