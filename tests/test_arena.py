@@ -25,7 +25,7 @@ def test_battle_vote_and_leaderboard(make_client):
     top = board["data"][0]
     assert top["wins"] == 6 and top["losses"] == 0 and top["ci_low"] <= top["rating"] <= top["ci_high"]
     page = client.get("/arena")
-    assert page.status_code == 200 and 'id="leaderboard"' in page.text and "/v1/arena/battles" in page.text
+    assert page.status_code == 200 and 'id="leaderboard"' in page.text and "/static/ui/arena.js" in page.text
 
 
 def test_arena_errors(client):

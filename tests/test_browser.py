@@ -88,14 +88,16 @@ def test_report_page_renders(server, browser, tmp_path):
 
 def test_arena_page_battle_and_vote(server, browser):
     page, errors = open_page(browser, f"{server}/arena")
+    page.wait_for_selector("#arm-boxes input:checked")
     page.fill("#question", "What is the capital of France?")
-    page.click("button[type=submit]")
-    page.wait_for_selector("#battle:not(.hidden)")
+    page.click("#ask-button")
+    page.wait_for_selector("#battle:not([hidden])")
     answers = {page.text_content("#answer-a"), page.text_content("#answer-b")}
     assert answers == {"Paris", "The capital is Paris."}
     page.click("button[data-winner=a]")
     page.wait_for_function("document.getElementById('reveal').textContent.includes('A was')")
-    page.wait_for_function("document.querySelectorAll('#leaderboard tbody tr').length === 2")
+    page.wait_for_function("document.querySelectorAll('#leaderboard tbody tr td.num').length >= 8")
+    assert page.locator("#nav a[aria-current=page][href='/arena']").count() == 1  # the UI's layout
     assert errors == []
 
 

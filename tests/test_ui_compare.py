@@ -167,3 +167,39 @@ def test_comparison_pages_screenshots(ui_server, ui_browser, setup, lang):
         assert no_overflow(page) == []
         assert opened.errors == []
         page.context.close()
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_arena_page_battles_votes_and_ranks(ui_server, ui_browser, setup, lang):
+    """Two checked setups answer (markup in an answer is text), a vote reveals them and the leaderboard
+    counts it; the page is in the UI's layout in both languages, laptop and phone."""
+    http = ui_server.http
+    before = http.get("/v1/comparisons/leaderboard").json()["votes"]
+    opened = open_page(ui_browser, f"{ui_server.base}/arena", lang)
+    page = opened.page
+    page.wait_for_selector(f"#arm-boxes input[value='{setup['base']}']")
+    for box in page.locator("#arm-boxes input").all():
+        if box.get_attribute("value") not in (setup["base"], "concise"):
+            box.uncheck()
+    page.fill("#question", "Which HTML tag runs code in a page?")
+    page.click("#ask-button")
+    page.wait_for_selector("#battle:not([hidden])")
+    answers = page.inner_text("#battle")
+    assert SCRIPT in answers and IMG in answers
+    assert page.evaluate("document.querySelectorAll('#battle script, #battle img').length") == 0
+    page.click("button[data-winner=tie]")
+    page.wait_for_function("document.getElementById('reveal').textContent.includes('concise')")
+    reveal = page.inner_text("#reveal")
+    assert setup["base"] in reveal and ("A 是" in reveal) == (lang == "zh")
+    page.wait_for_function(f"document.getElementById('votes').textContent.includes('{before + 1}')")
+    assert http.get("/v1/comparisons/leaderboard").json()["votes"] == before + 1
+    assert page.locator("#nav a[aria-current=page][href='/arena']").count() == 1
+    screenshot(page, "arena", lang, "laptop")
+    assert no_overflow(page) == [] and opened.errors == []
+    page.context.close()
+
+    opened = open_page(ui_browser, f"{ui_server.base}/arena", lang, "phone")
+    opened.page.wait_for_selector("#leaderboard td.num")
+    screenshot(opened.page, "arena", lang, "phone")
+    assert no_overflow(opened.page) == [] and opened.errors == []
+    opened.page.context.close()

@@ -1,21 +1,17 @@
-"""HTTP routes of the arena: battles, votes, and the page a person votes on.
-
-The leaderboard is served under `/v1/comparisons/leaderboard` by server/comparisons/routes.py."""
+"""HTTP routes of the arena: battles and votes. The page a person votes on is the UI's `/arena`
+(server/ui/routes.py); the leaderboard is `/v1/comparisons/leaderboard` (server/comparisons/routes.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse
 
 from server.arena.protocol import Battle, CreateBattle, Vote, VoteResult
 from server.arena.service import ArenaService
 from server.protocol import WireRoute
 
 router = APIRouter(route_class=WireRoute)
-PAGE = Path(__file__).resolve().parents[1] / "web" / "arena.html"
 
 
 def get_arena(request: Request) -> ArenaService:
@@ -33,8 +29,3 @@ async def create_battle(body: CreateBattle, arena: ArenaDep) -> Battle:
 @router.post("/v1/arena/battles/{battle_id}/vote")
 def vote(battle_id: str, body: Vote, arena: ArenaDep) -> VoteResult:
     return VoteResult(**arena.vote(battle_id, body))
-
-
-@router.get("/arena", response_class=HTMLResponse, include_in_schema=False)
-def arena_page() -> HTMLResponse:
-    return HTMLResponse(PAGE.read_text(encoding="utf-8"))

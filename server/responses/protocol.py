@@ -61,6 +61,18 @@ class ResponsesRequest(_Body):
     (messages with input_text parts, earlier output items, `function_call_output`); `tools` holds the
     `file_search` tool (at most one) and function tools; numeric fields are bounded as OpenAI's are."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"model": "smollm2-135m-instruct", "input": "What does the handbook say about leave?"},
+                {
+                    "model": "smollm2-135m-instruct",
+                    "input": "What does the handbook say about leave?",
+                    "tools": [{"type": "file_search", "vector_store_ids": ["vs_..."]}],
+                },
+            ]
+        }
+    )
     model: str
     input: str | list[dict[str, Any]] | None = None
     instructions: str | None = None

@@ -90,6 +90,11 @@ def comparison(request: Request, comparison_id: str) -> HTMLResponse:
     return render(request, "comparison.html", "comparisons", ("compare",), comparison_id=comparison_id)
 
 
+@router.get("/arena")
+def arena(request: Request) -> HTMLResponse:
+    return render(request, "arena.html", "arena", ("arena", "compare"))
+
+
 @router.get("/models")
 def models(request: Request) -> HTMLResponse:
     return render(request, "models.html", "models", ("models",))

@@ -162,9 +162,19 @@ const RT = (() => {
     container.replaceChildren(el("p", { class: "alert", role: "alert" }, `${t("common.error")}: ${errorMessage(error)}`));
   }
 
-  /** Status badge: the API's status word, styled by kind. */
-  function badge(status) {
-    return el("span", { class: `badge badge-${status}`, text: status });
+  /** Status badge: the API's status word, styled by kind, shown in the page's language
+   * (`<prefix>.<status>`, common.st by default; a word without a string is shown as the API says it). */
+  function badge(status, prefix = "common.st") {
+    const name = `${prefix}.${status}`;
+    return el("span", { class: `badge badge-${status}`, dataset: { status }, text: name in strings ? strings[name] : status });
+  }
+
+  /** A cell of a table that stacks on a phone (`table.stack` in app.css): its column's header as
+   * `data-label` (shown before the value there), the content in one box; `attrs.class` on the cell,
+   * `attrs.text` as the box's text. */
+  function cell(table, index, attrs, ...children) {
+    const label = table.tHead.rows[0].cells[index].textContent.trim();
+    return el("td", { "data-label": label, class: attrs.class }, el("div", { text: attrs.text }, ...children));
   }
 
   function setupChrome() {
@@ -187,5 +197,5 @@ const RT = (() => {
   }
 
   document.addEventListener("DOMContentLoaded", setupChrome);
-  return { t, lang, key, setKey, clearKey, api, listAll, sse, el, fmt, errorMessage, showError, badge, APIError };
+  return { t, lang, key, setKey, clearKey, api, listAll, sse, el, fmt, errorMessage, showError, badge, cell, APIError };
 })();

@@ -4,7 +4,7 @@
 // by side. Answers, questions and sources are model output or user data: written as text only.
 "use strict";
 (() => {
-  const { t, api, el, fmt } = RT;
+  const { t, api, el, fmt, cell } = RT;
   const $ = (id) => document.getElementById(id);
   const comparisonId = $("cmp").dataset.id;
   const COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f"];
@@ -26,12 +26,6 @@
     return [...CHARTED.filter((m) => seen.includes(m)), ...seen.filter((m) => !CHARTED.includes(m))];
   }
 
-  /** A cell of a table that stacks on a phone: its column's header as `data-label` (shown before the
-   * value there), the content in one box. */
-  function cell(table, index, attrs, ...children) {
-    const label = table.tHead.rows[0].cells[index].textContent.trim();
-    return el("td", { "data-label": label, class: attrs.class }, el("div", { text: attrs.text }, ...children));
-  }
 
   const ci = (low, high, digits = 3) => `[${fmt.num(low, digits)}, ${fmt.num(high, digits)}]`;
   const swatch = (i) => el("span", { class: "cmp-swatch", style: `background:${COLORS[i % COLORS.length]}`, "aria-hidden": "true" });

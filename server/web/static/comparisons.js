@@ -1,19 +1,13 @@
 // Comparisons page: start a comparison (an eval file uploaded here or chosen, and the four standard arms or
 // chosen models and profiles), the list of comparisons with their progress (polled while one runs), and
-// the arena's leaderboard. Everything comes from the public API; every name is written as text.
+// the arena's leaderboard (leaderboard.js). Everything comes from the public API; every name is written as text.
 "use strict";
 (() => {
-  const { t, api, el, fmt } = RT;
+  const { t, api, el, fmt, cell } = RT;
   const $ = (id) => document.getElementById(id);
   const ARM_NAME_MAX = 64; // CreateComparison's arm name limit
   let polling = null;
 
-  /** A cell of a table that stacks on a phone: its column's header as `data-label` (shown before the
-   * value there), the content in one box. */
-  function cell(table, index, attrs, ...children) {
-    const label = table.tHead.rows[0].cells[index].textContent.trim();
-    return el("td", { "data-label": label, class: attrs.class }, el("div", { text: attrs.text }, ...children));
-  }
 
   const isActive = (status) => status === "queued" || status === "running";
 
@@ -177,27 +171,6 @@
     );
   }
 
-  function fillLeaderboard(board) {
-    const table = $("leaderboard");
-    $("votes").textContent = t("compare.votes_total", { n: board.votes });
-    table.tBodies[0].replaceChildren(
-      ...(board.data.length
-        ? board.data.map((row, i) =>
-            el(
-              "tr",
-              {},
-              cell(table, 0, { text: String(i + 1) }),
-              cell(table, 1, { text: row.arm }),
-              cell(table, 2, { class: "num", text: fmt.num(row.rating, 1) }),
-              cell(table, 3, { class: "num", text: `[${fmt.num(row.ci_low, 1)}, ${fmt.num(row.ci_high, 1)}]` }),
-              cell(table, 4, { class: "num", text: fmt.int(row.battles) }),
-              cell(table, 5, { class: "num", text: `${row.wins} / ${row.ties} / ${row.losses}` }),
-            ),
-          )
-        : [el("tr", {}, el("td", { colspan: "6", class: "muted", text: t("compare.no_votes") }))]),
-    );
-  }
-
   async function refreshList() {
     try {
       const list = await api("GET", "/v1/comparisons");
@@ -218,19 +191,15 @@
   }
 
   async function refresh() {
-    const [models, files, stores, board] = await Promise.allSettled([
+    const [models, files, stores] = await Promise.allSettled([
       api("GET", "/v1/models"),
       api("GET", "/v1/files?purpose=evals"),
       RT.listAll("/v1/vector_stores"),
-      api("GET", "/v1/comparisons/leaderboard"),
+      Leaderboard.refresh(),
     ]);
     if (files.status === "fulfilled") fillFiles(files.value.data);
     if (models.status === "fulfilled") fillArms(models.value.data, stores.status === "fulfilled" ? stores.value : []);
     else RT.showError($("start-error"), models.reason);
-    if (board.status === "fulfilled") {
-      $("leaderboard-error").replaceChildren();
-      fillLeaderboard(board.value);
-    } else RT.showError($("leaderboard-error"), board.reason);
     await refreshList();
   }
 

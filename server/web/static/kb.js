@@ -22,7 +22,7 @@
   let pollTimer = null;
   let gone = false;
 
-  const statusBadge = (status) => el("span", { class: `badge badge-${status}`, dataset: { status } }, t(`kb.st.${status}`));
+  const statusBadge = (status) => RT.badge(status, "kb.st");
   /** A table cell; `label` names it where the table stacks into cards (phones). */
   const cell = (label, attrs, ...children) => el("td", Object.assign({ "data-label": label }, attrs), el("div", {}, ...children));
   /** `key`'s text for a count: its `_one` form when `n` is 1 (English "1 page", not "1 pages"). */

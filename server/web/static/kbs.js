@@ -5,7 +5,7 @@
   const { t, api, el, fmt } = RT;
   const $ = (id) => document.getElementById(id);
 
-  const statusBadge = (status) => el("span", { class: `badge badge-${status}`, dataset: { status } }, t(`kb.st.${status}`));
+  const statusBadge = (status) => RT.badge(status, "kb.st");
 
   function notice(text) {
     $("kbs-notice").replaceChildren(el("p", { class: "notice", role: "status" }, text));

@@ -4,7 +4,7 @@
 // one is refused). Names, prompts and descriptions are user data: written as text only.
 "use strict";
 (() => {
-  const { t, api, el, fmt } = RT;
+  const { t, api, el, fmt, cell } = RT;
   const $ = (id) => document.getElementById(id);
   const CHECKPOINT = /^(.*):ckpt-step-(\d+)$/;
   const PROFILE_FIELDS = ["name", "model", "file_search", "system", "temperature", "top_p", "max_tokens", "description"];
@@ -26,12 +26,6 @@
     return state.jobs.find((job) => job.fine_tuned_model === adapter) || null;
   }
 
-  /** A cell of a table that stacks on a phone: its column's header as `data-label` (shown before the
-   * value there), the content in one box. */
-  function cell(table, index, attrs, ...children) {
-    const label = table.tHead.rows[0].cells[index].textContent.trim();
-    return el("td", { "data-label": label }, el("div", { class: attrs.class, text: attrs.text }, ...children));
-  }
 
   const jobLink = (job) => el("a", { href: `/fine-tuning/${encodeURIComponent(job.id)}`, text: t("models.job_link", { id: job.id }) });
 
