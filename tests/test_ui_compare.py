@@ -104,6 +104,7 @@ def test_a_comparison_started_in_the_page_runs_and_its_report_is_drawn(ui_server
 
     upload = {"name": "three.jsonl", "mimeType": "application/json", "buffer": eval_jsonl()}
     page.set_input_files("#eval-upload", files=[upload])
+    assert page.inner_text("#upload-part .file-name") == "three.jsonl"  # the page's own file picker
     assert page.is_checked(f"#arm-boxes input[value='{setup['base']}']")  # the base model is pre-checked
     page.check("#arm-boxes input[value='concise']")
     page.fill("#max-tokens", "100")

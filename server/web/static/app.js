@@ -177,7 +177,21 @@ const RT = (() => {
     return el("td", { "data-label": label, class: attrs.class }, el("div", { text: attrs.text }, ...children));
   }
 
+  /** Show the chosen files' names beside each `.file-input` (in its `.file-pick`), or "no file". */
+  function setupFilePickers() {
+    for (const input of document.querySelectorAll(".file-pick .file-input")) {
+      const name = input.parentElement.querySelector(".file-name");
+      const show = () => {
+        const files = [...input.files];
+        name.textContent = files.length ? files.map((f) => f.name).join(", ") : t("common.no_file");
+      };
+      input.addEventListener("change", show);
+      show();
+    }
+  }
+
   function setupChrome() {
+    setupFilePickers();
     const toggle = document.getElementById("nav-toggle");
     const nav = document.getElementById("nav");
     if (toggle && nav) {

@@ -112,6 +112,7 @@
       status.textContent = t("compare.starting");
       const comparison = await api("POST", "/v1/comparisons", body);
       $("eval-upload").value = "";
+      $("eval-upload").dispatchEvent(new Event("change")); // the picker says "no file" again
       $("cmp-notice").replaceChildren(
         el("p", { class: "notice" }, el("a", { href: `/comparisons/${encodeURIComponent(comparison.id)}`, text: t("compare.started", { id: comparison.id }) })),
       );
