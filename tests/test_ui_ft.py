@@ -1,13 +1,16 @@
-"""The fine-tuning pages in Chromium: a training file checked in the browser (counts, errors by line, the
-same first error the server finds) and uploaded, a job started from the form that really trains (a
-2-layer Llama with the SmolLM2 tokenizer, `tiny_model_dir`, in the real worker process), its loss curve
-gaining points live, then cancelled; a job that succeeded, with its curves, checkpoints and the link to
-the playground; untrusted names and messages shown as text; both pages in both languages and widths."""
+"""The fine-tuning pages in Chromium: a training file uploaded as soon as it is chosen and checked by the
+server (POST /v1/fine_tuning/validate: counts, errors by line, a non-UTF-8 encoding, examples that will be
+cut; a file that fails is deleted again and no job can start), a job started from the form on that upload
+that really trains (a 2-layer Llama with the SmolLM2 tokenizer, `tiny_model_dir`, in the real worker
+process), its loss curve gaining points live, then cancelled; a job that succeeded, with its curves,
+checkpoints and the link to the playground; untrusted names and messages shown as text; both pages in both
+languages and widths."""
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -176,9 +179,21 @@ BAD_CASES = [
 ]
 
 
-def test_a_training_file_is_checked_by_line_then_uploaded(ui_browser, ft_server):
-    """The report counts the records and lists each bad one by its line, with the code the server gives
-    the same line when a job is made of the file; a good file uploads and is selected for the job."""
+def files_named(http, name: str) -> list[str]:
+    listed = http.get("/v1/files", params={"purpose": "fine-tune", "limit": 1000}).json()["data"]
+    return [f["id"] for f in listed if f["filename"] == name]
+
+
+def choose(page, name: str, data: bytes) -> None:
+    page.set_input_files(
+        "#train-file", files=[{"name": name, "mimeType": "application/json", "buffer": data}]
+    )
+
+
+def test_a_chosen_file_is_uploaded_and_checked_by_the_server(ui_browser, ft_server):
+    """The server's check lists each bad record by its line, with the code a job on the file fails with;
+    the upload of a bad file is deleted and no job can start. A good file is counted with the model's
+    tokenizer, stays uploaded and is selected for the job."""
     opened = open_page(ui_browser, f"{ft_server.base}/fine-tuning")
     page = opened.page
     page.wait_for_function("document.querySelectorAll('#f-model option').length > 0")
@@ -190,10 +205,7 @@ def test_a_training_file_is_checked_by_line_then_uploaded(ui_browser, ft_server)
     ]
     # one file with every bad record after a good one: each is listed by its line
     bad_name = "<img src=x onerror=alert(1)> bad.jsonl"  # a browser's file name has no "/"
-    bad_text = lines([good[0]] + [record for record, _ in BAD_CASES])
-    page.set_input_files(
-        "#train-file", files=[{"name": bad_name, "mimeType": "application/json", "buffer": bad_text.encode()}]
-    )
+    choose(page, bad_name, lines([good[0]] + [record for record, _ in BAD_CASES]).encode())
     page.wait_for_selector("#report-errors")
     report = page.inner_text("#report")
     assert f"Check of {bad_name}" in report and XSS_ROLE in report
@@ -202,58 +214,93 @@ def test_a_training_file_is_checked_by_line_then_uploaded(ui_browser, ft_server)
     )
     assert listed == [[str(n), code] for n, (_, code) in enumerate(BAD_CASES, start=2)]
     assert "Line 2" in report and "Line 3" in report and f"role '{XSS_ROLE}'" in report
-    stats = page.eval_on_selector_all(".ft-stat-value", "els => els.map(e => e.innerText)")
-    assert stats[:3] == [str(1 + len(BAD_CASES)), "1", str(len(BAD_CASES))]
-    assert page.is_disabled("#upload")
+    page.wait_for_selector("#upload-status >> text=did not pass the check and was deleted")
+    assert files_named(ft_server.http, bad_name) == []  # the upload was deleted
+    assert page.is_disabled("#start")
     assert page.evaluate(NO_HTML) == 0
     screenshot(page, "ft-report", "en")
 
-    # the server finds the same first error in each bad record (it stops at a file's first)
-    for record, code in BAD_CASES:
-        file_id = upload(ft_server.http, "case.jsonl", lines([good[0], record]))
-        job = ft_server.http.post(
-            "/v1/fine_tuning/jobs", json={"model": MODEL, "training_file": file_id}
-        ).json()
-        job = wait_job(ft_server.http, job["id"], ("failed",), timeout=60)
-        assert (job["error"]["code"], job["error"]["param"]) == (code, "2"), (record, job["error"])
-
-    page.set_input_files(
-        "#train-file",
-        files=[{"name": XSS_FILE, "mimeType": "application/json", "buffer": lines(good).encode()}],
-    )
+    choose(page, XSS_FILE, lines(good).encode())
     page.wait_for_selector("#report .ft-ok")
-    stats = page.eval_on_selector_all(".ft-stat-value", "els => els.map(e => e.innerText)")
-    assert stats[:4] == ["4", "4", "0", "5"] and "OpenAI chat 2 · alpaca 1 · ShareGPT 1" in stats[5]
-    page.click("#upload")
+    stats = page.eval_on_selector_all("#check-stats .ft-stat-value", "els => els.map(e => e.innerText)")
+    assert stats[0] == "4" and int(stats[1].replace(",", "")) > int(stats[2].replace(",", "")) > 0
+    assert stats[4] == "0" and page.locator("#report .ft-warning").count() == 0
     page.wait_for_selector("#upload-status .ft-ok")
     file_id = page.inner_text("#upload-status").split("Uploaded as ")[1].split(".")[0]
-    assert ft_server.http.get(f"/v1/files/{file_id}").json()["filename"] == XSS_FILE
+    assert files_named(ft_server.http, XSS_FILE) == [file_id]
     assert page.eval_on_selector("#f-training-file", "s => s.value") == file_id
     assert XSS_FILE in page.eval_on_selector("#f-training-file", "s => s.selectedOptions[0].textContent")
+    assert page.is_enabled("#start")
     assert page.evaluate(NO_HTML) == 0
     assert opened.errors == []
     page.context.close()
 
 
+CASES = Path(__file__).resolve().parents[2] / "shared" / "cases" / "kb-ft"
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_servers_findings_on_utf16_and_a_long_example(ui_browser, ft_server, lang):
+    """What the in-browser check missed (../shared/cases/kb-ft): a UTF-16 file from PowerShell is read as
+    the job reads it, and says so; one 9,842-character example is counted in tokens and said to be cut
+    to the maximum length. A setting the server refuses deletes the upload and marks the field."""
+    utf16, long = CASES / "utf16_powershell.jsonl", CASES / "single_long_prompt.jsonl"
+    if not (utf16.is_file() and long.is_file()):
+        pytest.skip(f"{CASES} (the real-world failing inputs) is not on this machine")
+    opened = open_page(ui_browser, f"{ft_server.base}/fine-tuning", lang)
+    page = opened.page
+    page.wait_for_function("document.querySelectorAll('#f-model option').length > 0")
+    records = utf16.read_bytes().decode("utf-16").strip().count("\n") + 1
+
+    choose(page, "utf16_powershell.jsonl", utf16.read_bytes())
+    page.wait_for_selector("#report .ft-ok")
+    stats = page.eval_on_selector_all("#check-stats .ft-stat-value", "els => els.map(e => e.innerText)")
+    assert stats[0] == str(records)
+    encoding = page.inner_text("#check-encoding")
+    assert "utf-16" in encoding and ("not UTF-8" in encoding) == (lang == "en")
+    assert page.is_enabled("#start")
+
+    choose(page, "single_long_prompt.jsonl", long.read_bytes())
+    page.wait_for_selector("#check-truncated")
+    stats = page.eval_on_selector_all("#check-stats .ft-stat-value", "els => els.map(e => e.innerText)")
+    assert stats[0] == "1" and stats[4] == "1" and int(stats[3].split()[0].replace(",", "")) > 1024
+    note = page.inner_text("#check-truncated")
+    assert (
+        "1,024" in note and ("will cut them" in note) == (lang == "en") and ("截断" in note) == (lang == "zh")
+    )
+    assert page.locator("#report .ft-ok").count() == 1 and page.is_enabled("#start")
+    assert len(files_named(ft_server.http, "single_long_prompt.jsonl")) >= 1
+    screenshot(page, "ft-check-long", lang)
+
+    # a maximum length the server refuses: the check cannot run, the upload goes, the field is marked
+    page.click("details.ft-more:nth-of-type(2) summary")
+    page.fill("#f-training-max_length", "8")
+    before = files_named(ft_server.http, "single_long_prompt.jsonl")
+    choose(page, "single_long_prompt.jsonl", long.read_bytes())
+    page.wait_for_selector("#report .alert")
+    assert page.get_attribute("#f-training-max_length", "aria-invalid") == "true"
+    assert files_named(ft_server.http, "single_long_prompt.jsonl") == before
+    assert page.is_disabled("#start")
+    page.select_option("#f-training-file", before[0])  # a listed file chosen by hand: a job may start
+    assert page.is_enabled("#start")
+    assert no_overflow(page) == []
+    screenshot(page, "ft-check", lang)
+    # the refused check is the one console error: the browser logs every failed request
+    assert all("400" in error for error in opened.errors)
+    page.context.close()
+
+
 def test_a_job_started_from_the_page_trains_live_and_is_cancelled(ui_browser, ft_server):
-    """The form sends what was set (and only that); the job page's loss curve gains points as the worker
-    trains, without a reload; Cancel stops it."""
+    """The form sends what was set (and only that) with the file uploaded when it was checked (no second
+    upload); the job page's loss curve gains points as the worker trains, without a reload; Cancel stops
+    it."""
     opened = open_page(ui_browser, f"{ft_server.base}/fine-tuning")
     page = opened.page
     page.wait_for_function("document.querySelectorAll('#f-model option').length > 0")
-    page.set_input_files(
-        "#train-file",
-        files=[
-            {
-                "name": "zephyr.jsonl",
-                "mimeType": "application/json",
-                "buffer": lines(conversations(1)).encode(),
-            }
-        ],
-    )
+    choose(page, "zephyr.jsonl", lines(conversations(1)).encode())
     page.wait_for_selector("#report .ft-ok")
-    page.click("#upload")
     page.wait_for_selector("#upload-status .ft-ok")
+    [uploaded] = files_named(ft_server.http, "zephyr.jsonl")
     page.fill("#f-hyperparameters-n_epochs", "50")  # 1000 steps: still training when it is cancelled
     page.fill("#f-hyperparameters-batch_size", "1")
     page.click("details.ft-more:nth-of-type(2) summary")
@@ -265,6 +312,7 @@ def test_a_job_started_from_the_page_trains_live_and_is_cancelled(ui_browser, ft
     job_id = page.url.rsplit("/", 1)[1]
     job = ft_server.http.get(f"/v1/fine_tuning/jobs/{job_id}").json()
     assert job["suffix"] == "live" and job["hyperparameters"]["n_epochs"] == 50
+    assert job["training_file"] == uploaded and files_named(ft_server.http, "zephyr.jsonl") == [uploaded]
     assert job["hyperparameters"]["batch_size"] == 1
     config = job["training_config"]
     assert config["eval_strategy"] == "no" and config["rehearsal_ratio"] == 0

@@ -1,4 +1,5 @@
-"""Wire types of /v1/fine_tuning/jobs (OpenAI shapes, plus the `lora` and `training` extensions).
+"""Wire types of /v1/fine_tuning/jobs (OpenAI shapes, plus the `lora` and `training` extensions) and of
+ragtune's /v1/fine_tuning/validate.
 
 Every numeric limit comes from `finetune.config.BOUNDS`, the table `TrainConfig` checks itself against,
 so a limit is written once; the field names are those of `finetune.config.REQUEST_FIELDS`.
@@ -81,7 +82,7 @@ class TrainingOptions(_Body):
 
 
 class CreateJob(_Body):
-    """`POST /v1/fine_tuning/jobs`."""
+    """`POST /v1/fine_tuning/jobs`, and `POST /v1/fine_tuning/validate`'s dry run of it."""
 
     model: str
     training_file: str
@@ -203,6 +204,53 @@ class FineTuningJobCheckpoint(WireModel):
     fine_tuning_job_id: str
     metrics: dict[str, Any]
     step_number: int
+
+
+class FileProblem(WireModel):
+    """Why a file cannot train: `code` and `message` as a job's `error` would give them, `param` the
+    request field of the file (`training_file` or `validation_file`), `line` the record's 1-based line
+    (its index in a JSON array; None: the whole file)."""
+
+    code: str
+    message: str
+    param: str
+    line: int | None = None
+
+
+class FileValidation(WireModel):
+    """`POST /v1/fine_tuning/validate` (ragtune's; OpenAI has none): what a job on these files would find
+    when it validates them, without creating the job. `valid` false with `error` for a file a job would
+    fail on (the check ran: still a 200). The counts are the training file's, by the job's tokenizer and
+    `max_length`, set once it tokenized (also when it then had nothing to train on)."""
+
+    object: Literal["fine_tuning.validation"] = "fine_tuning.validation"
+    valid: bool
+    error: FileProblem | None = None
+    """The error a job on these files would fail with (None when valid)."""
+    errors: list[FileProblem] = []
+    """Every invalid record found, up to MAX_REPORTED_ERRORS, `error` first."""
+    examples: int = 0
+    tokens: int = 0
+    """Tokens of all examples after truncation (what the job's event counts)."""
+    trained_tokens: int = 0
+    """Of `tokens`, those the loss is taken on."""
+    longest: int = 0
+    """Tokens of the longest example before truncation."""
+    truncated: int = 0
+    """Examples longer than `max_length`: they keep their answer and lose the middle of the prompt."""
+    truncated_lines: list[int] = []
+    empty_lines: list[int] = []
+    """Examples left with nothing to train on (skipped; more than half of them fails the file)."""
+    max_length: int
+    encoding: str | None = None
+    """The training file's text encoding as training reads it (`utf-8`, `utf-16`, `big5`, …)."""
+    hyperparameters: JobHyperparameters | None = None
+    """The numbers the job would train with, `auto` resolved from the file's size (None when invalid)."""
+    warnings: list[str] = []
+    """What the job would do to the data without failing (cut long examples, skip empty ones, read a
+    file that is not UTF-8)."""
+    message: str | None = None
+    """The job's 'Files validated: …' event, word for word (None when invalid)."""
 
 
 def job_error(code: str, message: str, param: str | None = None) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""HTTP routes of /v1/fine_tuning/jobs."""
+"""HTTP routes of /v1/fine_tuning/jobs (OpenAI's) and /v1/fine_tuning/validate (ragtune's dry run of a job's
+file check)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from server.fine_tuning.protocol import CreateJob, FineTuningJob, FineTuningJobCheckpoint, FineTuningJobEvent
+from server.fine_tuning.protocol import (
+    CreateJob,
+    FileValidation,
+    FineTuningJob,
+    FineTuningJobCheckpoint,
+    FineTuningJobEvent,
+)
 from server.fine_tuning.service import FineTuningService
 from server.protocol import ListPage, Page, WireRoute, pagination
 
-router = APIRouter(prefix="/v1/fine_tuning/jobs", route_class=WireRoute)
+router = APIRouter(prefix="/v1/fine_tuning", route_class=WireRoute)
 
 
 def get_fine_tuning(request: Request) -> FineTuningService:
@@ -22,32 +29,38 @@ PageDep = Annotated[Page, Depends(pagination(limit=20))]
 CheckpointPageDep = Annotated[Page, Depends(pagination(limit=10))]
 
 
-@router.post("")
+@router.post("/jobs")
 def create_job(body: CreateJob, jobs: FineTuningDep) -> FineTuningJob:
     return jobs.create(body)
 
 
-@router.get("")
+@router.post("/validate")
+async def validate_files(body: CreateJob, jobs: FineTuningDep) -> FileValidation:
+    """Check a job's files as creating the job would (the same request errors), without creating it."""
+    return await jobs.validate(body)
+
+
+@router.get("/jobs")
 def list_jobs(jobs: FineTuningDep, page: PageDep) -> ListPage[FineTuningJob]:
     return jobs.list(page)
 
 
-@router.get("/{job_id}")
+@router.get("/jobs/{job_id}")
 def retrieve_job(job_id: str, jobs: FineTuningDep) -> FineTuningJob:
     return jobs.get(job_id)
 
 
-@router.post("/{job_id}/cancel")
+@router.post("/jobs/{job_id}/cancel")
 def cancel_job(job_id: str, jobs: FineTuningDep) -> FineTuningJob:
     return jobs.cancel(job_id)
 
 
-@router.get("/{job_id}/events")
+@router.get("/jobs/{job_id}/events")
 def list_events(job_id: str, jobs: FineTuningDep, page: PageDep) -> ListPage[FineTuningJobEvent]:
     return jobs.events(job_id, page)
 
 
-@router.get("/{job_id}/checkpoints")
+@router.get("/jobs/{job_id}/checkpoints")
 def list_checkpoints(
     job_id: str, jobs: FineTuningDep, page: CheckpointPageDep
 ) -> ListPage[FineTuningJobCheckpoint]:

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from common.atomic import atomic_write_json
-from finetune.config import TrainConfig, resolve_auto
-from finetune.data import DataError, check_trainable, describe, load_dataset, tokenize
+from finetune.config import TrainConfig
 from finetune.worker import EXIT_FAILED, EXIT_OK, EXIT_WAIT
 from server.catalog import ModelCatalog
 from server.fine_tuning.jobs import add_event, fail, insert_event, job_row, model_name
 from server.fine_tuning.protocol import job_error
+from server.fine_tuning.validation import check_files
 from server.storage.db import Database, dumps, now
 
 log = logging.getLogger("ragtune.fine_tuning")
@@ -152,44 +152,37 @@ class FineTuningScheduler:
                 return
 
     def _validate(self, job_id: str) -> None:
-        """Check the files; then `auto` becomes numbers (it depends on the data's size) and it queues."""
+        """Check the files (`check_files`, as POST /v1/fine_tuning/validate does); then `auto` becomes
+        numbers (it depends on the data's size) and it queues."""
         job = job_row(self.db, job_id)
         # rows written before the config carried the seed keep it in their own column
         base = TrainConfig.from_dict({"seed": job["seed"], **json.loads(job["config"])})
-        try:
-            conversations = load_dataset(self.files.path(job["training_file"]))
-            if job["validation_file"]:
-                load_dataset(self.files.path(job["validation_file"]))
-        except DataError as exc:
+        validation = job["validation_file"]
+        check = check_files(
+            self.files.path(job["training_file"]),
+            self.files.path(validation) if validation else None,
+            self.catalog.engine.tokenizer,
+            json.loads(job["hyperparameters"]),
+            base,
+        )
+        if (error := check.error) is not None:
             fail(
-                self.db, job_id, job_error(exc.code, exc.message, None if exc.line is None else str(exc.line))
+                self.db,
+                job_id,
+                job_error(error.code, error.message, None if error.line is None else str(error.line)),
             )
             return
-        try:
-            _, stats = tokenize(
-                conversations, self.catalog.engine.tokenizer, base.max_length, base.train_on_prompts
-            )
-            check_trainable(stats)  # a file that would train nothing never gets a job that "succeeds"
-            hyperparameters, config = resolve_auto(
-                json.loads(job["hyperparameters"]), len(conversations), base
-            )
-        except DataError as exc:
-            line = None if exc.line is None else str(exc.line)
-            fail(self.db, job_id, job_error(exc.code, exc.message, line))
-            return
-        except ValueError as exc:
-            fail(self.db, job_id, job_error("invalid_training_file", str(exc)))
-            return
+        stats, config = check.stats, check.config
         with self.db.transaction() as tx:
             tx.execute(
                 "UPDATE fine_tuning_jobs SET status = 'queued', hyperparameters = ?, config = ? "
                 "WHERE id = ? AND status = 'validating_files'",
-                (dumps(hyperparameters), dumps(config.to_dict()), job_id),
+                (dumps(check.hyperparameters), dumps(config.to_dict()), job_id),
             )
         add_event(
             self.db,
             job_id,
-            f"Files validated: {describe(stats, config.max_length)}.",
+            check.message,
             {"examples": stats.examples, "tokens": stats.total_tokens, "truncated": stats.truncated},
         )
         add_event(self.db, job_id, "Job queued.")

@@ -1,4 +1,5 @@
-"""Fine-tuning jobs as the API sees them: create (checked, then queued in SQLite), read, list, cancel.
+"""Fine-tuning jobs as the API sees them: create (checked, then queued in SQLite), read, list, cancel;
+and validate, a dry run of create that checks the files as the job would and creates nothing.
 
 The training itself is the scheduler's (server/fine_tuning/scheduler.py); a job row holds what the
 client asked for (`hyperparameters`, OpenAI's echo) and the run's `TrainConfig.to_dict()` (`config`).
@@ -6,6 +7,7 @@ client asked for (`hyperparameters`, OpenAI's echo) and the run's `TrainConfig.t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from typing import Any
@@ -17,15 +19,20 @@ from server.files.service import FileService
 from server.fine_tuning.jobs import TERMINAL, add_event, finish, job_row, model_name
 from server.fine_tuning.protocol import (
     CreateJob,
+    FileProblem,
+    FileValidation,
     FineTuningJob,
     FineTuningJobCheckpoint,
     FineTuningJobEvent,
 )
 from server.fine_tuning.scheduler import FineTuningScheduler
+from server.fine_tuning.validation import FileCheck, check_files
 from server.protocol import ListPage, Page, paginate
 from server.storage.db import Database, dumps, new_id, now
 
 TRAINING_PURPOSES = ("fine-tune",)
+MAX_REPORTED_ERRORS = 50
+"""Invalid records a validation lists (a job stops at the first)."""
 
 
 class FineTuningService:
@@ -45,21 +52,8 @@ class FineTuningService:
 
         Raises APIError 404 (unknown model or file), 400 (a fine-tuned model as base, a file of another
         purpose, a setting out of bounds, an engine that cannot serve the adapter)."""
-        self._check_model(body.model)
-        self.files.require(body.training_file, TRAINING_PURPOSES, "training_file")
-        if body.validation_file is not None:
-            self.files.require(body.validation_file, TRAINING_PURPOSES, "validation_file")
         seed = body.seed if body.seed is not None else int.from_bytes(os.urandom(3), "big")
-        try:
-            requested, config = config_from_request(
-                body.resolved_hyperparameters().model_dump(),
-                body.lora.model_dump() if body.lora else None,
-                body.training.model_dump() if body.training else None,
-                seed,
-            )
-        except ValueError as exc:  # the request model checks the same bounds; kept for a new rule
-            raise bad_request(str(exc), "training") from exc
-        self._check_servable(config)
+        requested, config = self._check_request(body, seed)
         job_id = new_id("ftjob-")
         with self.db.transaction() as tx:
             tx.execute(
@@ -82,6 +76,43 @@ class FineTuningService:
         add_event(self.db, job_id, f"Validating training file: {body.training_file}")
         self.scheduler.wake()
         return self.get(job_id)
+
+    async def validate(self, body: CreateJob) -> FileValidation:
+        """A dry run of `create`: the same request checks (the same APIErrors), then the files checked as
+        the scheduler checks a new job's (`check_files`, in a thread: tokenizing thousands of examples
+        takes seconds), and no job. Invalid files are `valid` false with the job's error, up to
+        MAX_REPORTED_ERRORS invalid records listed."""
+        requested, config = self._check_request(body, body.seed if body.seed is not None else 0)
+        validation = body.validation_file
+        check = await asyncio.to_thread(
+            check_files,
+            self.files.path(body.training_file),
+            self.files.path(validation) if validation else None,
+            self.catalog.engine.tokenizer,
+            requested,
+            config,
+            MAX_REPORTED_ERRORS,
+        )
+        return validation_object(check, config.max_length)
+
+    def _check_request(self, body: CreateJob, seed: int) -> tuple[dict[str, Any], TrainConfig]:
+        """The job's `(requested hyper-parameters, TrainConfig)` once the model, the files and the settings
+        are checked. Raises the APIErrors `create` documents."""
+        self._check_model(body.model)
+        self.files.require(body.training_file, TRAINING_PURPOSES, "training_file")
+        if body.validation_file is not None:
+            self.files.require(body.validation_file, TRAINING_PURPOSES, "validation_file")
+        try:
+            requested, config = config_from_request(
+                body.resolved_hyperparameters().model_dump(),
+                body.lora.model_dump() if body.lora else None,
+                body.training.model_dump() if body.training else None,
+                seed,
+            )
+        except ValueError as exc:  # the request model checks the same bounds; kept for a new rule
+            raise bad_request(str(exc), "training") from exc
+        self._check_servable(config)
+        return requested, config
 
     def _check_model(self, model: str) -> None:
         if model == self.catalog.chat_name:
@@ -203,3 +234,28 @@ class FineTuningService:
         add_event(self.db, job_id, "Job cancelled by request.")
         self.scheduler.interrupt(job_id)
         return self.get(job_id)
+
+
+def validation_object(check: FileCheck, max_length: int) -> FileValidation:
+    """The wire object of a files check (`max_length`: the job's, which the counts were taken with)."""
+    stats = check.stats
+    problems = [
+        FileProblem(code=e.code, message=e.message, param=check.param, line=e.line) for e in check.errors
+    ]
+    return FileValidation(
+        valid=not problems,
+        error=problems[0] if problems else None,
+        errors=problems,
+        examples=stats.examples if stats else 0,
+        tokens=stats.total_tokens if stats else 0,
+        trained_tokens=stats.trained_tokens if stats else 0,
+        longest=stats.max_tokens if stats else 0,
+        truncated=stats.truncated if stats else 0,
+        truncated_lines=stats.truncated_lines if stats else [],
+        empty_lines=stats.empty_lines if stats else [],
+        max_length=max_length,
+        encoding=check.encoding,
+        hyperparameters=check.hyperparameters,
+        warnings=check.warnings(max_length),
+        message=None if problems else check.message,
+    )

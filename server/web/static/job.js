@@ -75,6 +75,25 @@
   const card = (title, value, extra, id) =>
     el("div", { class: "card", id }, el("h3", { text: title }), el("div", { class: "value", text: value }), extra || null);
 
+  /** What a job without a training step yet is doing, from its status and its latest setup event:
+   * checking files, waiting, loading the model, or generating the base model's answers to the built-in
+   * prompts (`data.stage` `<set>_answers`, finetune/recipe.py; minutes on a CPU, with no step to show). */
+  function phase() {
+    if (job.status === "validating_files") return t("ft.phase_validating");
+    if (job.status === "queued") return t("ft.phase_queued");
+    if (job.status !== "running") return "—";
+    for (let i = events.length - 1; i >= 0; i -= 1) {
+      const d = events[i].data || {};
+      const since = fmt.duration(Math.max(0, nowSeconds() - events[i].created_at));
+      if (typeof d.stage === "string" && d.stage.endsWith("_answers")) {
+        const set = d.stage === "rehearsal_answers" ? "rehearsal" : "retention";
+        return t(`ft.phase_${set}_answers`, { n: fmt.int(d.prompts), since });
+      }
+      if ("device" in d) return t("ft.phase_preparing", { since });
+    }
+    return t("ft.phase_loading");
+  }
+
   function renderSummary(trainingName, validationName) {
     const active = ACTIVE.includes(job.status);
     const tuned = job.fine_tuned_model;
@@ -87,7 +106,7 @@
     );
     const progress = lastStep
       ? `${t("ft.step_of", { step: fmt.int(lastStep.step), total: fmt.int(lastStep.total_steps) })} · ${t("ft.epoch_of", { epoch: lastStep.epoch, total: job.hyperparameters.n_epochs })}`
-      : "—";
+      : phase();
     let eta = "—";
     if (active && job.estimated_finish) {
       const left = Math.max(0, job.estimated_finish - nowSeconds());
@@ -253,7 +272,7 @@
     document.querySelector("#events tbody").replaceChildren(
       ...(newest.length
         ? newest.map((e) =>
-            el("tr", { class: `level-${e.level}` }, el("td", { class: "small num", text: fmt.date(e.created_at) }), el("td", { class: "small num", text: e.level }), el("td", { class: "ft-message", text: e.message })),
+            el("tr", { class: `level-${e.level}` }, el("td", { class: "small num", text: fmt.date(e.created_at) }), el("td", { class: "small num", text: t(`common.level.${e.level}`) }), el("td", { class: "ft-message", text: e.message })),
           )
         : [el("tr", {}, el("td", { colspan: "3", class: "muted", text: t("ft.no_events") }))]),
     );
