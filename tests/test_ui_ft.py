@@ -318,6 +318,9 @@ def test_a_job_started_from_the_page_trains_live_and_is_cancelled(ui_browser, ft
     assert config["eval_strategy"] == "no" and config["rehearsal_ratio"] == 0
     assert config["lora_r"] == TrainConfig.lora_r and config["min_retention"] == TrainConfig.min_retention
 
+    # before its first step the job says what it is doing (waiting, loading, answering), never "—"
+    page.wait_for_selector("#card-progress .value")
+    assert page.inner_text("#card-progress .value").strip() not in ("", "—")
     # training starts once the fixture's short job is done, then each poll adds steps
     page.wait_for_function(f"{CHART_POINTS.format(0)} >= 1", timeout=240_000)
     first = page.evaluate(CHART_POINTS.format(0))
