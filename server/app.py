@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_fastapi_instrumentator import Instrumentator
@@ -30,6 +29,7 @@ from server.responses.routes import router as responses_router
 from server.routes import router as misc_router
 from server.settings import Settings
 from server.state import StartupError, init_services, load_embedder, load_engine
+from server.ui.routes import not_found_page
 from server.ui.routes import router as ui_router
 from server.vector_stores.routes import router as vector_stores_router
 
@@ -37,6 +37,25 @@ __all__ = ["StartupError", "build_app", "load_embedder", "load_engine"]
 
 log = logging.getLogger("ragtune")
 SWAGGER_UI = Path(__file__).resolve().parent / "web" / "swagger-ui"
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>ragtune API</title>
+<link rel="stylesheet" href="/static/swagger-ui/swagger-ui.css">
+<link rel="icon" href="/static/swagger-ui/favicon-32x32.png"></head>
+<body><div id="swagger-ui"></div>
+<script src="/static/swagger-ui/swagger-ui-bundle.js"></script>
+<script>
+const ui = SwaggerUIBundle({
+  url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true, showExtensions: true,
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
+  layout: "BaseLayout",
+  // "Try it out" with the key the UI keeps (server/web/static/app.js): the API takes only a bearer token.
+  onComplete: () => {
+    const key = localStorage.getItem("ragtune.key");
+    if (key) ui.preauthorizeApiKey("bearer", key);
+  },
+});
+</script></body></html>
+"""
 UI_STATIC = Path(__file__).resolve().parent / "web" / "static"
 
 ROUTERS = (
@@ -92,23 +111,23 @@ def build_app(settings: Settings, engine: Engine | None = None, embedder=None) -
 
     @app.get("/docs", include_in_schema=False)
     def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title="ragtune API",
-            swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
-            swagger_css_url="/static/swagger-ui/swagger-ui.css",
-            swagger_favicon_url="/static/swagger-ui/favicon-32x32.png",
-        )
+        return HTMLResponse(DOCS_PAGE)
 
     def openapi() -> dict:
         if app.openapi_schema is None:
-            app.openapi_schema = document_errors(FastAPI.openapi(app))
+            document = document_errors(FastAPI.openapi(app))
+            # OpenAI's scheme: `Authorization: Bearer <key>` (Swagger UI's Authorize button needs it said)
+            document.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "RAGTUNE_API_KEY, when set"}
+            }
+            document["security"] = [{"bearer": []}]
+            app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.state.settings = settings
     app.state.metrics = metrics
-    install_error_handlers(app)
+    install_error_handlers(app, not_found_page)
     for router in ROUTERS:
         app.include_router(router)
     Instrumentator(registry=metrics.registry, excluded_handlers=["/metrics"]).instrument(app)

@@ -4,6 +4,7 @@ never a trace."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -128,7 +129,10 @@ def validation_error(exc: RequestValidationError) -> APIError:
     )
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, not_found_page: Callable[[Request], Response] | None = None) -> None:
+    """OpenAI-shaped JSON errors for every exception a request can raise. `not_found_page`, when given,
+    answers a browser's GET of an unknown path outside `/v1/` (Accept: text/html) with a page instead."""
+
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
         return exc.response()
@@ -138,9 +142,16 @@ def install_error_handlers(app: FastAPI) -> None:
         return validation_error(exc).response()
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         message = exc.detail if isinstance(exc.detail, str) else "Request failed"
         if exc.status_code == 404 and message == "Not Found":
+            if (
+                not_found_page is not None
+                and request.method == "GET"
+                and not request.url.path.startswith("/v1/")
+                and "text/html" in request.headers.get("accept", "")
+            ):
+                return not_found_page(request)
             message = "Unknown route."
         param = getattr(exc, "param", None)  # server.protocol.InvalidText names the field
         headers = getattr(exc, "headers", None)

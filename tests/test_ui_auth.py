@@ -80,6 +80,18 @@ def test_the_pages_ask_for_the_key_then_work(keyed_server, ui_browser, lang):
     assert "fake" in page.inner_text("#cards")  # the API answered the page's bearer calls
     page.goto(f"{keyed_server}/models")  # another page: the cookie lets it in
     assert page.url.endswith("/models")
+    if lang == "en":  # the API docs' "Try it out" is authorized with the same key
+        page.goto(f"{keyed_server}/docs")
+        page.wait_for_selector(".opblock")
+        assert page.locator("button.authorize").count() == 1
+        status = page.evaluate(  # Swagger UI sends the value its auth state holds
+            """async () => {
+                const auth = ui.authSelectors.authorized().toJS();
+                const key = auth.bearer && auth.bearer.value;
+                return (await fetch('/v1/models', {headers: {Authorization: 'Bearer ' + key}})).status;
+            }"""
+        )
+        assert status == 200
     page.goto(f"{keyed_server}/status")
     page.click("#sign-out")
     page.wait_for_url("**/login?next=*")

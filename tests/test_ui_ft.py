@@ -217,6 +217,7 @@ def test_a_chosen_file_is_uploaded_and_checked_by_the_server(ui_browser, ft_serv
     page.wait_for_selector("#upload-status >> text=did not pass the check and was deleted")
     assert files_named(ft_server.http, bad_name) == []  # the upload was deleted
     assert page.is_disabled("#start")
+    assert "failed its check" in page.inner_text("#start-status")  # the disabled button says why
     assert page.evaluate(NO_HTML) == 0
     screenshot(page, "ft-report", "en")
 

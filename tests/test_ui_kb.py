@@ -250,3 +250,13 @@ def test_pages_in_both_languages(ui_server, ui_browser, filled_store, lang, widt
     screenshot(page, "kb", lang, width)
     assert opened.errors == []
     page.context.close()
+
+
+def test_a_knowledge_base_that_does_not_exist_shows_only_that(ui_server, ui_browser):
+    opened = open_page(ui_browser, f"{ui_server.base}/knowledge-bases/vs_does_not_exist", "zh")
+    page = opened.page
+    page.wait_for_selector("#kb-error .alert")
+    assert "不存在" in page.inner_text("#kb-error")
+    assert page.is_hidden("#kb-body") and page.is_hidden("#delete-store")
+    assert [e for e in opened.errors if "404" not in e] == []  # the store's 404 is the one console error
+    page.context.close()

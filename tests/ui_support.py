@@ -123,9 +123,11 @@ class Opened:
     errors: list[str]
 
 
-def open_page(browser, url: str, lang: str = "en", width: str = "laptop", key: str | None = None) -> Opened:
-    """A new page at `url` in `lang` (the browser's Accept-Language), its console errors and uncaught
-    exceptions collected in `errors` (a test asserts it stays empty)."""
+def open_page(
+    browser, url: str, lang: str = "en", width: str = "laptop", key: str | None = None, status: int = 200
+) -> Opened:
+    """A new page at `url` in `lang` (the browser's Accept-Language), answered with `status`, its console
+    errors and uncaught exceptions collected in `errors` (a test asserts it stays empty)."""
     w, h = WIDTHS[width]
     context = browser.new_context(
         viewport={"width": w, "height": h}, locale="zh-CN" if lang == "zh" else "en-US"
@@ -138,7 +140,7 @@ def open_page(browser, url: str, lang: str = "en", width: str = "laptop", key: s
         page.goto(url.split("/", 3)[0] + "//" + url.split("/", 3)[2] + "/login")
         page.evaluate("key => RT.setKey(key)", key)
     response = page.goto(url)
-    assert response is not None and response.status == 200, (url, response and response.status)
+    assert response is not None and response.status == status, (url, response and response.status)
     return Opened(page, errors)
 
 

@@ -98,3 +98,10 @@ def arena(request: Request) -> HTMLResponse:
 @router.get("/models")
 def models(request: Request) -> HTMLResponse:
     return render(request, "models.html", "models", ("models",))
+
+
+def not_found_page(request: Request) -> HTMLResponse:
+    """The page a browser gets for an unknown path (404), in its language, with the navigation."""
+    response = render(request, "notfound.html", "", ())
+    response.status_code = 404
+    return response

@@ -43,6 +43,21 @@ const RT = (() => {
     }
   }
 
+  /** `fetch`, with a network failure (server down, connection lost) as an APIError in the page's
+   * language, and a 401 sending the user to the key prompt (also when the key was turned on after the
+   * page loaded; the login page itself shows the refusal). */
+  async function request(path, options) {
+    let response;
+    try {
+      response = await fetch(path, options);
+    } catch (err) {
+      if (err && err.name === "AbortError") throw err;
+      throw new APIError(0, { error: { message: t("common.network_error") } });
+    }
+    if (response.status === 401 && document.body.dataset.section !== "login") toLogin();
+    return response;
+  }
+
   function toLogin() {
     location.href = `/login?next=${encodeURIComponent(location.pathname + location.search)}`;
   }
@@ -55,8 +70,7 @@ const RT = (() => {
       options.body = JSON.stringify(body);
       options.headers["Content-Type"] = "application/json";
     }
-    const response = await fetch(path, options);
-    if (response.status === 401 && document.body.dataset.auth === "1") toLogin();
+    const response = await request(path, options);
     const text = await response.text();
     let data = null;
     try {
@@ -84,13 +98,12 @@ const RT = (() => {
 
   /** POST `body` to `path` and yield each server-sent event's JSON (`data: [DONE]` ends it). */
   async function* sse(path, body, signal) {
-    const response = await fetch(path, {
+    const response = await request(path, {
       method: "POST",
       headers: headers({ "Content-Type": "application/json" }),
       body: JSON.stringify(body),
       signal,
     });
-    if (response.status === 401 && document.body.dataset.auth === "1") toLogin();
     if (!response.ok) throw new APIError(response.status, await response.json().catch(() => null));
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
@@ -198,6 +211,12 @@ const RT = (() => {
       toggle.addEventListener("click", () => {
         const open = nav.classList.toggle("open");
         toggle.setAttribute("aria-expanded", String(open));
+      });
+      document.addEventListener("keydown", (event) => {
+        if (event.key !== "Escape" || !nav.classList.contains("open")) return;
+        nav.classList.remove("open"); // Escape closes the phone menu, focus back on its button
+        toggle.setAttribute("aria-expanded", "false");
+        toggle.focus();
       });
     }
     const signOut = document.getElementById("sign-out");

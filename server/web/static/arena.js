@@ -22,7 +22,8 @@
           el(
             "div",
             { class: "cmp-box" },
-            el("input", { type: "checkbox", id: `arm-${i}`, value: model.id, checked: true }),
+            // an epoch's checkpoint (`…:ckpt-step-N`) is left out at first: it would meet its own adapter
+            el("input", { type: "checkbox", id: `arm-${i}`, value: model.id, checked: !/:ckpt-step-\d+$/.test(model.id) }),
             el("label", { for: `arm-${i}`, class: "cmp-arm-name", text: model.id }),
           ),
         ),
@@ -54,7 +55,10 @@
       answer("answer-a", battle.answer_a);
       answer("answer-b", battle.answer_b);
       $("reveal").textContent = "";
-      for (const button of document.querySelectorAll("#votes-buttons button")) button.disabled = false;
+      for (const button of document.querySelectorAll("#votes-buttons button")) {
+        button.disabled = false;
+        button.removeAttribute("aria-pressed");
+      }
       $("battle").hidden = false;
       $("ask-status").textContent = "";
       $("battle-title").scrollIntoView({ block: "nearest" });
@@ -73,6 +77,7 @@
     for (const button of buttons) button.disabled = true;
     try {
       const result = await api("POST", `/v1/arena/battles/${encodeURIComponent(battle.id)}/vote`, { winner });
+      event.target.setAttribute("aria-pressed", "true"); // the vote given stays marked
       $("reveal").textContent = t("arena.reveal", { a: result.arm_a, b: result.arm_b });
       battle = null;
       await Leaderboard.refresh();
@@ -83,6 +88,13 @@
   }
 
   $("ask").addEventListener("submit", ask);
+  $("question").addEventListener("keydown", (event) => {
+    // Enter asks (as in the chat), Shift+Enter is a new line
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      $("ask").requestSubmit();
+    }
+  });
   $("votes-buttons").addEventListener("click", vote);
   fillArms();
   Leaderboard.refresh();

@@ -42,7 +42,11 @@
     }
   }
   let currentId = load(CURRENT, null);
-  const settings = Object.assign({ system: "", temperature: "", top_p: "", max_tokens: "", model: "", kbs: [] }, load(SETTINGS, {}));
+  // The page's own sampling defaults, shown in the fields and sent: an API request without them gets
+  // OpenAI's temperature 1 and the server's length (512 tokens for the embedded 135M model), which on a
+  // CPU is minutes of wandering text; low temperature and a short answer stay on the sources.
+  const PAGE_DEFAULTS = { temperature: "0.3", top_p: "", max_tokens: "256" };
+  const settings = Object.assign({ system: "", ...PAGE_DEFAULTS, model: "", kbs: [] }, load(SETTINGS, {}));
   let stores = []; // the knowledge bases, as GET /v1/vector_stores lists them
   let streaming = null; // {controller, conversation} while an answer streams
 
@@ -228,12 +232,12 @@
     }
     $("settings-reset").addEventListener("click", () => {
       settings.system = "";
-      for (const name of SAMPLING) settings[name] = "";
+      for (const name of SAMPLING) settings[name] = PAGE_DEFAULTS[name];
       saveSettings();
       $("system").value = "";
-      for (const name of SAMPLING) $(name).value = "";
+      for (const name of SAMPLING) $(name).value = PAGE_DEFAULTS[name];
     });
-    if (settings.system || SAMPLING.some((name) => settings[name] !== "")) $("settings").open = true;
+    if (settings.system || SAMPLING.some((name) => settings[name] !== PAGE_DEFAULTS[name])) $("settings").open = true;
   }
 
   // ---- messages -------------------------------------------------------------------------------------

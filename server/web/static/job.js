@@ -75,6 +75,13 @@
   const card = (title, value, extra, id) =>
     el("div", { class: "card", id }, el("h3", { text: title }), el("div", { class: "value", text: value }), extra || null);
 
+  /** The progress card: steps and epoch, or (before the first step) the phase, a sentence in smaller type. */
+  function progressCard(text) {
+    const node = card(t("ft.progress"), text, null, "card-progress");
+    if (!lastStep) node.querySelector(".value").classList.add("ft-phase");
+    return node;
+  }
+
   /** What a job without a training step yet is doing, from its status and its latest setup event:
    * checking files, waiting, loading the model, or generating the base model's answers to the built-in
    * prompts (`data.stage` `<set>_answers`, finetune/recipe.py; minutes on a CPU, with no step to show). */
@@ -129,9 +136,9 @@
     document.getElementById("summary").replaceChildren(
       el("div", { class: "card", id: "card-base" }, el("h3", { text: t("ft.base_model") }), el("div", { class: "value ft-model mono", text: job.model })),
       tunedCard,
-      card(t("ft.progress"), progress, null, "card-progress"),
+      progressCard(progress),
       card(t("ft.speed"), lastStep && typeof lastStep.tokens_per_second === "number" ? t("ft.tokens_per_s", { n: fmt.num(lastStep.tokens_per_second, 1) }) : "—", null, "card-speed"),
-      card(t("ft.eta"), eta, null, "card-eta"),
+      card(job.finished_at ? t("ft.duration") : t("ft.eta"), eta, null, "card-eta"),
       card(t("ft.trained_tokens"), job.trained_tokens == null ? "—" : fmt.int(job.trained_tokens), null, "card-tokens"),
       card(t("common.created"), fmt.date(job.created_at), null, "card-created"),
       card(t("ft.hyperparameters"), settings, null, "card-settings"),

@@ -25,6 +25,8 @@
   function block(value) {
     blocked = value;
     document.getElementById("start").disabled = value;
+    // say why the button is off: a file is being checked, or the chosen one failed its check
+    document.getElementById("start-status").textContent = value ? t(checking ? "ft.start_checking" : "ft.start_blocked") : "";
   }
 
   /** "line 3" or "lines 3, 5, …" (the first SHOWN_LINES). */
@@ -145,7 +147,10 @@
       if (uploaded) box.append(el("p", { class: "small muted", text: t("ft.check.not_run") }));
       markInvalid(err.param, false);
     } finally {
-      if (current()) checking = false;
+      if (current()) {
+        checking = false;
+        if (blocked) block(true); // now says the check failed
+      }
     }
   }
 

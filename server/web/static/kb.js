@@ -196,6 +196,8 @@
         gone = true;
         $("kb-title").textContent = t("kb.title");
         $("kb-error").replaceChildren(el("p", { class: "alert", role: "alert" }, t("kb.not_found")));
+        $("kb-body").hidden = true; // nothing to upload to, list or search
+        $("delete-store").hidden = true;
         return;
       }
       RT.showError($("kb-error"), err);

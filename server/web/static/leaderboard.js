@@ -18,7 +18,8 @@ const Leaderboard = (() => {
               cell(table, 0, { text: String(i + 1) }),
               cell(table, 1, { text: row.arm }),
               cell(table, 2, { class: "num", text: fmt.num(row.rating, 1) }),
-              cell(table, 3, { class: "num", text: `[${fmt.num(row.ci_low, 1)}, ${fmt.num(row.ci_high, 1)}]` }),
+              // a bootstrap over one battle (or only identical ones) has no spread: no interval to show
+              cell(table, 3, { class: "num", text: row.ci_low === row.ci_high ? t("compare.ci_too_few") : `[${fmt.num(row.ci_low, 1)}, ${fmt.num(row.ci_high, 1)}]` }),
               cell(table, 4, { class: "num", text: fmt.int(row.battles) }),
               cell(table, 5, { class: "num", text: `${row.wins} / ${row.ties} / ${row.losses}` }),
             ),
