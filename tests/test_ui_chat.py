@@ -180,6 +180,20 @@ def test_chat_streams_cites_rates_and_keeps_the_conversation(ui_server, ui_brows
     assert XSS in page.inner_text("#messages")
     assert page.query_selector("#messages script, #messages img") is None
 
+    # A finished answer's Markdown is drawn (code, emphasis, a list); an image a model writes is not
+    # fetched, and a javascript: link is dropped.
+    ui_server.engine.enqueue(
+        "Use **this**:\n\n```python\nprint([1])\n```\n\n- one\n- two\n\n"
+        "![x](http://127.0.0.1:9/tracker.png) [bad](javascript:alert(3))"
+    )
+    ask(page, "Show me code")
+    wait_answered(page, 3)
+    last = ".msg.assistant:last-of-type .text"
+    assert page.inner_text(f"{last} pre code").strip() == "print([1])"  # not a citation button in code
+    assert page.inner_text(f"{last} strong") == "this" and page.locator(f"{last} li").count() == 2
+    assert "```" not in page.inner_text(last) and "**" not in page.inner_text(last)
+    assert page.query_selector("#messages img, #messages a[href^='javascript']") is None
+
     # A bad setting is a 400 shown in the conversation, naming the parameter.
     page.click("#settings summary")
     page.fill("#temperature", "5")
@@ -197,13 +211,13 @@ def test_chat_streams_cites_rates_and_keeps_the_conversation(ui_server, ui_brows
     ask(page, "Tell me a long story")
     page.wait_for_function("(document.querySelector('.msg.assistant[aria-busy] .text') || {}).textContent")
     page.click("#stop")
-    wait_answered(page, 4)
+    wait_answered(page, 5)
     assert "Stopped" in page.inner_text("#messages .msg.assistant:last-child")
 
     # The conversation survives a reload: messages, citations and the saved feedback.
     page.reload()
     wait_ready(page)
-    assert page.locator(".msg.user").count() == 4
+    assert page.locator(".msg.user").count() == 5
     assert "handbook.pdf" in page.inner_text(".msg.assistant .sources")
     assert "correction" in page.inner_text(".feedback-status")
     assert page.is_disabled("button.thumb-down")
@@ -217,7 +231,7 @@ def test_chat_streams_cites_rates_and_keeps_the_conversation(ui_server, ui_brows
     wait_answered(page, 1)
     assert page.locator("#conversations li").count() == 2
     page.click("#conversations li:nth-child(2) .conv-open")
-    assert page.locator(".msg.user").count() == 4
+    assert page.locator(".msg.user").count() == 5
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#conversations li:nth-child(1) .conv-delete")
     assert page.locator("#conversations li").count() == 1

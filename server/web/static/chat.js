@@ -249,21 +249,54 @@
     return system ? [{ role: "system", content: system }, ...turns] : turns;
   }
 
-  /** The answer's text with its "[n]" markers made into buttons opening source n. */
-  function answerText(message) {
-    const notes = message.annotations || [];
-    if (!notes.length || message.pending) return [message.content];
-    const parts = [];
-    let last = 0;
-    for (const match of message.content.matchAll(/\[(\d{1,2})\]/g)) {
-      const n = Number(match[1]);
-      if (n < 1 || n > notes.length) continue;
-      parts.push(message.content.slice(last, match.index));
-      parts.push(el("button", { type: "button", class: "cite cite-inline", "aria-label": t("chat.open_source", { n, file: notes[n - 1].filename }), onclick: (e) => openCitation(notes[n - 1], n, e.currentTarget) }, `[${n}]`));
-      last = match.index + match[0].length;
+  // ---- a finished answer's Markdown ---------------------------------------------------------------
+  // marked (vendored) parses it with raw HTML turned into text, so a model's `<script>` is shown, never
+  // run; DOMPurify (vendored) then keeps only text-formatting tags (no image: nothing is fetched from an
+  // address a model wrote) and returns DOM nodes, never a string given to innerHTML here.
+  const ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+  const escapeHTML = (text) => String(text).replace(/[&<>"']/g, (c) => ESCAPES[c]);
+  marked.use({ gfm: true, breaks: true, renderer: { html: (token) => escapeHTML(token.text ?? token.raw ?? "") } });
+  const MARKDOWN_TAGS = ["p", "br", "strong", "em", "del", "code", "pre", "blockquote", "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "table", "thead", "tbody", "tr", "th", "td", "a"];
+
+  /** The answer's Markdown as DOM nodes (a fragment), links opening in a new tab. */
+  function markdown(content) {
+    const fragment = DOMPurify.sanitize(marked.parse(content), { ALLOWED_TAGS: MARKDOWN_TAGS, ALLOWED_ATTR: ["href", "title", "start"], RETURN_DOM_FRAGMENT: true });
+    for (const link of fragment.querySelectorAll("a")) {
+      link.target = "_blank";
+      link.rel = "noopener noreferrer";
     }
-    parts.push(message.content.slice(last));
-    return parts;
+    return fragment;
+  }
+
+  /** Each "[n]" in `root`'s text (outside code) made into a button opening source n of `notes`. */
+  function citeButtons(root, notes) {
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    const texts = [];
+    while (walker.nextNode()) if (!walker.currentNode.parentElement || !walker.currentNode.parentElement.closest("code, pre")) texts.push(walker.currentNode);
+    for (const node of texts) {
+      const parts = [];
+      let last = 0;
+      for (const match of node.data.matchAll(/\[(\d{1,2})\]/g)) {
+        const n = Number(match[1]);
+        if (n < 1 || n > notes.length) continue;
+        parts.push(node.data.slice(last, match.index));
+        parts.push(el("button", { type: "button", class: "cite cite-inline", "aria-label": t("chat.open_source", { n, file: notes[n - 1].filename }), onclick: (e) => openCitation(notes[n - 1], n, e.currentTarget) }, `[${n}]`));
+        last = match.index + match[0].length;
+      }
+      if (!parts.length) continue;
+      parts.push(node.data.slice(last));
+      node.replaceWith(...parts);
+    }
+  }
+
+  /** The answer: plain text while it streams; once finished, its Markdown with "[n]" markers made into
+   * buttons opening source n. */
+  function answerText(message) {
+    if (message.pending) return [message.content];
+    const fragment = markdown(message.content);
+    const box = el("div", {}, fragment);
+    citeButtons(box, message.annotations || []);
+    return [...box.childNodes];
   }
 
   function sourcesList(message) {
@@ -379,7 +412,7 @@
     if (message.role === "error") {
       return el("article", { class: "msg error" }, el("p", { class: "alert", role: "alert", text: errorText(message) }));
     }
-    const body = el("div", { class: "text" }, ...(message.pending && !message.content ? [] : answerText(message)));
+    const body = el("div", { class: message.pending ? "text" : "text md" }, ...(message.pending && !message.content ? [] : answerText(message)));
     const view = el(
       "article",
       { class: "msg assistant", "aria-busy": message.pending ? "true" : null },
