@@ -261,6 +261,11 @@ def test_the_servers_findings_on_utf16_and_a_long_example(ui_browser, ft_server,
     assert "utf-16" in encoding and ("not UTF-8" in encoding) == (lang == "en")
     assert page.is_enabled("#start")
 
+    # a broken line: in Chinese its code is explained before the server's English message
+    choose(page, "broken.jsonl", b'{"messages": [}\n')
+    page.wait_for_selector("#report-errors li")
+    assert ("不是有效的 JSON" in page.inner_text("#report-errors")) == (lang == "zh")
+
     choose(page, "single_long_prompt.jsonl", long.read_bytes())
     page.wait_for_selector("#check-truncated")
     stats = page.eval_on_selector_all("#check-stats .ft-stat-value", "els => els.map(e => e.innerText)")

@@ -238,6 +238,8 @@ def test_pages_in_both_languages(ui_server, ui_browser, filled_store, lang, widt
     page.goto(f"{ui_server.base}/knowledge-bases/{filled_store}")
     page.wait_for_function("document.querySelectorAll('#files tbody tr[data-status]').length === 4")
     assert page.locator(".kb-last-error").count() == 1
+    # in Chinese the error code is explained before the server's English message
+    assert ("无法将该文件读取为文档" in page.inner_text(".kb-last-error")) == (lang == "zh")
     assert XSS_FILE in page.inner_text("#files") and page.locator("main img").count() == 0
     file_row(page, "safety_big5.txt").locator("details summary").click()
     page.fill("#query", "叉车限速是多少？" if lang == "zh" else "forklift speed limit")

@@ -182,6 +182,13 @@ const RT = (() => {
     return el("span", { class: `badge badge-${status}`, dataset: { status }, text: name in strings ? strings[name] : status });
   }
 
+  /** In Chinese, what an API error code means (`<prefix>.<code>` strings: the server's own message
+   * after it stays English); in English, or for a code without a string, nothing. */
+  function explain(prefix, code) {
+    const name = `${prefix}.${code}`;
+    return lang === "zh" && name in strings ? el("span", { class: "code-text", text: `${strings[name]}：` }) : null;
+  }
+
   /** A cell of a table that stacks on a phone (`table.stack` in app.css): its column's header as
    * `data-label` (shown before the value there), the content in one box; `attrs.class` on the cell,
    * `attrs.text` as the box's text. */
@@ -230,5 +237,5 @@ const RT = (() => {
   }
 
   document.addEventListener("DOMContentLoaded", setupChrome);
-  return { t, lang, key, setKey, clearKey, api, listAll, sse, el, fmt, errorMessage, showError, badge, cell, APIError };
+  return { t, lang, key, setKey, clearKey, api, listAll, sse, el, fmt, errorMessage, showError, badge, cell, explain, APIError };
 })();

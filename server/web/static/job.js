@@ -153,7 +153,7 @@
     if (job.error) {
       const where = job.error.param && /^\d+$/.test(job.error.param) ? ` · ${t("ft.failed_line", { line: job.error.param })}` : "";
       failure.replaceChildren(
-        el("div", { class: "alert", role: "alert", id: "failure" }, el("strong", { text: `${t("ft.failed")}: ` }), el("span", { text: job.error.message }), " ", el("code", { text: `(${job.error.code})` }), where),
+        el("div", { class: "alert", role: "alert", id: "failure" }, el("strong", { text: `${t("ft.failed")}: ` }), RT.explain("ft.code", job.error.code), el("span", { text: job.error.message }), " ", el("code", { text: `(${job.error.code})` }), where),
       );
     } else failure.replaceChildren();
     document.getElementById("updated").textContent = t("ft.updated", { time: timeOf(nowSeconds()) });

@@ -45,6 +45,7 @@
       " ",
       el("code", { text: error.code }),
       " ",
+      RT.explain("ft.code", error.code),
       el("span", { text: error.message }),
     );
   }

@@ -138,7 +138,7 @@
         t("common.status"),
         {},
         statusBadge(vsFile.status),
-        error ? el("p", { class: "alert small kb-last-error", role: "note" }, error.message, el("span", { class: "muted mono" }, ` (${error.code})`)) : null,
+        error ? el("p", { class: "alert small kb-last-error", role: "note" }, RT.explain("kb.code", error.code), error.message, el("span", { class: "muted mono" }, ` (${error.code})`)) : null,
       ),
       cell(t("kb.size"), { class: "nowrap" }, fmt.bytes(info ? info.bytes : null)),
       parseCell(vsFile),
