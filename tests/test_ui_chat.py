@@ -205,6 +205,11 @@ def test_chat_streams_cites_rates_and_keeps_the_conversation(ui_server, ui_brows
     page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")  # the composer sits last
     screenshot(page, "chat-flow", "en", "laptop")  # settings open, feedback saved, markup as text, the error
     page.click("#settings-reset")
+    # Retry asks the failed question again, now with the reset settings: the error gives way to an answer.
+    page.click(".msg.error .retry")
+    page.wait_for_selector(".msg.error", state="detached")
+    wait_answered(page, 4)
+    assert page.locator(".msg.user").count() == 4 and page.locator(".msg.user").last.inner_text().endswith("Hello?")
 
     # Stop ends a long answer early and keeps what was said.
     ui_server.engine.enqueue("word " * 400)

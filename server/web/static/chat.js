@@ -410,7 +410,21 @@
       return el("article", { class: "msg user" }, el("h2", { class: "who", text: t("chat.you") }), el("div", { class: "text", text: message.content }));
     }
     if (message.role === "error") {
-      return el("article", { class: "msg error" }, el("p", { class: "alert", role: "alert", text: errorText(message) }));
+      // the last turn failed (server down, a refused setting): Retry asks the same question again
+      const asked = index === conversation.messages.length - 1 && index > 0 && conversation.messages[index - 1].role === "user";
+      const retry = asked
+        ? el("button", {
+            type: "button",
+            class: "retry",
+            text: t("common.retry"),
+            onclick: () => {
+              if (streaming) return;
+              const [question] = conversation.messages.splice(index - 1, 2);
+              send(question.content);
+            },
+          })
+        : null;
+      return el("article", { class: "msg error" }, el("p", { class: "alert", role: "alert", text: errorText(message) }), retry);
     }
     const body = el("div", { class: message.pending ? "text" : "text md" }, ...(message.pending && !message.content ? [] : answerText(message)));
     const view = el(
