@@ -209,7 +209,8 @@ def test_chat_streams_cites_rates_and_keeps_the_conversation(ui_server, ui_brows
     page.click(".msg.error .retry")
     page.wait_for_selector(".msg.error", state="detached")
     wait_answered(page, 4)
-    assert page.locator(".msg.user").count() == 4 and page.locator(".msg.user").last.inner_text().endswith("Hello?")
+    asked = page.locator(".msg.user")
+    assert asked.count() == 4 and asked.last.inner_text().endswith("Hello?")
 
     # Stop ends a long answer early and keeps what was said.
     ui_server.engine.enqueue("word " * 400)
