@@ -22,6 +22,8 @@ OPEN_PATHS = frozenset({"/health", "/login"})
 OPEN_PREFIXES = ("/static/",)
 COOKIE_PATHS = frozenset({"/docs", "/openapi.json"})
 """Besides the UI pages: what a browser loads for the API docs page."""
+DATA_PATHS = frozenset({"/metrics"})
+"""Routes outside `/v1/` that answer data: the bearer header only, whatever the client accepts."""
 
 
 def is_report(path: str) -> bool:
@@ -39,7 +41,9 @@ class APIKeyMiddleware:
         if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
-        page = scope["method"] == "GET" and (is_page(path) or path in COOKIE_PATHS or is_report(path))
+        page = scope["method"] == "GET" and (
+            is_page(path) or path in COOKIE_PATHS or is_report(path) or self._browser_elsewhere(scope)
+        )
         if self._authorized(scope) or (page and self._cookie_authorized(scope)):
             await self.app(scope, receive, send)
             return
@@ -57,6 +61,15 @@ class APIKeyMiddleware:
             headers={"WWW-Authenticate": "Bearer"},
         )
         await error.response()(scope, receive, send)
+
+    @staticmethod
+    def _browser_elsewhere(scope: Scope) -> bool:
+        """A browser's GET (Accept: text/html) of a path outside the API that is no page: the key prompt
+        first, then the 404 page (`server/errors.py`). `/v1/` and `/metrics` hold data: never by cookie."""
+        path = scope.get("path", "")
+        if path.startswith("/v1/") or path in DATA_PATHS:
+            return False
+        return b"text/html" in dict(scope.get("headers") or []).get(b"accept", b"")
 
     def _matches(self, token: bytes) -> bool:
         token = token.strip()

@@ -87,6 +87,9 @@ def test_report_page_renders(server, browser, tmp_path):
 
 
 def test_arena_page_battle_and_vote(server, browser):
+    with httpx.Client(base_url=server) as http:  # the second setup (the report test may have made it)
+        if "terse" not in {m["id"] for m in http.get("/v1/models").json()["data"]}:
+            http.post("/v1/profiles", json={"name": "terse", "model": MODEL, "system": "One word."})
     page, errors = open_page(browser, f"{server}/arena")
     page.wait_for_selector("#arm-boxes input:checked")
     page.fill("#question", "What is the capital of France?")

@@ -53,8 +53,15 @@ def test_nothing_is_reachable_without_the_key(keyed_server):
         assert http.get("/status").status_code == 200
         assert http.get("/v1/models").status_code == 401
         assert http.delete("/v1/vector_stores/vs_1").status_code == 401
+        # A browser's unknown address: the 404 page with the key; data routes stay bearer-only.
+        html = {"Accept": "text/html"}
+        assert http.get("/nope", headers=html).status_code == 404
+        assert http.get("/metrics", headers=html).status_code == 401
+        assert http.get("/v1/models", headers=html).status_code == 401
         http.cookies.set("ragtune_key", "wrong")
         assert http.get("/status").status_code == 303
+        assert http.get("/nope", headers=html).headers["location"] == "/login?next=%2Fnope"
+        assert http.get("/nope").status_code == 401  # an API client gets the API's answer
         # Open without a key: liveness, the login page, scripts and styles (no data).
         http.cookies.clear()
         for path in ("/health", "/login", "/static/ui/app.js", "/static/ui/app.css"):

@@ -194,13 +194,20 @@ def test_chat_streams_cites_rates_and_keeps_the_conversation(ui_server, ui_brows
     assert "```" not in page.inner_text(last) and "**" not in page.inner_text(last)
     assert page.query_selector("#messages img, #messages a[href^='javascript']") is None
 
-    # A bad setting is a 400 shown in the conversation, naming the parameter.
+    # A setting out of its field's range is caught at the field, the question kept; one the server
+    # refuses (longer than the context) is a 400 shown in the conversation, naming the parameter.
     page.click("#settings summary")
     page.fill("#temperature", "5")
-    ask(page, "Hello?")
+    page.fill("#prompt", "Hello?")
+    page.press("#prompt", "Enter")
+    assert page.evaluate("document.activeElement.id") == "temperature"
+    assert page.input_value("#prompt") == "Hello?" and page.locator(".msg.user").count() == 3
+    page.fill("#temperature", "")
+    page.fill("#max_tokens", "10000000")
+    page.press("#prompt", "Enter")
     page.wait_for_selector(".msg.error")
     error = page.inner_text(".msg.error")
-    assert "400" in error and "temperature" in error
+    assert "400" in error and "max_tokens" in error
     assert no_overflow(page) == []
     page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")  # the composer sits last
     screenshot(page, "chat-flow", "en", "laptop")  # settings open, feedback saved, markup as text, the error
@@ -242,7 +249,7 @@ def test_chat_streams_cites_rates_and_keeps_the_conversation(ui_server, ui_brows
     page.click("#conversations li:nth-child(1) .conv-delete")
     assert page.locator("#conversations li").count() == 1
     assert "How long is the warranty" in page.inner_text("#conversations")
-    # Chromium logs the refused request itself (the temperature of 5): that one, and nothing else.
+    # Chromium logs the refused request itself (the max_tokens too long): that one, and nothing else.
     refused = "Failed to load resource: the server responded with a status of 400 (Bad Request)"
     assert opened.errors == [refused]
     page.context.close()

@@ -204,3 +204,17 @@ def test_the_arena_page_battles_votes_and_ranks(ui_server, ui_browser, setup, la
     screenshot(opened.page, "arena", lang, "phone")
     assert no_overflow(opened.page) == [] and opened.errors == []
     opened.page.context.close()
+
+
+def test_the_arena_with_one_model_says_how_to_get_a_second(ui_server, ui_browser):
+    """A fresh server has one model: the arena says to create a profile or fine-tune, instead of failing
+    on the first question (the model list is narrowed here to what a fresh server lists)."""
+    opened = open_page(ui_browser, f"{ui_server.base}/login")
+    page = opened.page
+    one = {"object": "list", "data": [{"id": "smollm2-135m-instruct", "object": "model", "kind": "chat"}]}
+    page.route("**/v1/models", lambda route: route.fulfill(json=one))
+    page.goto(f"{ui_server.base}/arena")
+    page.wait_for_selector("#too-few")
+    assert page.is_disabled("#ask-button") and page.get_attribute("#too-few a", "href") == "/models"
+    assert opened.errors == []
+    page.context.close()

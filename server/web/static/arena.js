@@ -17,6 +17,12 @@
   async function fillArms() {
     try {
       const models = (await api("GET", "/v1/models")).data.filter((m) => m.kind === "chat" || m.kind === "profile");
+      $("ask-button").disabled = models.length < 2;
+      if (models.length < 2) {
+        // one model only: say how to get a second setup rather than fail on the first question
+        $("arm-boxes").replaceChildren(el("p", { class: "notice", id: "too-few" }, t("arena.too_few"), " ", el("a", { href: "/models", text: t("arena.too_few_link") })));
+        return;
+      }
       $("arm-boxes").replaceChildren(
         ...models.map((model, i) =>
           el(

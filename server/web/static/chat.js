@@ -418,7 +418,7 @@
             class: "retry",
             text: t("common.retry"),
             onclick: () => {
-              if (streaming) return;
+              if (streaming || !settingsValid()) return;
               const [question] = conversation.messages.splice(index - 1, 2);
               send(question.content);
             },
@@ -525,6 +525,17 @@
     return name === "max_tokens" ? Number.parseInt(raw, 10) : Number(raw);
   }
 
+  /** Whether every setting is within its field's range; if not, the field is shown and says why (the
+   * browser's own message), and nothing is sent for a 400. */
+  function settingsValid() {
+    const bad = SAMPLING.map((name) => $(name)).find((input) => !input.validity.valid);
+    if (!bad) return true;
+    $("settings").open = true;
+    bad.focus();
+    bad.reportValidity();
+    return false;
+  }
+
   async function send(text) {
     const model = $("model").value;
     const conversation = current() || newConversation();
@@ -614,7 +625,7 @@
     event.preventDefault();
     if (streaming) return;
     const text = $("prompt").value.trim();
-    if (!text) return;
+    if (!text || !settingsValid()) return;
     $("prompt").value = "";
     send(text);
   });

@@ -316,6 +316,7 @@
     } catch (err) {
       if (err.status === 404) {
         error.replaceChildren(el("p", { class: "alert", role: "alert", text: t("ft.not_found") }));
+        document.getElementById("job-body").hidden = true; // no curves, tables or events to show
         return; // nothing more to poll
       }
       RT.showError(error, err);
