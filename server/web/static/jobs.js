@@ -160,7 +160,8 @@
   let files = [];
 
   function fileOption(file) {
-    return el("option", { value: file.id, text: `${file.filename} (${fmt.bytes(file.bytes)})` });
+    // the upload time tells two uploads of one name apart
+    return el("option", { value: file.id, text: `${file.filename} (${fmt.bytes(file.bytes)} · ${fmt.date(file.created_at)})` });
   }
 
   /** Under a file choice: the chosen file's id and upload time (names may repeat). */
