@@ -29,8 +29,6 @@ import argparse
 import asyncio
 import importlib.util
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -44,7 +42,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import RESULTS, write_report  # noqa: E402
+from bench.common import RESULTS, machine, write_report  # noqa: E402
 from server.provision import chat_model_path  # noqa: E402
 from server.settings import Settings  # noqa: E402
 from tests.conftest import LiveServer, start_server, stop_server  # noqa: E402
@@ -344,8 +342,6 @@ def main() -> None:
     console.print(ratios)
     for name, fact in facts.items():
         print(f"{name}: ready in {fact['start_s']} s")
-    import torch
-
     report = {
         "benchmark": "chat",
         "subjects": {
@@ -360,12 +356,7 @@ def main() -> None:
         "startup": facts,
         "max_tokens": args.max_tokens,
         "rounds": args.rounds,
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-        },
+        "machine": machine(),
         "results": rows,
     }
     write_report(args.out, report)

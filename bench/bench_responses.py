@@ -43,7 +43,6 @@ import contextlib
 import importlib.util
 import json
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -61,7 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_chat import PROMPTS  # noqa: E402
-from bench.common import RESULTS, write_report  # noqa: E402
+from bench.common import RESULTS, machine, write_report  # noqa: E402
 from server.provision import chat_model_path  # noqa: E402
 from server.responses.protocol import MIN_OUTPUT_TOKENS  # noqa: E402
 from server.settings import Settings  # noqa: E402
@@ -421,8 +420,6 @@ def main() -> None:
         print(f"{name}: ready in {fact['start_s']} s")
     print(f"knowledge base: {kb}")
     print(f"ran in {elapsed:.0f} s")
-    import torch
-
     report = {
         "benchmark": "responses",
         "subjects": {
@@ -452,12 +449,7 @@ def main() -> None:
         "engines": args.engines,
         "rag_engine": args.rag_engine,
         "elapsed_s": round(elapsed, 1),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-        },
+        "machine": machine(),
         "results": rows,
     }
     write_report(args.out, report)
