@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import json
 import statistics
 import sys
 import time
@@ -42,7 +41,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import RESULTS, machine, write_report  # noqa: E402
+from bench.common import RESULTS, machine, stream_chat, write_report  # noqa: E402
 from server.provision import chat_model_path  # noqa: E402
 from server.settings import Settings  # noqa: E402
 from tests.conftest import LiveServer, start_server, stop_server  # noqa: E402
@@ -106,20 +105,7 @@ async def one_request(
         "stream_options": {"include_usage": True},
         **(extra or {}),
     }
-    start = time.perf_counter()
-    ttft = None
-    tokens = 0
-    async with http.stream("POST", "/v1/chat/completions", json=body) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if ttft is None and chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                ttft = time.perf_counter() - start
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
-    return {"ttft": ttft, "latency": time.perf_counter() - start, "tokens": tokens}
+    return await stream_chat(http, body)
 
 
 async def server_round(

@@ -60,7 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_chat import PROMPTS  # noqa: E402
-from bench.common import RESULTS, machine, write_report  # noqa: E402
+from bench.common import RESULTS, machine, stream_chat, write_report  # noqa: E402
 from server.provision import chat_model_path  # noqa: E402
 from server.responses.protocol import MIN_OUTPUT_TOKENS  # noqa: E402
 from server.settings import Settings  # noqa: E402
@@ -82,21 +82,7 @@ async def chat_request(http: httpx.AsyncClient, model: str, text: str, max_token
         "stream_options": {"include_usage": True},
         **extra,
     }
-    start = time.perf_counter()
-    ttft = None
-    tokens = 0
-    async with http.stream("POST", "/v1/chat/completions", json=body) as response:
-        if response.status_code != 200:
-            raise RuntimeError(f"chat {response.status_code}: {(await response.aread()).decode()[:500]}")
-        async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if ttft is None and chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
-                ttft = time.perf_counter() - start
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
-    return {"ttft": ttft, "latency": time.perf_counter() - start, "tokens": tokens}
+    return await stream_chat(http, body)
 
 
 async def responses_request(

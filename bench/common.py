@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -25,6 +26,27 @@ def machine() -> dict:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
     }
+
+
+async def stream_chat(http: httpx.AsyncClient, body: dict) -> dict:
+    """POST a streaming chat completion `body` (with `stream_options.include_usage`) and time it:
+    {"ttft": seconds to the first content delta or None, "latency": seconds to the end, "tokens": the
+    usage's completion_tokens}. Raises RuntimeError with the answer's start on a non-200."""
+    start = time.perf_counter()
+    ttft = None
+    tokens = 0
+    async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"chat {response.status_code}: {(await response.aread()).decode()[:500]}")
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if ttft is None and chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
+                ttft = time.perf_counter() - start
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+    return {"ttft": ttft, "latency": time.perf_counter() - start, "tokens": tokens}
 
 
 def write_report(path: Path, report: dict) -> None:

@@ -5,11 +5,11 @@ three rankers, detach, delete; untrusted names shown as text; both pages in both
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.test_knowledge_bases import wait_for_store
 from tests.ui_support import no_overflow, open_page, screenshot
 
 pytestmark = pytest.mark.browser
@@ -62,16 +62,6 @@ def write_docs(directory: Path) -> dict[str, Path]:
         encoding="utf-8",
     )
     return docs
-
-
-def wait_for_store(http, store_id: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        store = http.get(f"/v1/vector_stores/{store_id}").json()
-        if store["file_counts"]["in_progress"] == 0:
-            return store
-        time.sleep(0.2)
-    raise AssertionError(f"store {store_id} still indexing")
 
 
 def file_row(page, name: str):
