@@ -272,13 +272,13 @@ def test_the_check_runs_off_the_event_loop(client, facts, monkeypatch):
     threads = []
     real = service_module.check_files
 
-    def spy(*args):
+    def spy(*args, **kwargs):
         try:
             asyncio.get_running_loop()
             threads.append("event loop")
         except RuntimeError:
             threads.append("worker")
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(service_module, "check_files", spy)
     assert validate(client, facts)["valid"] is True

@@ -92,6 +92,7 @@ class FineTuningService:
             requested,
             config,
             MAX_REPORTED_ERRORS,
+            report_encoding=True,
         )
         return validation_object(check, config.max_length)
 

@@ -76,16 +76,19 @@ def check_files(
     requested: Mapping[str, Any],
     base: TrainConfig,
     max_errors: int = 1,
+    report_encoding: bool = False,
 ) -> FileCheck:
     """Check a job's files as training will read them: load both (`finetune.data.load_dataset`), tokenize
     the training file with the job's tokenizer, `max_length` and `train_on_prompts`, refuse one that would
     train nothing (`check_trainable`), and resolve `auto` in `requested` (the job's hyper-parameters) from
     its size into `base` (`resolve_auto`). CPU-bound (seconds for thousands of examples): call it off the
     event loop. `max_errors` > 1 lists more invalid records of a file; the first is the same.
+    `report_encoding` sets `encoding` (a second read and detection of the training file: a dry run
+    reports it, a job does not need it).
 
     Never raises for bad data: a DataError is returned in `errors`; a ValueError (a tokenizer without a
     chat template, a setting out of bounds) as an `invalid_training_file` error."""
-    check = FileCheck(encoding=detect_encoding(training_file.read_bytes()))
+    check = FileCheck(encoding=detect_encoding(training_file.read_bytes()) if report_encoding else None)
     try:
         conversations = load_dataset(training_file, max_errors)
         if validation_file is not None:
